@@ -1,0 +1,113 @@
+"""Base Forward-Forward (Hinton 2022): every layer is updated on every batch.
+
+Each layer sees its input length-normalized and detached, has its own Adam, and
+learns to give positive rows (true label embedded) goodness above the threshold and
+negative rows (a wrong label) goodness below it. Prediction embeds each candidate
+label in turn and picks the one with the most goodness summed over the readout layers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ffbench.algorithms.base import Algorithm, adam, linear_stack, matmul_flops
+from ffbench.data import positive_and_negative, replicate_per_class
+from ffbench.goodness import GOODNESS
+from ffbench.measure.tracker import category
+from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+
+NORM_EPS = 1e-4  # keeps the length normalization finite for an all-zero row
+
+
+def normalize(h: Tensor) -> Tensor:
+    """Scale each row to unit length: only the direction of the layer below passes on."""
+    return h / (h.norm(dim=1, keepdim=True) + NORM_EPS)
+
+
+class FFLayer(nn.Module):
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.relu(self.linear(normalize(h)))
+
+
+def ff_loss(goodness: Tensor, threshold: float, n_positive: int) -> Tensor:
+    """softplus(theta - g) on the first `n_positive` rows, softplus(g - theta) on the rest, mean."""
+    margin = goodness - threshold  # (rows,)
+    positive = F.softplus(-margin[:n_positive]).sum()
+    negative = F.softplus(margin[n_positive:]).sum()
+    return (positive + negative) / len(margin)
+
+
+class ForwardForward(Algorithm):
+    def __init__(self, spec: CellSpec, device: torch.device) -> None:
+        super().__init__(spec, device)
+        linears = linear_stack(MNIST_PIXELS, spec.hidden, spec.n_layers, device, self.dtype)
+        self.model = nn.ModuleList(FFLayer(linear) for linear in linears)
+        assert spec.lr is not None and spec.threshold is not None
+        self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.model]
+        self.goodness = GOODNESS[spec.goodness].fn
+        self.threshold = spec.threshold
+        self.readout_from = min(int(spec.options["readout_from_layer"]), spec.n_layers - 1)
+
+    @property
+    def layers(self) -> list[FFLayer]:
+        return list(self.model)  # type: ignore[arg-type]
+
+    @property
+    def rows_per_step(self) -> int:
+        return 2 * self.spec.batch_size
+
+    def train_layer(self, index: int, h: Tensor) -> tuple[Tensor, Tensor]:
+        """One local update of layer `index` on rows `h` ([positive; negative]).
+
+        Returns the layer's output (detached: the next layer's input) and its loss."""
+        out = self.layers[index](h)  # (2B, hidden)
+        loss = ff_loss(self.goodness(out), self.threshold, len(h) // 2)
+        loss.backward()
+        optimizer = self.optimizers[index]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return out.detach(), loss.detach()
+
+    def train_step(self, x: Tensor, y: Tensor) -> Tensor:
+        with category("inputs"):
+            h = positive_and_negative(x, y)  # (2B, 784)
+        losses = []
+        for index in range(len(self.layers)):
+            h, loss = self.train_layer(index, h)
+            losses.append(loss)
+        return torch.stack(losses)  # (n_layers,)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        images_per_chunk = (
+            max(1, self.spec.eval_chunk // MNIST_CLASSES) if self.spec.eval_chunk else len(x)
+        )
+        return torch.cat([self._predict_chunk(part) for part in x.split(images_per_chunk)])
+
+    def _predict_chunk(self, x: Tensor) -> Tensor:
+        with category("eval_replication"):
+            h = replicate_per_class(x)  # (E * C, 784)
+        score = torch.zeros(len(h), device=h.device, dtype=h.dtype)
+        for index, layer in enumerate(self.layers):
+            h = layer(h)
+            if index >= self.readout_from:
+                score += self.goodness(h)
+        return score.view(-1, MNIST_CLASSES).argmax(dim=1)
+
+    def train_flops_per_step(self) -> int:
+        # forward + weight gradient; inputs are detached, so no input gradient
+        return 2 * matmul_flops(self.rows_per_step, [layer.linear for layer in self.layers])
+
+    def eval_flops_per_batch(self) -> int:
+        assert self.spec.eval_batch_size is not None
+        rows = self.spec.eval_batch_size * MNIST_CLASSES
+        return matmul_flops(rows, [layer.linear for layer in self.layers])
+
+
+ALGORITHM = ForwardForward

@@ -1,0 +1,221 @@
+"""Run one CellSpec in this process and return its result row (DESIGN.md, "Measuring one cell").
+
+Order: environment and NVML baseline; predicted peaks (meta device, no compute);
+build and warm up on the device; memory pass (train, then eval); timing pass (train,
+then eval); accuracy (only with epochs > 0 on real data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ffbench.algorithms.base import DTYPES, Algorithm
+from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.data import BatchStream, Dataset, in_order, load
+from ffbench.measure import cpu, cuda
+from ffbench.measure.categories import CATEGORIES
+from ffbench.measure.env import environment, utc_now
+from ffbench.measure.nvml import NvmlPoller
+from ffbench.measure.timer import TimeSummary, time_calls
+from ffbench.measure.tracker import TensorTracker, storage_bytes
+from ffbench.results import make_row
+from ffbench.spec import CellSpec
+
+log = logging.getLogger(__name__)
+
+MEMORY_PASS_STEPS = 2  # the peak is reached in every step after warm-up; two show it repeats
+EVAL_TIMING_REPEATS = 3
+ERROR_TEXT_CHARS = 2000
+
+
+@dataclass
+class Built:
+    """One algorithm on one device, with its train and eval batch streams."""
+
+    algorithm: Algorithm
+    train: BatchStream
+    eval: BatchStream
+
+
+@dataclass(frozen=True)
+class PhasePeak:
+    tracked_bytes: int
+    split: dict[str, int]
+    allocated_bytes: int | None
+    reserved_bytes: int | None
+
+
+def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
+    """Model, optimizers and streams, seeded so every build of a spec is the same."""
+    torch.manual_seed(spec.seed)
+    algorithm = ALGORITHMS[spec.algorithm].load()(spec, device)
+    dtype = DTYPES[spec.dtype]
+    assert spec.eval_batch_size is not None
+    train = BatchStream(
+        dataset.train_images, dataset.train_labels, spec.batch_size, device, dtype, spec.seed
+    )
+    evaluation = BatchStream(
+        dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, dtype, spec.seed
+    )
+    return Built(algorithm, train, evaluation)
+
+
+def warm_up(built: Built, steps: int) -> None:
+    """Lazily created state (optimizer moments, workspaces) appears here, not in a peak."""
+    for _ in range(steps):
+        built.algorithm.train_step(*built.train.next())
+    built.algorithm.predict(built.eval.next()[0])
+
+
+def static_bytes(algorithm: Algorithm) -> int:
+    """Bytes on the algorithm's device that persist between steps: parameters + optimizer state."""
+    persistent = algorithm.persistent_tensors()
+    tensors = persistent["parameters"] + persistent["optimizer_state"]
+    return storage_bytes([t for t in tensors if t.device.type == algorithm.device.type])
+
+
+def memory_pass(built: Built) -> tuple[PhasePeak, PhasePeak]:
+    """Peaks of `MEMORY_PASS_STEPS` train steps, then of one eval batch, each phase on its own."""
+    device = built.algorithm.device
+    cuda.reset_peaks(device)
+    with TensorTracker(device, built.algorithm.persistent_tensors) as tracker:
+        for _ in range(MEMORY_PASS_STEPS):
+            built.algorithm.train_step(*built.train.next())
+        train = PhasePeak(tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device))
+        cuda.reset_peaks(device)
+        tracker.reset_peak()
+        built.algorithm.predict(built.eval.next()[0])
+        evaluation = PhasePeak(tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device))
+    return train, evaluation
+
+
+def timing_pass(built: Built, steps: int) -> tuple[TimeSummary, float, float]:
+    """(train step times, eval batch median seconds, last train loss)."""
+    device = built.algorithm.device
+    losses: list[torch.Tensor] = []
+
+    def step() -> None:
+        losses.append(built.algorithm.train_step(*built.train.next()))
+
+    train = TimeSummary.of(time_calls(step, steps, device))
+    x_eval, _ = built.eval.next()
+    eval_times = time_calls(lambda: built.algorithm.predict(x_eval), EVAL_TIMING_REPEATS, device)
+    last_loss = float(losses[-1].float().mean())
+    return train, TimeSummary.of(eval_times).median_s, last_loss
+
+
+def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> float:
+    """Test accuracy after training a fresh model for `spec.epochs` epochs."""
+    built = build(spec, dataset, device)
+    built.algorithm.fit(built.train, spec.epochs)
+    assert spec.eval_batch_size is not None
+    correct = 0
+    for x, y in in_order(
+        dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, DTYPES[spec.dtype]
+    ):
+        correct += int((built.algorithm.predict(x) == y).sum())
+    return correct / len(dataset.test_labels)
+
+
+def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhasePeak]:
+    """The same steps on the meta device: fake tensors, no memory, no arithmetic."""
+    built = build(spec, dataset, torch.device("meta"))
+    warm_up(built, max(1, spec.warmup_steps))
+    return memory_pass(built)
+
+
+def _split_columns(prefix: str, split: dict[str, int]) -> dict[str, int]:
+    return {f"{prefix}mem_{name}_bytes": split.get(name, 0) for name in CATEGORIES}
+
+
+def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
+    """Measure one cell in this process; raises on failure (see `run_cell_row`)."""
+    spec = spec.resolved()
+    started_at, wall_start = utc_now(), time.perf_counter()
+    device = torch.device(spec.device)
+    poller = NvmlPoller(device.index or 0) if device.type == "cuda" else None
+    if poller:
+        poller.start()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    dataset = load(spec)
+
+    predicted_train, predicted_eval = predicted_peaks(spec, dataset)
+    built = build(spec, dataset, device)
+    warm_up(built, spec.warmup_steps)
+    train, evaluation = memory_pass(built)
+    values: dict[str, Any] = {
+        "static_bytes": static_bytes(built.algorithm),
+        "train_peak_tracked_bytes": train.tracked_bytes,
+        "eval_peak_tracked_bytes": evaluation.tracked_bytes,
+        "train_peak_allocated_bytes": train.allocated_bytes,
+        "train_peak_reserved_bytes": train.reserved_bytes,
+        "eval_peak_allocated_bytes": evaluation.allocated_bytes,
+        "eval_peak_reserved_bytes": evaluation.reserved_bytes,
+        "predicted_train_peak_bytes": predicted_train.tracked_bytes,
+        "predicted_eval_peak_bytes": predicted_eval.tracked_bytes,
+        **_split_columns("", train.split),
+        **_split_columns("eval_", evaluation.split),
+        "train_flops_per_step": built.algorithm.train_flops_per_step(),
+        "eval_flops_per_batch": built.algorithm.eval_flops_per_batch(),
+    }
+    if device.type != "meta":
+        step_times, eval_time_s, last_loss = timing_pass(built, spec.steps)
+        values |= {
+            "step_time_median_s": step_times.median_s,
+            "step_time_iqr_s": step_times.iqr_s,
+            "step_time_min_s": step_times.min_s,
+            "eval_time_s": eval_time_s,
+            "samples_per_s": spec.batch_size / step_times.median_s,
+            "achieved_flops_per_s": values["train_flops_per_step"] / step_times.median_s,
+            "final_train_loss": last_loss,
+        }
+    if spec.epochs > 0 and dataset.real:
+        values["test_accuracy"] = accuracy(spec, dataset, device)
+    if poller:
+        poller.stop()
+        values["nvml_peak_used_bytes"] = poller.peak_used_bytes
+        values["nvml_process_peak_used_bytes"] = poller.peak_process_bytes
+    values |= identity_columns(spec, sweep_id) | {"threads": torch.get_num_threads()}
+    return make_row(
+        rows_per_step=built.algorithm.rows_per_step,
+        status="ok",
+        cell_wall_s=time.perf_counter() - wall_start,
+        cpu_peak_rss_bytes=cpu.peak_rss_bytes(),
+        started_at=started_at,
+        **environment(device),
+        **values,
+    )
+
+
+def identity_columns(spec: CellSpec, sweep_id: str) -> dict[str, Any]:
+    return {"sweep_id": sweep_id, "cell_id": spec.cell_id, **spec.resolved().identity()}
+
+
+def classify(exc: BaseException) -> str:
+    """Which failing status an exception means."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return "oom"
+    return "error"
+
+
+def run_cell_row(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
+    """Like `run_cell`, but a failure becomes a row with its status and error text."""
+    started_at, wall_start = utc_now(), time.perf_counter()
+    try:
+        return run_cell(spec, sweep_id)
+    except Exception as exc:
+        log.exception("cell %s failed", spec.cell_id)
+        return make_row(
+            **identity_columns(spec, sweep_id),
+            status=classify(exc),
+            error=f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS],
+            cell_wall_s=time.perf_counter() - wall_start,
+            cpu_peak_rss_bytes=cpu.peak_rss_bytes(),
+            started_at=started_at,
+        )

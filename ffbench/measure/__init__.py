@@ -1,0 +1,1 @@
+"""Meters: CUDA allocator peaks, NVML device memory, host RSS, tensor tracking, timing, env."""
