@@ -1,0 +1,208 @@
+"""Memory model of `ff` (algorithms/ff.py): every layer updated on every batch, one Adam each.
+
+Per layer, rows = 2B ([positive; negative]): the normalized input (saved by the Linear),
+the ReLU output (saved by ReLU and the goodness; also the next layer's input), and in
+backward four (rows, hidden) temporaries from the goodness (meansq): mean's backward
+(div.Scalar) and pow's backward (pow(h, 1), mul.Scalar, mul.Tensor).
+"""
+
+from __future__ import annotations
+
+from ffbench.memory_model.core import (
+    INT64_BYTES,
+    CellModel,
+    Param,
+    Sizes,
+    Timeline,
+    adam_state,
+    adam_step,
+    layer_widths,
+    linear_backward,
+    linear_params,
+    load_batch,
+    static_bytes,
+    zero_grad,
+)
+from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+
+# Does the goodness' row reduction make a (rows, hidden) gradient in backward? mean's
+# backward divides the expanded gradient by hidden (a new tensor); sum's is an expand (a view).
+REDUCTION_GRAD_IS_NEW = {"meansq": True, "sumsq": False}
+
+
+def layer_params(spec: CellSpec, s: Sizes) -> list[list[Param]]:
+    """One Adam per layer, over `model[i].linear`'s weight and bias."""
+    return [linear_params(f"{i}.linear", a, b, s) for i, (a, b) in enumerate(layer_widths(spec))]
+
+
+def model(spec: CellSpec) -> CellModel:
+    s = Sizes.of(spec)
+    start = adam_state([p for layer in layer_params(spec, s) for p in layer], s)
+    train, evaluation = Timeline(start), Timeline(start)
+    train_step(train, spec, s)
+    predict(evaluation, spec, s)
+    return CellModel(train.peak, evaluation.peak, static_bytes(start))
+
+
+def positive_and_negative(t: Timeline, rows: int, s: Sizes) -> None:
+    """data.positive_and_negative: wrong labels, [y; wrong] (2B,), x.repeat(2, 1) labelled."""
+    t.alloc("randint offsets", rows * INT64_BYTES, "inputs")
+    t.alloc("labels + offsets", rows * INT64_BYTES, "inputs")
+    t.alloc("wrong labels", rows * INT64_BYTES, "inputs")
+    t.free("labels + offsets", "randint offsets")
+    t.alloc("both labels", 2 * rows * INT64_BYTES, "inputs")
+    t.free("wrong labels")
+    t.alloc("h", s.matrix(2 * rows, MNIST_PIXELS), "inputs")
+    t.free("both labels")
+
+
+def layer_forward(t: Timeline, i: int, rows: int, widths: tuple[int, int], s: Sizes) -> None:
+    """relu(linear(h / (h.norm(dim=1) + eps))); the Linear's output goes once ReLU made its own."""
+    fan_in, fan_out = widths
+    t.alloc(f"norm {i}", s.matrix(rows, 1))
+    t.alloc(f"norm + eps {i}", s.matrix(rows, 1))
+    t.free(f"norm {i}")
+    t.alloc(f"normalized {i}", s.matrix(rows, fan_in))
+    t.free(f"norm + eps {i}")
+    t.alloc(f"linear {i} out", s.matrix(rows, fan_out))
+    t.alloc(f"out {i}", s.matrix(rows, fan_out))
+    t.free(f"linear {i} out")
+
+
+def goodness(t: Timeline, i: int, rows: int, hidden: int, s: Sizes) -> None:
+    """out.pow(2) (rows, hidden), reduced per row to (rows,); the square is freed at once."""
+    t.alloc(f"square {i}", s.matrix(rows, hidden))
+    t.alloc(f"goodness {i}", s.matrix(rows, 1))
+    t.free(f"square {i}")
+
+
+def ff_loss(t: Timeline, i: int, rows: int, s: Sizes) -> None:
+    """softplus(-(g - theta)[:B]).sum() + softplus((g - theta)[B:]).sum(), over rows.
+
+    Kept for backward: the margin (under the negative half's view) and -margin[:B]."""
+    half, scalar = s.matrix(rows // 2, 1), s.element_bytes
+    t.alloc(f"margin {i}", s.matrix(rows, 1))
+    t.alloc(f"-margin {i}", half)
+    t.alloc(f"softplus+ {i}", half)
+    t.alloc(f"sum+ {i}", scalar)
+    t.free(f"softplus+ {i}")
+    t.alloc(f"softplus- {i}", half)
+    t.alloc(f"sum- {i}", scalar)
+    t.free(f"softplus- {i}")
+    t.alloc(f"sum {i}", scalar)
+    t.alloc(f"loss {i}", scalar)  # returned detached: kept in train_step's list
+    t.free(f"sum {i}", f"goodness {i}", f"sum+ {i}", f"sum- {i}")
+
+
+def ff_loss_backward(t: Timeline, i: int, rows: int, s: Sizes) -> str:
+    """Down to the goodness: returns the name of its (rows,) gradient."""
+    half, scalar = s.matrix(rows // 2, 1), s.element_bytes
+    t.alloc(f"grad root {i}", scalar)
+    t.alloc(f"grad sum {i}", scalar)  # DivBackward
+    t.alloc(f"grad softplus- {i}", half)
+    t.free(f"margin {i}")
+    t.alloc(f"grad margin- {i}", s.matrix(rows, 1))  # slice_backward
+    t.free(f"grad softplus- {i}")
+    t.alloc(f"grad softplus+ {i}", half)
+    t.free(f"grad sum {i}", f"-margin {i}")
+    t.alloc(f"grad -margin {i}", half)  # NegBackward
+    t.free(f"grad softplus+ {i}")
+    t.alloc(f"grad margin+ {i}", s.matrix(rows, 1))
+    t.free(f"grad -margin {i}")
+    t.alloc(f"grad goodness {i}", s.matrix(rows, 1))  # the two slices' gradients summed
+    t.free(f"grad margin- {i}", f"grad margin+ {i}")
+    return f"grad goodness {i}"
+
+
+def goodness_backward(t: Timeline, i: int, grad: str, spec: CellSpec, s: Sizes) -> str:
+    """Row reduction, then pow's backward 2 * out^1 * grad (three temporaries)."""
+    rows, block = 2 * spec.batch_size, s.matrix(2 * spec.batch_size, spec.hidden)
+    if REDUCTION_GRAD_IS_NEW[spec.goodness]:
+        t.alloc(f"grad square {i}", block)
+        t.free(grad)
+        grad = f"grad square {i}"
+    t.alloc(f"pow(out, 1) {i}", block)
+    t.alloc(f"2 * out {i}", block)
+    t.alloc(f"grad out {i}", block)
+    t.free(f"2 * out {i}", f"pow(out, 1) {i}", grad)
+    t.alloc(f"grad relu {i}", s.matrix(rows, spec.hidden))  # threshold_backward
+    t.free(f"grad out {i}")
+    return f"grad relu {i}"
+
+
+def train_layer(t: Timeline, i: int, spec: CellSpec, params: list[Param], s: Sizes) -> None:
+    rows = 2 * spec.batch_size
+    widths = layer_widths(spec)[i]
+    layer_forward(t, i, rows, widths, s)
+    goodness(t, i, rows, spec.hidden, s)
+    ff_loss(t, i, rows, s)
+    grad = goodness_backward(t, i, ff_loss_backward(t, i, rows, s), spec, s)
+    # the input is detached: no input gradient; the normalized input goes with the graph
+    linear_backward(t, f"{i}.linear", grad, (rows, *widths), s, input_grad=False)
+    t.free(f"normalized {i}", f"grad root {i}")
+    adam_step(t, params)
+    zero_grad(t, params)
+
+
+def train_step(t: Timeline, spec: CellSpec, s: Sizes) -> None:
+    load_batch(t, spec.batch_size, s)
+    positive_and_negative(t, spec.batch_size, s)
+    for i, params in enumerate(layer_params(spec, s)):
+        train_layer(t, i, spec, params, s)
+        t.free("h" if i == 0 else f"out {i - 1}")  # h = out.detach(): the layer below's goes
+    t.alloc("stacked losses", spec.n_layers * s.element_bytes)
+
+
+def images_per_chunk(spec: CellSpec, images: int) -> int:
+    """ForwardForward.predict: eval_chunk bounds replicated rows; 0 means all at once."""
+    return max(1, spec.eval_chunk // MNIST_CLASSES) if spec.eval_chunk else images
+
+
+def predict(t: Timeline, spec: CellSpec, s: Sizes) -> None:
+    assert spec.eval_batch_size is not None
+    images = spec.eval_batch_size
+    load_batch(t, images, s)
+    t.free("y")  # predict gets x only
+    per_chunk = images_per_chunk(spec, images)
+    chunks = [min(per_chunk, images - start) for start in range(0, images, per_chunk)]
+    for c, chunk_images in enumerate(chunks):
+        predict_chunk(t, c, chunk_images, spec, s)
+    t.alloc("predictions", images * INT64_BYTES)  # torch.cat of the chunks' argmax
+
+
+def replicate_per_class(t: Timeline, c: int, images: int, s: Sizes) -> None:
+    """Each image once per class, with that class embedded: (images * classes, 784)."""
+    rows = images * MNIST_CLASSES
+    t.alloc(f"arange {c}", MNIST_CLASSES * INT64_BYTES, "eval_replication")
+    t.alloc(f"candidate labels {c}", rows * INT64_BYTES, "eval_replication")
+    t.free(f"arange {c}")
+    t.alloc(f"replicated {c}", s.matrix(rows, MNIST_PIXELS), "eval_replication")
+    t.free(f"candidate labels {c}")
+
+
+def predict_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes) -> None:
+    """No grad: the normalized input goes once the Linear has used it; score += goodness
+    from `readout_from_layer` on; the chunk's argmax stays until the final cat."""
+    rows = images * MNIST_CLASSES
+    readout_from = min(int(spec.options["readout_from_layer"]), spec.n_layers - 1)
+    replicate_per_class(t, c, images, s)
+    t.alloc(f"score {c}", s.matrix(rows, 1))
+    previous = f"replicated {c}"
+    for i, (fan_in, fan_out) in enumerate(layer_widths(spec)):
+        name = f"{c}.{i}"
+        t.alloc(f"norm {name}", s.matrix(rows, 1))
+        t.alloc(f"norm + eps {name}", s.matrix(rows, 1))
+        t.free(f"norm {name}")
+        t.alloc(f"normalized {name}", s.matrix(rows, fan_in))
+        t.free(f"norm + eps {name}")
+        t.alloc(f"linear {name} out", s.matrix(rows, fan_out))
+        t.free(f"normalized {name}")
+        t.alloc(f"out {name}", s.matrix(rows, fan_out))
+        t.free(f"linear {name} out", previous)
+        previous = f"out {name}"
+        if i >= readout_from:
+            goodness(t, i, rows, fan_out, s)
+            t.free(f"goodness {i}")  # added into score in place
+    t.alloc(f"argmax {c}", images * INT64_BYTES)
+    t.free(previous, f"score {c}")
+
