@@ -25,7 +25,8 @@ HEAD = "head"
 def params(spec: CellSpec, s: Sizes) -> list[Param]:
     """model.parameters() order: layers.0.weight, layers.0.bias, ..., head.weight, head.bias."""
     hidden = [linear_params(f"layers.{i}", a, b, s) for i, (a, b) in enumerate(layer_widths(spec))]
-    return [p for layer in hidden for p in layer] + linear_params(HEAD, spec.hidden, MNIST_CLASSES, s)
+    head = linear_params(HEAD, spec.hidden, MNIST_CLASSES, s)
+    return [p for layer in hidden for p in layer] + head
 
 
 def model(spec: CellSpec) -> CellModel:
