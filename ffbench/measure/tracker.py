@@ -63,6 +63,30 @@ def storage_bytes(tensors: list[torch.Tensor]) -> int:
     return sum(seen.values())
 
 
+class _Ledger:
+    """The live storages, released by weak-reference callbacks when Python drops one.
+
+    It holds no tensor and nothing that leads to one (not the tracker, whose
+    `persistent` leads to the model): a callback kept alive by a live parameter must not
+    keep that parameter alive, or a cell's model would never be freed."""
+
+    def __init__(self) -> None:
+        # storage key -> (bytes, category when created, the op that created it)
+        self.live: dict[int, tuple[int, str, str]] = {}
+        self.live_bytes = 0
+        self._refs: dict[int, weakref.ref[torch.UntypedStorage]] = {}
+
+    def add(self, storage: torch.UntypedStorage, key: int, entry: tuple[int, str, str]) -> None:
+        self.live[key] = entry
+        self.live_bytes += entry[0]
+        self._refs[key] = weakref.ref(storage, lambda _, key=key: self.release(key))
+
+    def release(self, key: int) -> None:
+        nbytes, _, _ = self.live.pop(key, (0, "", ""))
+        self._refs.pop(key, None)
+        self.live_bytes -= nbytes
+
+
 class TensorTracker(TorchDispatchMode):
     """Live and peak bytes of tensors on one device type, split by category."""
 
@@ -70,12 +94,12 @@ class TensorTracker(TorchDispatchMode):
         super().__init__()
         self.device_type = device.type
         self.persistent = persistent
-        # storage key -> (bytes, category when created, the op that created it)
-        self.live: dict[int, tuple[int, str, str]] = {}
-        self.live_bytes = 0
+        self.ledger = _Ledger()
         self.peak_bytes = 0
-        self.peak_split: dict[str, int] = {}
-        self.peak_storages: list[Storage] = []
+        # at the peak: the live storages and who owned which (classified when asked for:
+        # a phase passes many peaks, and only its last is read)
+        self._peak_live: dict[int, tuple[int, str, str]] = {}
+        self._peak_owner: dict[int, str] = {}
 
     def __enter__(self) -> TensorTracker:
         for name, tensors in self.persistent().items():
@@ -85,28 +109,48 @@ class TensorTracker(TorchDispatchMode):
         super().__enter__()
         return self
 
+    @property
+    def live(self) -> dict[int, tuple[int, str, str]]:
+        """Storage key -> (bytes, category when created, the op that created it)."""
+        return self.ledger.live
+
+    @property
+    def live_bytes(self) -> int:
+        return self.ledger.live_bytes
+
     def reset_peak(self) -> None:
         """Start a new phase: its peak is at least what is alive now."""
         self._record_peak()
 
     def _record_peak(self) -> None:
         self.peak_bytes = self.live_bytes
-        self.peak_storages = self.storages()
-        self.peak_split = dict.fromkeys(CATEGORIES, 0)
+        self._peak_live = dict(self.live)
+        self._peak_owner = self._owners()
+
+    @property
+    def peak_storages(self) -> list[Storage]:
+        """Every storage alive at the phase's peak, with its category then."""
+        return _classify(self._peak_live, self._peak_owner)
+
+    @property
+    def peak_split(self) -> dict[str, int]:
+        """Bytes by category at the phase's peak (every category present)."""
+        split = dict.fromkeys(CATEGORIES, 0)
         for storage in self.peak_storages:
-            self.peak_split[storage.category] += storage.nbytes
+            split[storage.category] += storage.nbytes
+        return split
 
     def storages(self) -> list[Storage]:
         """Every live storage right now, with its category."""
-        owner = {
+        return _classify(self.live, self._owners())
+
+    def _owners(self) -> dict[int, str]:
+        """Storage key -> category of every persistent tensor right now."""
+        return {
             storage_key(t): name
             for name, tensors in self.persistent().items()
             for t in tensors
         }
-        return [
-            Storage(nbytes, owner.get(key, created_as), op)
-            for key, (nbytes, created_as, op) in self.live.items()
-        ]
 
     def __torch_dispatch__(
         self,
@@ -116,7 +160,7 @@ class TensorTracker(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         out = func(*args, **(kwargs or {}))
-        flat, _ = tree_flatten(out)
+        flat = [out] if isinstance(out, torch.Tensor) else tree_flatten(out)[0]
         grew = False
         for value in flat:
             if isinstance(value, torch.Tensor):
@@ -130,14 +174,14 @@ class TensorTracker(TorchDispatchMode):
             return False
         storage = tensor.untyped_storage()
         key = int(storage._cdata)
-        if key in self.live:
+        if key in self.ledger.live:
             return False
-        nbytes = storage.nbytes()
-        self.live[key] = (nbytes, name, op)
-        self.live_bytes += nbytes
-        weakref.finalize(storage, self._release, key)
+        self.ledger.add(storage, key, (storage.nbytes(), name, op))
         return True
 
-    def _release(self, key: int) -> None:
-        nbytes, _, _ = self.live.pop(key, (0, "", ""))
-        self.live_bytes -= nbytes
+
+def _classify(live: dict[int, tuple[int, str, str]], owner: dict[int, str]) -> list[Storage]:
+    return [
+        Storage(nbytes, owner.get(key, created_as), op)
+        for key, (nbytes, created_as, op) in live.items()
+    ]
