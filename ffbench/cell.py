@@ -23,7 +23,7 @@ from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
-from ffbench.measure.tracker import TensorTracker, storage_bytes
+from ffbench.measure.tracker import Storage, TensorTracker, storage_bytes
 from ffbench.results import make_row
 from ffbench.spec import CellSpec
 
@@ -53,6 +53,7 @@ class PhasePeak:
     split: dict[str, int]
     allocated_bytes: int | None
     reserved_bytes: int | None
+    storages: tuple[Storage, ...] = ()  # alive at the peak, oldest first (for `explain`)
 
 
 _datasets: dict[tuple[str, int, str | None], Dataset] = {}
@@ -115,11 +116,17 @@ def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak
     with TensorTracker(device, built.algorithm.persistent_tensors) as tracker:
         for _ in range(steps):
             built.algorithm.train_step(*built.train.next())
-        train = PhasePeak(tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device))
+        train = PhasePeak(
+            tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
+            storages=tuple(tracker.peak_storages),
+        )
         cuda.reset_peaks(device)
         tracker.reset_peak()
         built.algorithm.predict(built.eval.next()[0])
-        evaluation = PhasePeak(tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device))
+        evaluation = PhasePeak(
+            tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
+            storages=tuple(tracker.peak_storages),
+        )
     return train, evaluation
 
 
@@ -162,6 +169,29 @@ def meta_memory_pass(built: Built) -> tuple[PhasePeak, PhasePeak]:
     return memory_pass(built, META_MEMORY_PASS_STEPS)
 
 
+@dataclass(frozen=True)
+class MemoryPeaks:
+    """A cell's tracked peaks on its device and its predicted (meta) ones."""
+
+    built: Built
+    train: PhasePeak
+    eval: PhasePeak
+    predicted_train: PhasePeak
+    predicted_eval: PhasePeak
+
+
+def memory_peaks(spec: CellSpec, dataset: Dataset) -> MemoryPeaks:
+    """Build on the cell's device and run its memory pass, after predicting it on meta
+    (on meta, the measured pass is itself the prediction)."""
+    built = build(spec, dataset, torch.device(spec.device))
+    if built.algorithm.device.type == "meta":
+        train, evaluation = meta_memory_pass(built)
+        return MemoryPeaks(built, train, evaluation, train, evaluation)
+    predicted_train, predicted_eval = predicted_peaks(spec, dataset)
+    warm_up(built, spec.warmup_steps)
+    return MemoryPeaks(built, *memory_pass(built), predicted_train, predicted_eval)
+
+
 def _split_columns(prefix: str, split: dict[str, int]) -> dict[str, int]:
     return {f"{prefix}mem_{name}_bytes": split.get(name, 0) for name in CATEGORIES}
 
@@ -178,14 +208,9 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
         torch.set_num_threads(spec.threads)
     dataset = load_dataset(spec)
 
-    built = build(spec, dataset, device)
-    if device.type == "meta":  # the measured pass is itself the prediction
-        train, evaluation = meta_memory_pass(built)
-        predicted_train, predicted_eval = train, evaluation
-    else:
-        predicted_train, predicted_eval = predicted_peaks(spec, dataset)
-        warm_up(built, spec.warmup_steps)
-        train, evaluation = memory_pass(built)
+    peaks = memory_peaks(spec, dataset)
+    built, train, evaluation = peaks.built, peaks.train, peaks.eval
+    predicted_train, predicted_eval = peaks.predicted_train, peaks.predicted_eval
     values: dict[str, Any] = {
         "static_bytes": static_bytes(built.algorithm),
         "train_peak_tracked_bytes": train.tracked_bytes,

@@ -119,6 +119,93 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("explain")
+def explain_command(
+    algorithm: Annotated[str, typer.Argument(help="Registered algorithm.")],
+    *,
+    layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 2,
+    hidden: Annotated[int, typer.Option(help="Units per hidden layer.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Real images per train step.")] = 5000,
+    eval_batch_size: Annotated[
+        int | None, typer.Option(help="Images per eval batch [default: batch size].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    goodness: Annotated[str, typer.Option(help="FF goodness function.")] = "meansq",
+    warmup: Annotated[int, typer.Option(help="Warm-up train steps before measuring.")] = 2,
+    threads: Annotated[int | None, typer.Option(help="CPU threads [default: torch's].")] = None,
+    dataset: Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")] = "synthetic",
+    data_dir: Annotated[Path | None, typer.Option(help="torchvision's MNIST directory.")] = None,
+    eval_chunk: Annotated[
+        int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
+    ] = 0,
+    option: Annotated[
+        list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
+    ] = None,
+) -> None:
+    """Memory by category at each phase's peak: analytic model, tracked, predicted (meta)."""
+    spec = CellSpec(
+        algorithm=algorithm, n_layers=layers, hidden=hidden, batch_size=batch_size,
+        eval_batch_size=eval_batch_size, warmup_steps=warmup, device=device, dtype=dtype,
+        goodness=goodness, threads=threads, dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk,
+        options=parse_options(option or []),
+    )
+    check_device_available(spec.device)
+
+    from ffbench.explain import explain, peak_lines, phase_table, slope_lines
+
+    explanation = explain(spec)
+    for phase in explanation.phases:
+        console.print(phase_table(phase))
+    for line in peak_lines(explanation) + slope_lines(explanation):
+        console.print(line, highlight=False)
+
+
+@app.command("check")
+def check_command(
+    results: Annotated[list[Path], typer.Argument(help="Results directories, parquet or JSON files.")],
+    *,
+    baseline: Annotated[Path, typer.Option(help="Baseline results (directory, parquet or JSON).")],
+    rtol: Annotated[float, typer.Option(help="Relative change allowed before it counts.")] = 0.02,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(help="Memory column to compare (repeatable) [default: tracked, predicted "
+                     "and static bytes; CUDA peaks when both rows come from the same GPU]."),
+    ] = None,
+    refresh_baseline: Annotated[
+        bool, typer.Option(help="Write RESULTS' successful rows as the new baseline, on purpose.")
+    ] = False,
+) -> None:
+    """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline."""
+    from ffbench.check import changes_table, check_metrics, compare, read_rows
+    from ffbench.check import refresh_baseline as write_baseline
+
+    metrics = check_metrics(metric or [])
+    now = read_rows(results, "results")
+    if refresh_baseline:
+        count = write_baseline(now, baseline)
+        console.print(f"wrote {count} cells to {baseline}")
+        return
+    if not baseline.exists():
+        raise BadInput(f"--baseline {baseline}: no such file or directory")
+    report = compare(now, read_rows([baseline], "baseline"), rtol=rtol, metrics=metrics)
+    if report.regressions:
+        console.print(changes_table(f"regressions beyond {rtol:.1%}", report.regressions))
+    if report.improvements:
+        console.print(changes_table(f"improvements beyond {rtol:.1%}", report.improvements))
+    for what, labels in (("new (not in the baseline)", report.new_cells),
+                         ("missing (in the baseline only)", report.missing_cells)):
+        for label in labels:
+            console.print(f"{what}: {label}", highlight=False)
+    verdict = "FAIL" if report.regressions else "ok"
+    console.print(f"{verdict}: {report.compared_cells} cells compared, "
+                  f"{len(report.regressions)} regressions, {len(report.improvements)} "
+                  f"improvements, {len(report.new_cells)} new, {len(report.missing_cells)} missing",
+                  highlight=False)
+    raise typer.Exit(report.exit_code)
+
+
 @app.command("algorithms")
 def list_algorithms() -> None:
     """List the registered algorithms, one line each."""
