@@ -1,0 +1,152 @@
+"""`ffbench explain`, and the memory pass it runs: pinned numbers, freed models, GPU gap."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import weakref
+
+import pytest
+import torch
+
+from ffbench.cell import build, load_dataset, memory_pass, run_cell, warm_up
+from ffbench.explain import explain, peak_lines, phase_table, slope_lines
+from ffbench.spec import CellSpec
+
+# Tracked and predicted peaks of a few cells, recorded before the meta path was made
+# cheaper (fewer meta steps, gc.freeze, lazy peak split): it must give the same bytes.
+# (algorithm, layers, hidden, batch, device, extra) -> (train tracked, eval tracked,
+#  predicted train, predicted eval, static, train split, eval split)
+PINNED = {
+    ("bp", 2, 64, 32, "cpu", ()): (
+        1382844, 786576, 1382820, 786296, 660624,
+        {"parameters": 220200, "gradients": 220200, "optimizer_state": 440424,
+         "activations": 401412, "inputs": 100608},
+        {"parameters": 220200, "optimizer_state": 440424, "activations": 256, "inputs": 125696}),
+    ("ff", 3, 128, 64, "cpu", ()): (
+        3474972, 6147096, 3474948, 6147072, 1602072,
+        {"parameters": 534016, "gradients": 401920, "optimizer_state": 1068056,
+         "activations": 868356, "inputs": 602624},
+        {"parameters": 534016, "optimizer_state": 1068056, "activations": 2337280,
+         "inputs": 200704, "eval_replication": 2007040}),
+    ("ff", 2, 1000, 256, "meta", ()): (
+        38336872, 52965056, 38336872, 52965056, 21432000,
+        {"parameters": 7144000, "gradients": 4004000, "optimizer_state": 14288000,
+         "activations": 12096008, "inputs": 804864},
+        {"parameters": 7144000, "optimizer_state": 14288000, "activations": 30730240,
+         "inputs": 802816}),
+    ("bp", 3, 300, 700, "meta", ()): (
+        11442168, 9744520, 11442168, 9744520, 5029320,
+        {"parameters": 1676440, "gradients": 12040, "optimizer_state": 3352880,
+         "activations": 4200008, "inputs": 2200800},
+        {"parameters": 1676440, "optimizer_state": 3352880, "activations": 2520000,
+         "inputs": 2195200}),
+    ("ff", 2, 64, 32, "cpu", (("eval_chunk", 50),)): (
+        1572884, 1079968, 1572868, 1079952, 652816,
+        {"parameters": 217600, "gradients": 200960, "optimizer_state": 435216,
+         "activations": 417796, "inputs": 301312},
+        {"parameters": 217600, "optimizer_state": 435216, "activations": 170000,
+         "inputs": 100352, "eval_replication": 156800}),
+}
+PIN_COLUMNS = ("train_peak_tracked_bytes", "eval_peak_tracked_bytes",
+               "predicted_train_peak_bytes", "predicted_eval_peak_bytes", "static_bytes")
+
+
+def _split(row: dict[str, object], prefix: str) -> dict[str, object]:
+    return {key[len(prefix):-len("_bytes")]: value for key, value in row.items()
+            if key.startswith(prefix) and key.endswith("_bytes") and value}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", list(PINNED), ids=lambda c: "-".join(map(str, c[:5])))
+def test_memory_pass_numbers_are_pinned(cell: tuple) -> None:  # type: ignore[type-arg]
+    algorithm, layers, hidden, batch, device, extra = cell
+    spec = CellSpec(algorithm, n_layers=layers, hidden=hidden, batch_size=batch, device=device,
+                    steps=1, threads=1, **dict(extra))
+    row = run_cell(spec)
+    *columns, train_split, eval_split = PINNED[cell]
+    assert tuple(row[c] for c in PIN_COLUMNS) == tuple(columns)
+    assert _split(row, "mem_") == train_split
+    assert _split(row, "eval_mem_") == eval_split
+
+
+def test_a_tracked_model_is_freed_when_dropped() -> None:
+    """The tracker's release callbacks must not keep the model (and its device memory) alive."""
+    spec = CellSpec("ff", n_layers=2, hidden=16, batch_size=8, threads=1).resolved()
+    built = build(spec, load_dataset(spec), torch.device("cpu"))
+    warm_up(built, 1)
+    memory_pass(built)
+    params = [weakref.ref(p) for p in built.algorithm.model.parameters()]
+    gc.disable()
+    try:
+        del built
+        assert [ref() for ref in params] == [None] * len(params)
+    finally:
+        gc.enable()
+
+
+def test_explain_accounts_for_every_byte_of_a_small_cell() -> None:
+    spec = CellSpec("ff", n_layers=2, hidden=64, batch_size=32, threads=1)
+    explanation = explain(spec)
+    for phase in explanation.phases:
+        assert phase.analytic is not None
+        assert phase.tracked.nbytes == phase.analytic.nbytes
+        assert phase.tracked.split == phase.analytic.split
+        assert phase.predicted.nbytes == pytest.approx(phase.tracked.nbytes, rel=0.01)
+    train = explanation.phases[0]
+    assert train.analytic is not None and train.analytic.at.startswith(("grad", "adam"))
+    assert explanation.slope.analytic is not None
+    # one more 64x64 layer: weights + bias, and Adam's two moments of them (the peak is in
+    # the first layer's Adam step, at any depth)
+    per_layer = (64 * 64 + 64) * 4
+    assert explanation.slope.analytic["parameters"] == per_layer
+    assert explanation.slope.analytic["optimizer_state"] == 2 * per_layer + 2 * 4  # + steps
+    assert explanation.slope.analytic["gradients"] == 0
+    assert explanation.slope.predicted_bytes == 3 * per_layer
+    text = "\n".join(peak_lines(explanation) + slope_lines(explanation))
+    assert "largest category" in text and "zero_grad(set_to_none=True)" in text
+    assert "gradients 0.02 MB" in text  # the published accounting at this width
+    assert phase_table(train).row_count == 6  # the 5 categories present + PEAK
+
+
+@pytest.mark.slow
+def test_explain_command_prints_the_tables_and_the_slope() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ffbench", "explain", "bp", "--layers", "2", "--hidden", "2000",
+         "--batch-size", "5000", "--device", "meta"],
+        capture_output=True, text=True, env={"COLUMNS": "120", **_env()},
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "train phase" in out and "eval phase" in out and "PEAK" in out
+    assert "88.02 MB" in out  # bp: 16 weights + 32 moments + 40 saved ReLU output (5000 x 2000)
+    assert "published accounting at hidden 2000 float32: 64.00 MB" in out
+
+
+def test_explain_command_refuses_bad_input() -> None:
+    done = subprocess.run([sys.executable, "-m", "ffbench", "explain", "nope"],
+                          capture_output=True, text=True, env=_env())
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "unknown algorithm" in done.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("algorithm", "layers"), [("bp", 2), ("ff", 2), ("ff", 4)])
+def test_predicted_peak_is_close_to_cuda_max_memory_allocated(algorithm: str, layers: int) -> None:
+    """The allocator rounds each block up to 512 bytes and may add cuBLAS workspace: the
+    measured peak is at least the prediction and within a few MiB + 5% of it."""
+    spec = CellSpec(algorithm, n_layers=layers, hidden=1000, batch_size=1000, device="cuda",
+                    steps=1).resolved()
+    row = run_cell(spec)
+    for phase in ("train", "eval"):
+        predicted, allocated = row[f"predicted_{phase}_peak_bytes"], row[
+            f"{phase}_peak_allocated_bytes"]
+        assert predicted <= allocated <= predicted * 1.05 + 64 * 2**20, phase
