@@ -55,6 +55,8 @@ def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
     """Model, optimizers and streams, seeded so every build of a spec is the same."""
     torch.manual_seed(spec.seed)
     algorithm = ALGORITHMS[spec.algorithm].load()(spec, device)
+    if spec.compile and device.type != "meta":  # predictions are of the eager steps
+        algorithm.compile()
     dtype = DTYPES[spec.dtype]
     assert spec.eval_batch_size is not None
     train = BatchStream(

@@ -90,6 +90,9 @@ def run(
     eval_chunk: Annotated[
         int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
     ] = 0,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile each layer (timed; memory eager).")
+    ] = False,
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
     ] = None,
@@ -101,7 +104,7 @@ def run(
         eval_batch_size=eval_batch_size, steps=steps, warmup_steps=warmup, epochs=epochs,
         device=device, dtype=dtype, goodness=goodness, threshold=threshold, lr=lr,
         threads=threads, seed=seed, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk,
+        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk, compile=compile,
         options=parse_options(option or []),
     )
     check_out_path(out)

@@ -32,7 +32,7 @@ IDENTITY = {
     "eval_batch_size": _INT, "rows_per_step": _INT, "dataset": _STR, "device": _STR,
     "dtype": _STR, "goodness": _STR, "threshold": _FLOAT, "lr": _FLOAT, "seed": _INT,
     "warmup_steps": _INT, "steps": _INT, "epochs": _INT, "threads": _INT,
-    "eval_chunk": _INT, "options": _STR,
+    "eval_chunk": _INT, "compile": pa.bool_(), "options": _STR,
 }
 OUTCOME = {"status": _STR, "error": _STR, "returncode": _INT, "cell_wall_s": _FLOAT}
 MEMORY = dict.fromkeys(

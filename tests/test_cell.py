@@ -3,6 +3,7 @@ hand count of the live tensors explains."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -122,3 +123,15 @@ def test_tracked_peaks_identical_across_fresh_processes(algorithm: str, tmp_path
         peaks.add((row["train_peak_tracked_bytes"], row["eval_peak_tracked_bytes"],
                    row["static_bytes"]))
     assert len(peaks) == 1, peaks
+
+
+@pytest.mark.slow
+def test_compile_is_its_own_column_and_trains_the_same_model() -> None:
+    spec = small_cell("ff", 2, 32, 64)
+    eager, compiled = run_cell(spec), run_cell(dataclasses.replace(spec, compile=True))
+    assert (eager["compile"], compiled["compile"]) == (False, True)
+    assert compiled["status"] == "ok"
+    assert compiled["cell_id"] != eager["cell_id"]
+    # memory is measured eager (the tracker's dispatch mode runs compiled code eagerly)
+    assert compiled["train_peak_tracked_bytes"] == eager["train_peak_tracked_bytes"]
+    assert compiled["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-3)

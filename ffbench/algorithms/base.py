@@ -71,6 +71,12 @@ class Algorithm(ABC):
     def eval_flops_per_batch(self) -> int:
         """Matmul FLOPs of `predict` on one eval batch, analytic."""
 
+    def compile(self) -> None:
+        """torch.compile the forward of each layer (or of the whole model)."""
+        modules = self.model if isinstance(self.model, nn.ModuleList) else [self.model]
+        for module in modules:
+            module.compile()
+
     def fit(self, stream: BatchStream, epochs: int) -> None:
         """Train for `epochs` passes over the stream's dataset."""
         for _ in range(epochs * stream.steps_per_epoch):
