@@ -14,8 +14,9 @@ from ffbench.cell import build, load_dataset, memory_pass, run_cell, warm_up
 from ffbench.explain import explain, peak_lines, phase_table, slope_lines
 from ffbench.spec import CellSpec
 
-# Tracked and predicted peaks of a few cells, recorded before the meta path was made
-# cheaper (fewer meta steps, gc.freeze, lazy peak split): it must give the same bytes.
+# Tracked and predicted peaks of a few cells, recorded with main's tracker and cell code
+# before the meta path was made cheaper (fewer meta steps, gc.freeze, lazy peak split):
+# the cheaper path must give the same bytes.
 # (algorithm, layers, hidden, batch, device, extra) -> (train tracked, eval tracked,
 #  predicted train, predicted eval, static, train split, eval split)
 PINNED = {
@@ -42,6 +43,18 @@ PINNED = {
          "activations": 4200008, "inputs": 2200800},
         {"parameters": 1676440, "optimizer_state": 3352880, "activations": 2520000,
          "inputs": 2195200}),
+    ("ff", 3, 256, 512, "meta", ()): (  # peak in the goodness' backward
+        15177736, 42972160, 15177736, 42972160, 3990528,
+        {"parameters": 1330176, "optimizer_state": 2660352, "activations": 6366216,
+         "inputs": 4820992},
+        {"parameters": 1330176, "optimizer_state": 2660352, "activations": 21319680,
+         "inputs": 1605632, "eval_replication": 16056320}),
+    ("ff", 1, 300, 400, "cpu", (("goodness", "sumsq"),)): (
+        11988416, 33984408, 11988408, 33984400, 2826008,
+        {"parameters": 942000, "optimizer_state": 1884008, "activations": 5396008,
+         "inputs": 3766400},
+        {"parameters": 942000, "optimizer_state": 1884008, "activations": 17360000,
+         "inputs": 1254400, "eval_replication": 12544000}),
     ("ff", 2, 64, 32, "cpu", (("eval_chunk", 50),)): (
         1572884, 1079968, 1572868, 1079952, 652816,
         {"parameters": 217600, "gradients": 200960, "optimizer_state": 435216,

@@ -2,8 +2,8 @@
 
 Per layer, rows = 2B ([positive; negative]): the normalized input (saved by the Linear),
 the ReLU output (saved by ReLU and the goodness; also the next layer's input), and in
-backward four (rows, hidden) temporaries from the goodness (meansq): mean's backward
-(div.Scalar) and pow's backward (pow(h, 1), mul.Scalar, mul.Tensor).
+backward two (rows, hidden) temporaries from the goodness' norm (out / norm, then times
+the incoming gradient) and ReLU's gradient.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from ffbench.memory_model.core import (
 )
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
-# Does the goodness' row reduction make a (rows, hidden) gradient in backward? mean's
-# backward divides the expanded gradient by hidden (a new tensor); sum's is an expand (a view).
-REDUCTION_GRAD_IS_NEW = {"meansq": True, "sumsq": False}
+# Goodness is out.norm(dim=1).square(), for meansq then divided by hidden (goodness.py):
+# one more (rows,) tensor forward and backward.
+DIVIDED_BY_WIDTH = {"meansq": True, "sumsq": False}
+BOOL_BYTES = 1
 
 
 def layer_params(spec: CellSpec, s: Sizes) -> list[list[Param]]:
@@ -69,11 +70,18 @@ def layer_forward(t: Timeline, i: int, rows: int, widths: tuple[int, int], s: Si
     t.free(f"linear {i} out")
 
 
-def goodness(t: Timeline, i: int, rows: int, hidden: int, s: Sizes) -> None:
-    """out.pow(2) (rows, hidden), reduced per row to (rows,); the square is freed at once."""
-    t.alloc(f"square {i}", s.matrix(rows, hidden))
-    t.alloc(f"goodness {i}", s.matrix(rows, 1))
-    t.free(f"square {i}")
+def goodness(t: Timeline, i: int, rows: int, spec: CellSpec, s: Sizes, train: bool) -> None:
+    """norm (rows,) -> square [-> / hidden]: no (rows, hidden) tensor. In training autograd
+    keeps the norm (its backward and the square's need it); without grad it goes at once."""
+    divided = DIVIDED_BY_WIDTH[spec.goodness]
+    square = f"norm^2 {i}" if divided else f"goodness {i}"
+    t.alloc(f"norm {i}", s.matrix(rows, 1))
+    t.alloc(square, s.matrix(rows, 1))
+    if not train:
+        t.free(f"norm {i}")
+    if divided:
+        t.alloc(f"goodness {i}", s.matrix(rows, 1))
+        t.free(square)
 
 
 def ff_loss(t: Timeline, i: int, rows: int, s: Sizes) -> None:
@@ -115,17 +123,23 @@ def ff_loss_backward(t: Timeline, i: int, rows: int, s: Sizes) -> str:
 
 
 def goodness_backward(t: Timeline, i: int, grad: str, spec: CellSpec, s: Sizes) -> str:
-    """Row reduction, then pow's backward 2 * out^1 * grad (three temporaries)."""
-    rows, block = 2 * spec.batch_size, s.matrix(2 * spec.batch_size, spec.hidden)
-    if REDUCTION_GRAD_IS_NEW[spec.goodness]:
-        t.alloc(f"grad square {i}", block)
+    """[/ hidden], square's backward 2 * norm * grad on (rows,), then the norm's:
+    grad * out / norm, (rows, hidden), and ReLU's gradient."""
+    rows = 2 * spec.batch_size
+    row, block = s.matrix(rows, 1), s.matrix(rows, spec.hidden)
+    if DIVIDED_BY_WIDTH[spec.goodness]:
+        t.alloc(f"grad norm^2 {i}", row)
         t.free(grad)
-        grad = f"grad square {i}"
-    t.alloc(f"pow(out, 1) {i}", block)
-    t.alloc(f"2 * out {i}", block)
+        grad = f"grad norm^2 {i}"
+    t.alloc(f"pow(norm, 1) {i}", row)
+    t.alloc(f"2 * norm {i}", row)
+    t.alloc(f"grad norm {i}", row)
+    t.free(f"2 * norm {i}", f"pow(norm, 1) {i}", grad)
+    t.alloc(f"out / norm {i}", block)
+    t.alloc(f"norm == 0 {i}", rows * BOOL_BYTES)  # rows with zero norm get zero gradient
     t.alloc(f"grad out {i}", block)
-    t.free(f"2 * out {i}", f"pow(out, 1) {i}", grad)
-    t.alloc(f"grad relu {i}", s.matrix(rows, spec.hidden))  # threshold_backward
+    t.free(f"norm == 0 {i}", f"out / norm {i}", f"grad norm {i}", f"norm {i}")
+    t.alloc(f"grad relu {i}", block)  # threshold_backward
     t.free(f"grad out {i}")
     return f"grad relu {i}"
 
@@ -134,7 +148,7 @@ def train_layer(t: Timeline, i: int, spec: CellSpec, params: list[Param], s: Siz
     rows = 2 * spec.batch_size
     widths = layer_widths(spec)[i]
     layer_forward(t, i, rows, widths, s)
-    goodness(t, i, rows, spec.hidden, s)
+    goodness(t, i, rows, spec, s, train=True)
     ff_loss(t, i, rows, s)
     grad = goodness_backward(t, i, ff_loss_backward(t, i, rows, s), spec, s)
     # the input is detached: no input gradient; the normalized input goes with the graph
@@ -201,7 +215,7 @@ def predict_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes) ->
         t.free(f"linear {name} out", previous)
         previous = f"out {name}"
         if i >= readout_from:
-            goodness(t, i, rows, fan_out, s)
+            goodness(t, i, rows, spec, s, train=False)
             t.free(f"goodness {i}")  # added into score in place
     t.alloc(f"argmax {c}", images * INT64_BYTES)
     t.free(previous, f"score {c}")
