@@ -79,7 +79,10 @@ class _Ledger:
     def add(self, storage: torch.UntypedStorage, key: int, entry: tuple[int, str, str]) -> None:
         self.live[key] = entry
         self.live_bytes += entry[0]
-        self._refs[key] = weakref.ref(storage, lambda _, key=key: self.release(key))
+        self._refs[key] = weakref.ref(storage, self._releaser(key))
+
+    def _releaser(self, key: int) -> Callable[[weakref.ref[torch.UntypedStorage]], None]:
+        return lambda _: self.release(key)
 
     def release(self, key: int) -> None:
         nbytes, _, _ = self.live.pop(key, (0, "", ""))
