@@ -152,8 +152,8 @@ def cell_label(spec: CellSpec) -> str:
 def sweep(
     sweep_file: Annotated[
         str | None,
-        typer.Argument(help="Sweep TOML file, or a packaged sweep's name (quick, ci-cpu, "
-                       "seed-figure) [default: quick]", show_default=False),
+        typer.Argument(help="Sweep TOML file, or a packaged sweep's name: quick (the "
+                       "default), ci-cpu, seed-figure.", show_default=False),
     ] = None,
     *,
     algorithms: Annotated[str | None, typer.Option(help="Algorithms, e.g. bp,ff,rff.")] = None,
@@ -178,6 +178,9 @@ def sweep(
     dataset: Annotated[str | None, typer.Option(help="synthetic, mnist or mnist-5k.")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Directory holding MNIST.")] = None,
     eval_chunk: Annotated[int | None, typer.Option(help="FF eval: rows alive at once.")] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile each layer.")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
     ] = None,
@@ -187,7 +190,7 @@ def sweep(
     jobs: Annotated[int | None, typer.Option(help="Cells at once (one GPU each).")] = None,
     executor: Annotated[str | None, typer.Option(help="local or slurm (submitit).")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Results directory [default: results/NAME].")
+        Path | None, typer.Option(help="Results directory (default: results/NAME).")
     ] = None,
     no_resume: Annotated[
         bool, typer.Option("--no-resume", help="Start over in a fresh directory (NAME.2, ...).")
@@ -198,19 +201,20 @@ def sweep(
 ) -> None:
     """Run a grid of cells, each in a fresh process; rerun the same command to resume."""
     from ffbench import sweep as sweeps
+    from ffbench.sweep_spec import check_runnable, load_sweep
 
     given = {
         "algorithms": algorithms, "layers": layers, "batch_sizes": batch_sizes, "hidden": hidden,
         "eval_batch_size": eval_batch_size, "steps": steps, "warmup_steps": warmup,
         "epochs": epochs, "device": device, "dtype": dtype, "goodness": goodness,
         "threshold": threshold, "lr": lr, "threads": threads, "seed": seed, "dataset": dataset,
-        "data_dir": data_dir, "eval_chunk": eval_chunk,
+        "data_dir": data_dir, "eval_chunk": eval_chunk, "compile": compile,
         "options": parse_options(option) if option else None,
         "timeout_s": timeout, "jobs": jobs, "executor": executor,
     }
-    spec = sweeps.load_sweep(sweep_file, {k: v for k, v in given.items() if v is not None})
+    spec = load_sweep(sweep_file, {k: v for k, v in given.items() if v is not None})
     cells = spec.cells()
-    sweeps.check_runnable(spec)
+    check_runnable(spec)
     out_dir = sweeps.results_dir(out, spec.name, fresh=no_resume)
     if no_resume and out_dir != (out or sweeps.RESULTS_ROOT / spec.name):
         err_console.print(f"--no-resume: {out or sweeps.RESULTS_ROOT / spec.name} exists; "

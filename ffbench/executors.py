@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,10 @@ class CellOutcome:
     host: str
     started_at: str | None
     scheduler_state: str | None = None  # Slurm's word when the job itself failed
+
+
+# (job, None) as a cell starts, (job, outcome) as it ends
+Ends = Generator[tuple[CellJob, "CellOutcome | None"], None, None]
 
 
 def gpu_ids() -> list[str]:
@@ -210,7 +214,7 @@ class LocalPool:
         self.jobs, self.timeout_s, self.gpus, self.workdir = jobs, timeout_s, gpus, workdir
         self._workers_started = 0
 
-    def run(self, jobs: Iterable[CellJob]) -> Iterator[tuple[CellJob, CellOutcome | None]]:
+    def run(self, jobs: Iterable[CellJob]) -> Ends:
         """Yields (job, None) as a cell starts and (job, outcome) as it ends. Closing the
         iterator, or an exception in it (Ctrl-C), kills whatever is running."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +312,7 @@ class SubmititPool:
         given = {names[key]: value for key, value in self.slurm.items() if key in names}
         return {"name": "ffbench", **given}
 
-    def run(self, jobs: Iterable[CellJob]) -> Iterator[tuple[CellJob, CellOutcome | None]]:
+    def run(self, jobs: Iterable[CellJob]) -> Ends:
         import submitit
 
         cells = list(jobs)

@@ -13,6 +13,7 @@ import pytest
 
 import ffbench
 from ffbench import sweep as sweeps
+from ffbench import sweep_spec
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.cli import main, resume_command
 from ffbench.executors import CellJob, CellOutcome, SubmititPool
@@ -31,7 +32,7 @@ def test_flags_override_the_file_and_options_merge(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text('algorithms = ["bp", "ff"]\nlayers = "2..4"\nhidden = 64\nsteps = 3\n'
                     'timeout_s = 60\n[options]\nreadout_from_layer = 1\n')
-    spec = sweeps.load_sweep(str(path), {"layers": "5,7", "steps": 9, "algorithms": "ff",
+    spec = sweep_spec.load_sweep(str(path), {"layers": "5,7", "steps": 9, "algorithms": "ff",
                                          "options": {"readout_from_layer": 2}})
     assert spec.name == "mine"
     assert (spec.algorithms, spec.layers, spec.hidden) == (("ff",), (5, 7), (64,))
@@ -41,7 +42,7 @@ def test_flags_override_the_file_and_options_merge(tmp_path: Path) -> None:
 
 
 def test_grid_is_depth_major_validated_and_without_duplicates() -> None:
-    spec = sweeps.sweep_spec(tiny_values(algorithms="bp,ff,bp", batch_sizes="32,64"), "t")
+    spec = sweep_spec.parse_sweep(tiny_values(algorithms="bp,ff,bp", batch_sizes="32,64"), "t")
     cells = spec.cells()
     assert len(cells) == 2 * 3 * 2
     assert [(c.batch_size, c.n_layers, c.algorithm) for c in cells[:4]] == [
@@ -52,17 +53,17 @@ def test_grid_is_depth_major_validated_and_without_duplicates() -> None:
 
 @pytest.mark.parametrize("name", ["quick", "ci-cpu", "seed-figure"])
 def test_packaged_sweeps_are_valid(name: str) -> None:
-    default_name, values = sweeps.read_sweep_file(name)
+    default_name, values = sweep_spec.read_sweep_file(name)
     assert default_name == name == values["name"]
     values["algorithms"] = [a for a in values["algorithms"] if a in ALGORITHMS]  # rff may lag
-    cells = sweeps.sweep_spec(values, name).cells()
+    cells = sweep_spec.parse_sweep(values, name).cells()
     assert len(cells) > 0
 
 
 def test_seed_figure_is_the_published_sweep() -> None:
-    _, values = sweeps.read_sweep_file("seed-figure")
+    _, values = sweep_spec.read_sweep_file("seed-figure")
     assert values["algorithms"] == ["bp", "ff", "rff"]
-    assert sweeps.parse_int_range(values["layers"], flag="layers") == list(range(2, 48))
+    assert sweep_spec.parse_int_range(values["layers"], flag="layers") == list(range(2, 48))
     assert (values["hidden"], values["batch_sizes"]) == (2000, 5000)
 
 
@@ -77,8 +78,8 @@ def test_the_repository_sweeps_folder_is_the_packaged_one() -> None:
 def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                    ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert sweeps.read_sweep_file(None)[0] == sweeps.DEFAULT_SWEEP
-    assert sweeps.load_sweep("ci-cpu", {}).name == "ci-cpu"
+    assert sweep_spec.read_sweep_file(None)[0] == sweep_spec.DEFAULT_SWEEP
+    assert sweep_spec.load_sweep("ci-cpu", {}).name == "ci-cpu"
 
 
 def test_fresh_results_dir_never_reuses_one(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def rows_for(specs: list[CellSpec], **values: object) -> list[dict[str, object]]
 
 
 def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Path) -> None:
-    specs = sweeps.sweep_spec(tiny_values(), "t").cells()
+    specs = sweep_spec.parse_sweep(tiny_values(), "t").cells()
     store = sweeps.SweepDir(tmp_path)
     rows = rows_for(specs, train_peak_tracked_bytes=2**40 + 1, step_time_median_s=1e-3,
                     cell_wall_s=math.pi, error=None)
@@ -162,7 +163,7 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
 
 
 def test_summary_table_counts_each_ending() -> None:
-    specs = sweeps.sweep_spec(tiny_values(), "t").cells()
+    specs = sweep_spec.parse_sweep(tiny_values(), "t").cells()
     rows = rows_for(specs[:4], train_peak_tracked_bytes=2**20, step_time_median_s=0.002)
     rows[1]["status"], rows[3]["status"] = "oom", "timeout"
     rows += [make_row(**identity_columns(specs[4], "s"), status="skipped")]
@@ -182,13 +183,14 @@ def test_resume_command_keeps_the_flags_but_not_no_resume() -> None:
 
 
 def test_cpu_parallel_cells_warn_but_meta_ones_do_not() -> None:
-    assert sweeps.timing_warning(sweeps.sweep_spec(tiny_values(jobs=2), "t"))
-    assert sweeps.timing_warning(sweeps.sweep_spec(tiny_values(jobs=1), "t")) is None
-    assert sweeps.timing_warning(sweeps.sweep_spec(tiny_values(jobs=2, device="meta"), "t")) is None
+    def warning(**values: object) -> str | None:
+        return sweeps.timing_warning(sweep_spec.parse_sweep(tiny_values(**values), "t"))
+
+    assert warning(jobs=2) and warning(jobs=1) is None and warning(jobs=2, device="meta") is None
 
 
 def test_slurm_settings_reach_submitit_under_its_names() -> None:
-    spec = sweeps.sweep_spec(tiny_values(executor="slurm", slurm={
+    spec = sweep_spec.parse_sweep(tiny_values(executor="slurm", slurm={
         "partition": "gpu", "account": "lab", "time_min": 30, "gpus_per_task": 1,
         "cluster": "local"}), "t")
     pool = SubmititPool(slurm=spec.slurm, folder=Path("x"), timeout_s=10)
@@ -285,4 +287,4 @@ def test_bad_grid_value_types_are_refused() -> None:
         ({"layers": "1"}, "no algorithms"),
     ]:
         with pytest.raises(BadInput, match=message.replace("[", r"\[")):
-            sweeps.sweep_spec(values, "t").cells()
+            sweep_spec.parse_sweep(values, "t").cells()

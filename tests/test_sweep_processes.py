@@ -17,6 +17,7 @@ import pytest
 
 import ffbench
 from ffbench import sweep as sweeps
+from ffbench import sweep_spec
 from ffbench.executors import PARENT_PID_ENV, CellJob, LocalPool
 from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
 from ffbench.spec import MNIST_FILES, CellSpec
@@ -90,10 +91,11 @@ def assert_every_file_whole(out: Path) -> None:
         assert ids.is_unique and set(ids) <= {row["cell_id"] for row in rows}
 
 
+@pytest.mark.slow
 def test_ci_cpu_sweep_survives_sigkill_at_random_moments_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "ci"
     args = [PACKAGE_ROOT / "ffbench" / "sweeps" / "ci-cpu.toml", "--out", out]
-    expected = {spec.cell_id for spec in sweeps.load_sweep("ci-cpu", {}).cells()}
+    expected = {spec.cell_id for spec in sweep_spec.load_sweep("ci-cpu", {}).cells()}
     rng = random.Random()
     moments = []
     for kill in range(3):
@@ -132,7 +134,7 @@ def test_timeout_and_crash_are_rows_and_the_rest_finish(tmp_path: Path) -> None:
     # alone is ~60 ms a layer): 1500 is left to time out, 1501 gets a SIGABRT from us
     args = ["ci-cpu", "--algorithms", "bp", "--layers", "1,1500,1501", *TINY, "--device", "cpu",
             "--timeout", "40", "--jobs", "2", "--out", out]
-    grid = sweeps.load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,1500,1501",
+    grid = sweep_spec.load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,1500,1501",
                                         "hidden": "16", "batch_sizes": "32", "steps": 1,
                                         "warmup_steps": 0, "device": "cpu"})
     victim = next(spec for spec in grid.cells() if spec.n_layers == 1501)
@@ -172,6 +174,7 @@ def test_cells_that_raise_are_error_rows_in_one_meta_worker(tmp_path: Path) -> N
     assert all(re.match(r"\w+Error: ", error) for error in frame["error"]), frame["error"]
 
 
+@pytest.mark.slow
 def test_meta_cells_share_one_worker_and_real_cells_get_fresh_processes(tmp_path: Path) -> None:
     meta = [CellSpec(algorithm="bp", n_layers=n, hidden=8, batch_size=8, device="meta",
                      warmup_steps=0, steps=1) for n in (1, 2, 3)]
@@ -189,6 +192,7 @@ def test_meta_cells_share_one_worker_and_real_cells_get_fresh_processes(tmp_path
                for o, row in zip(outcomes, rows, strict=True))
 
 
+@pytest.mark.slow
 def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
@@ -222,6 +226,7 @@ def test_cuda_cells_without_a_gpu_are_skipped_rows(tmp_path: Path) -> None:
     assert "no CUDA device" in frame["error"][0]
 
 
+@pytest.mark.slow
 def test_slurm_executor_runs_through_submitit_local_executor(tmp_path: Path) -> None:
     sweep_file = tmp_path / "cluster.toml"
     sweep_file.write_text(
