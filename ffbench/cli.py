@@ -65,7 +65,7 @@ def check_out_path(out: Path | None) -> None:
 
 @app.command()
 def run(
-    algorithm: Annotated[str, typer.Argument(help="Registered algorithm (see `ffbench algorithms`).")],
+    algorithm: Annotated[str, typer.Argument(help="Registered algorithm (`ffbench algorithms`).")],
     *,
     layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 2,
     hidden: Annotated[int, typer.Option(help="Units per hidden layer.")] = 2000,
@@ -75,21 +75,28 @@ def run(
     ] = None,
     steps: Annotated[int, typer.Option(help="Timed train steps.")] = 5,
     warmup: Annotated[int, typer.Option(help="Warm-up train steps before measuring.")] = 2,
-    epochs: Annotated[int, typer.Option(help="Epochs of training for test accuracy (real data).")] = 0,
+    epochs: Annotated[int, typer.Option(help="Training epochs for test accuracy (real data).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     goodness: Annotated[str, typer.Option(help="FF goodness function.")] = "meansq",
     threshold: Annotated[
         float | None, typer.Option(help="FF goodness threshold [default: per goodness].")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate [default: per algorithm].")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate [default: per algorithm].")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: torch's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, weights and negatives.")] = 0,
     dataset: Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")] = "synthetic",
-    data_dir: Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")] = (
+        None
+    ),
     eval_chunk: Annotated[
         int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
     ] = 0,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile each layer (timed; memory eager).")
+    ] = False,
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
     ] = None,
@@ -101,7 +108,7 @@ def run(
         eval_batch_size=eval_batch_size, steps=steps, warmup_steps=warmup, epochs=epochs,
         device=device, dtype=dtype, goodness=goodness, threshold=threshold, lr=lr,
         threads=threads, seed=seed, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk,
+        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk, compile=compile,
         options=parse_options(option or []),
     )
     check_out_path(out)

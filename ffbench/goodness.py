@@ -14,14 +14,19 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
+# Both are computed as a squared L2 norm: the same numbers as h.pow(2).sum(dim=1), but the
+# backward pass makes one (rows, units) temporary (h * scale) instead of four, and the
+# forward pass makes none: less memory and fewer passes over the activations.
+
+
 def sumsq(h: Tensor) -> Tensor:
     """Hinton (2022): sum of squared activities."""
-    return h.pow(2).sum(dim=1)
+    return h.norm(dim=1).square()
 
 
 def meansq(h: Tensor) -> Tensor:
     """Mean of squared activities: the published benchmark and most repositories."""
-    return h.pow(2).mean(dim=1)
+    return h.norm(dim=1).square() / h.shape[1]
 
 
 @dataclass(frozen=True)

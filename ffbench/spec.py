@@ -54,6 +54,7 @@ class CellSpec:
     epochs: int = 0
     threads: int | None = None
     eval_chunk: int = 0
+    compile: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
 

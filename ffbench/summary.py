@@ -52,6 +52,10 @@ def cell_table(row: dict[str, Any]) -> Table:
     table.add_row("samples/s", "-" if rate is None else f"{rate:,.0f}", "")
     flops = row.get("achieved_flops_per_s")
     table.add_row("GFLOP/s achieved", "-" if flops is None else f"{flops / 1e9:,.1f}", "")
+    efficiency = row.get("efficiency")
+    table.add_row(
+        "of calibrated matmul rate", "-" if efficiency is None else f"{efficiency:.0%}", ""
+    )
     accuracy = row.get("test_accuracy")
     table.add_row("test accuracy", "-" if accuracy is None else f"{accuracy:.2%}", "")
     return table

@@ -21,15 +21,16 @@ def adam(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
 
 def linear_stack(
     in_features: int, hidden: int, n_layers: int, device: torch.device, dtype: torch.dtype
-) -> nn.ModuleList:
+) -> list[nn.Linear]:
     """`n_layers` Linear layers: in_features -> hidden -> ... -> hidden."""
     widths = [in_features] + [hidden] * n_layers
-    return nn.ModuleList(
-        nn.Linear(a, b, device=device, dtype=dtype) for a, b in zip(widths, widths[1:])
-    )
+    return [
+        nn.Linear(a, b, device=device, dtype=dtype)
+        for a, b in zip(widths[:-1], widths[1:], strict=True)
+    ]
 
 
-def matmul_flops(rows: int, layers: nn.ModuleList | list[nn.Linear]) -> int:
+def matmul_flops(rows: int, layers: list[nn.Linear]) -> int:
     """2 * rows * in * out per Linear layer: one forward pass of `rows` rows."""
     return sum(2 * rows * layer.in_features * layer.out_features for layer in layers)
 
@@ -69,6 +70,12 @@ class Algorithm(ABC):
     @abstractmethod
     def eval_flops_per_batch(self) -> int:
         """Matmul FLOPs of `predict` on one eval batch, analytic."""
+
+    def compile(self) -> None:
+        """torch.compile the forward of each layer (or of the whole model)."""
+        modules = self.model if isinstance(self.model, nn.ModuleList) else [self.model]
+        for module in modules:
+            module.compile()
 
     def fit(self, stream: BatchStream, epochs: int) -> None:
         """Train for `epochs` passes over the stream's dataset."""
