@@ -31,16 +31,15 @@ from results_factory import (
 from ffbench import plots
 from ffbench.results import load, rows_to_table, write_row_json
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, ffbench_cli
+
 EXAMPLE = REPO / "results" / "example"
 MIB = 2**20
 ALL_FIGURES = set(plots.figures())
 
 
-def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "ffbench", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return ffbench_cli(*map(str, args))
 
 
 @pytest.fixture(scope="module")

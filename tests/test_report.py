@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +14,15 @@ from results_factory import failed_row, sweep_rows, write_results
 from ffbench import report
 from ffbench.results import load
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, ffbench_cli
+
 EXAMPLE = REPO / "results" / "example"
 MIB = 2**20
 PER_LAYER = re.compile(r"(\S+): ([+-][\d,]*\.?\d*) (MiB|ms) per layer")
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "ffbench", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return ffbench_cli(*map(str, args))
 
 
 def lstsq_slope(x: pd.Series, y: pd.Series) -> float:
