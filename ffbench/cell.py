@@ -25,7 +25,7 @@ from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.measure.tracker import TensorTracker, storage_bytes
 from ffbench.results import make_row
-from ffbench.spec import CellSpec
+from ffbench.spec import CellSpec, identity_columns
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +206,6 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
         **environment(device),
         **values,
     )
-
-
-def identity_columns(spec: CellSpec, sweep_id: str) -> dict[str, Any]:
-    return {"sweep_id": sweep_id, "cell_id": spec.cell_id, **spec.resolved().identity()}
 
 
 def classify(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ only the current batch (memory category "inputs"), never the whole dataset.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 from collections.abc import Iterator
@@ -46,7 +47,12 @@ def load(spec: CellSpec) -> Dataset:
 
 def synthetic(spec: CellSpec) -> Dataset:
     """Deterministic random digits and labels: memory and time do not depend on pixel values."""
-    gen = torch.Generator().manual_seed(spec.seed)
+    return _synthetic(spec.seed)
+
+
+@functools.cache  # a sweep worker running many meta cells draws them once (~0.5 s each time)
+def _synthetic(seed: int) -> Dataset:
+    gen = torch.Generator().manual_seed(seed)
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         images = torch.randint(0, 256, (n, MNIST_PIXELS), generator=gen, dtype=torch.uint8)

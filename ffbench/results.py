@@ -23,6 +23,7 @@ SCHEMA_VERSION = 1
 CELLS_DIR = "cells"
 PARQUET_NAME = "results.parquet"
 STATUSES = ("ok", "oom", "timeout", "error", "crashed", "skipped")
+FAILED_STATUSES = ("oom", "timeout", "error", "crashed")  # ran, but left no measurement
 
 _INT, _FLOAT, _STR = pa.int64(), pa.float64(), pa.string()
 

@@ -96,6 +96,11 @@ class CellSpec:
         return cls(**json.loads(text))
 
 
+def identity_columns(spec: CellSpec, sweep_id: str) -> dict[str, Any]:
+    """The identity columns of a result row (results.IDENTITY) for this cell."""
+    return {"sweep_id": sweep_id, "cell_id": spec.cell_id, **spec.resolved().identity()}
+
+
 def validate(spec: CellSpec) -> None:
     """Raise BadInput with one readable sentence for the first thing wrong."""
     if spec.algorithm not in ALGORITHMS:
