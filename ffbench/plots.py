@@ -325,8 +325,8 @@ def _stacked_bars(ax: Axes, panel: pd.DataFrame, phase: str, shown: Sequence[str
             ax.text(float(position), 0, f" {status}", rotation=90, ha="center", va="bottom",
                     color="firebrick", fontsize="small")
     names = zip(slots["algorithm"], slots["n_layers"], slots["source"], strict=True)
-    labels = [f"{a}\n{int(n)} layers" + (f"\n{Path(s).name}" if several_sources else "")
-              for a, n, s in names]
+    labels = [f"{a}\n{int(n)} layer{'' if n == 1 else 's'}"
+              + (f"\n{Path(s).name}" if several_sources else "") for a, n, s in names]
     ax.set_xticks(positions, labels, fontsize="small")
     colors = algorithm_colors(slots["algorithm"])
     for tick, algorithm in zip(ax.get_xticklabels(), slots["algorithm"], strict=True):

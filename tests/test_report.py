@@ -158,3 +158,20 @@ def test_number_keeps_four_significant_digits(value: float, signed: bool, text: 
 def test_fit_line_needs_two_depths():
     assert report.fit_line([1, 2, 3], [5, 7, 9]) == pytest.approx((2.0, 3.0))
     assert all(np.isnan(report.fit_line([4, 4], [1, 2])))
+
+
+@pytest.mark.slow
+def test_plot_and_report_on_the_ci_cpu_sweep(tmp_path: Path):
+    """A real sweep (sweeps/ci-cpu.toml: bp and ff, 1, 2 and 4 layers, fresh processes)."""
+    sweep = tmp_path / "ci"
+    done = cli("sweep", "ci-cpu", "--out", sweep)
+    assert done.returncode == 0, done.stderr
+    done = cli("plot", sweep)
+    assert done.returncode == 0, done.stderr
+    figures = sorted((sweep / "figures").iterdir())
+    assert [f.stem for f in figures] == sorted(
+        ["memory_vs_layers", "time_vs_layers", "memory_categories", "measured_vs_predicted"])
+    assert all(f.read_bytes().startswith(b"\x89PNG") for f in figures)
+    done = cli("report", sweep)
+    assert done.returncode == 0, done.stderr
+    check_report_against_lstsq((sweep / "report.md").read_text(), load([sweep]))
