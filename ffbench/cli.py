@@ -382,12 +382,12 @@ def explain_command(
     )
     check_device_available(spec.device)
 
-    from ffbench.explain import explain, peak_lines, phase_table, slope_lines
+    from ffbench.explain import cache_lines, explain, peak_lines, phase_table, slope_lines
 
     explanation = explain(spec)
     for phase in explanation.phases:
         console.print(phase_table(phase))
-    for line in peak_lines(explanation) + slope_lines(explanation):
+    for line in peak_lines(explanation) + cache_lines(explanation) + slope_lines(explanation):
         console.print(line, highlight=False)
 
 

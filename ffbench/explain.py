@@ -19,9 +19,9 @@ from rich.table import Table
 
 from ffbench.cell import PhasePeak, load_dataset, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
-from ffbench.memory_model import CellModel, Peak, cell_model, has_model
+from ffbench.memory_model import CellModel, Peak, cell_model
 from ffbench.memory_model.core import DTYPE_BYTES
-from ffbench.spec import CellSpec
+from ffbench.spec import BadInput, CellSpec
 from ffbench.summary import mib
 
 MB = 10**6  # the published per-layer figures are decimal megabytes
@@ -40,11 +40,21 @@ SLOPE_REASONS = {
     "cache": "per-layer cached layer inputs",
 }
 # Why, for an algorithm, the added layer's gradients can be missing at the train peak.
+_ONE_LAYER_AT_A_TIME = (
+    "each layer's gradients are freed (zero_grad(set_to_none=True)) right after its own "
+    "Adam step, so at most one layer holds gradients at a time; the published "
+    "implementation kept every layer's gradients"
+)
+_FROZEN_LAYERS = (
+    "only the layer in training has gradients and Adam moments; finished layers are frozen "
+    "and their moments freed"
+)
 GRADIENT_NOTES = {
     "bp": "the peak is in backward, before the lower layers' gradients are made",
-    "ff": "each layer's gradients are freed (zero_grad(set_to_none=True)) right after its "
-    "own Adam step, so at most one layer holds gradients at a time; the published "
-    "implementation kept every layer's gradients",
+    "ff": _ONE_LAYER_AT_A_TIME,
+    "rff": _ONE_LAYER_AT_A_TIME,
+    "ff-progressive": _FROZEN_LAYERS,
+    "ff-layerwise": _FROZEN_LAYERS + " (and on the host, off the device)",
 }
 
 
@@ -98,7 +108,7 @@ def explain(spec: CellSpec) -> Explanation:
         torch.set_num_threads(spec.threads)
     dataset = load_dataset(spec)
     peaks = memory_peaks(spec, dataset)
-    model = cell_model(spec) if has_model(spec.algorithm) else None
+    model = analytic_model(spec)
     phases = (
         Phase("train", _analytic(model, "train"), _tracked_view(peaks.train),
               _tracked_view(peaks.predicted_train), peaks.train.allocated_bytes),
@@ -112,6 +122,15 @@ def explain(spec: CellSpec) -> Explanation:
         deeper_predicted.tracked_bytes - peaks.predicted_train.tracked_bytes,
     )
     return Explanation(spec, phases, slope)
+
+
+def analytic_model(spec: CellSpec) -> CellModel | None:
+    """The cell's analytic model, or None where there is none (an algorithm or a goodness
+    function not modelled yet): the tables then show tracked and predicted only."""
+    try:
+        return cell_model(spec)
+    except BadInput:
+        return None
 
 
 def _analytic(model: CellModel | None, phase: str) -> PhaseView | None:
@@ -195,6 +214,21 @@ def peak_lines(explanation: Explanation) -> list[str]:
     top = max(explanation.phases, key=lambda phase: phase.tracked.nbytes)
     lines.append(f"the cell's peak is the {top.name} phase's: {mib(top.tracked.nbytes)}")
     return lines
+
+
+def cache_lines(explanation: Explanation) -> list[str]:
+    """What a whole-training-set cache costs, and what holding two of them would."""
+    spec, train = explanation.spec, explanation.phases[0].tracked
+    cache = train.split.get("cache", 0)
+    if not cache:
+        return []
+    rows = cache // (spec.hidden * DTYPE_BYTES[spec.dtype])
+    return [
+        f"cache: {_mb(cache)} = {rows:,} rows (each training image positive and negative) x "
+        f"{spec.hidden} units x {DTYPE_BYTES[spec.dtype]} B, refilled in place layer by layer",
+        f"  building the next layer's cache while the old one is alive (as the published code "
+        f"did) holds two: about {_mb(train.nbytes + cache)} at this train peak",
+    ]
 
 
 def slope_lines(explanation: Explanation) -> list[str]:

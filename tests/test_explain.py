@@ -10,8 +10,16 @@ import weakref
 import pytest
 import torch
 
+from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.cell import build, load_dataset, memory_pass, run_cell, warm_up
-from ffbench.explain import explain, peak_lines, phase_table, slope_lines
+from ffbench.explain import (
+    cache_lines,
+    explain,
+    largest_category,
+    peak_lines,
+    phase_table,
+    slope_lines,
+)
 from ffbench.spec import CellSpec
 
 # Tracked and predicted peaks of a few cells, recorded with main's tracker and cell code
@@ -121,6 +129,22 @@ def test_explain_accounts_for_every_byte_of_a_small_cell() -> None:
     assert "largest category" in text and "zero_grad(set_to_none=True)" in text
     assert "gradients 0.02 MB" in text  # the published accounting at this width
     assert phase_table(train).row_count == 6  # the 5 categories present + PEAK
+
+
+@pytest.mark.skipif("ff-progressive" not in ALGORITHMS, reason="ff-progressive not registered")
+def test_the_progressive_cache_is_the_largest_category_at_the_published_size() -> None:
+    """hidden 2000, 2 layers, 2500 real + 2500 negative rows, on meta: the (2 x 60,000, 2000)
+    fp32 cache is 960 MB of a ~1.2 GB train peak; two of them, ~2.2 GB: the published ~2 GB."""
+    spec = CellSpec("ff-progressive", n_layers=2, hidden=2000, batch_size=2500, device="meta",
+                    options={"cache": True})
+    explanation = explain(spec)
+    train = explanation.phases[0]
+    assert train.analytic is not None and train.tracked.split == train.analytic.split
+    assert largest_category(train.tracked) == "cache"
+    assert train.tracked.split["cache"] == 2 * 60_000 * 2000 * 4
+    text = "\n".join(cache_lines(explanation))
+    assert "960.00 MB = 120,000 rows" in text
+    assert 1.9e9 < train.tracked.nbytes + train.tracked.split["cache"] < 2.3e9
 
 
 @pytest.mark.slow

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ffbench.memory_model import bp, ff
+from ffbench.memory_model import bp, ff, ff_progressive, rff
 from ffbench.memory_model.core import CellModel, Peak
 from ffbench.spec import BadInput, CellSpec
 
 MODELS: dict[str, Callable[[CellSpec], CellModel]] = {
     "bp": bp.model,
     "ff": ff.model,
+    "rff": rff.model,
+    "ff-progressive": ff_progressive.model,
+    "ff-layerwise": ff_progressive.layerwise_model,
 }
 
 __all__ = ["MODELS", "CellModel", "Peak", "cell_model", "has_model"]

@@ -23,7 +23,7 @@ from ffbench.memory_model.core import (
     static_bytes,
     zero_grad,
 )
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, BadInput, CellSpec
 
 # Goodness is out.norm(dim=1).square(), for meansq then divided by hidden (goodness.py):
 # one more (rows,) tensor forward and backward.
@@ -36,7 +36,13 @@ def layer_params(spec: CellSpec, s: Sizes) -> list[list[Param]]:
     return [linear_params(f"{i}.linear", a, b, s) for i, (a, b) in enumerate(layer_widths(spec))]
 
 
+def check_goodness(spec: CellSpec) -> None:
+    if spec.goodness not in DIVIDED_BY_WIDTH:
+        raise BadInput(f"no analytic memory model for goodness {spec.goodness!r} yet")
+
+
 def model(spec: CellSpec) -> CellModel:
+    check_goodness(spec)
     s = Sizes.of(spec)
     start = adam_state([p for layer in layer_params(spec, s) for p in layer], s)
     train, evaluation = Timeline(start), Timeline(start)
@@ -70,7 +76,7 @@ def layer_forward(t: Timeline, i: int, rows: int, widths: tuple[int, int], s: Si
     t.free(f"linear {i} out")
 
 
-def goodness(t: Timeline, i: int, rows: int, spec: CellSpec, s: Sizes, train: bool) -> None:
+def goodness(t: Timeline, i: object, rows: int, spec: CellSpec, s: Sizes, train: bool) -> None:
     """norm (rows,) -> square [-> / hidden]: no (rows, hidden) tensor. In training autograd
     keeps the norm (its backward and the square's need it); without grad it goes at once."""
     divided = DIVIDED_BY_WIDTH[spec.goodness]
@@ -84,7 +90,7 @@ def goodness(t: Timeline, i: int, rows: int, spec: CellSpec, s: Sizes, train: bo
         t.free(square)
 
 
-def ff_loss(t: Timeline, i: int, rows: int, s: Sizes) -> None:
+def ff_loss(t: Timeline, i: object, rows: int, s: Sizes) -> None:
     """softplus(-(g - theta)[:B]).sum() + softplus((g - theta)[B:]).sum(), over rows.
 
     Kept for backward: the margin (under the negative half's view) and -margin[:B]."""
@@ -102,7 +108,7 @@ def ff_loss(t: Timeline, i: int, rows: int, s: Sizes) -> None:
     t.free(f"sum {i}", f"goodness {i}", f"sum+ {i}", f"sum- {i}")
 
 
-def ff_loss_backward(t: Timeline, i: int, rows: int, s: Sizes) -> str:
+def ff_loss_backward(t: Timeline, i: object, rows: int, s: Sizes) -> str:
     """Down to the goodness: returns the name of its (rows,) gradient."""
     half, scalar = s.matrix(rows // 2, 1), s.element_bytes
     t.alloc(f"grad root {i}", scalar)
@@ -122,9 +128,10 @@ def ff_loss_backward(t: Timeline, i: int, rows: int, s: Sizes) -> str:
     return f"grad goodness {i}"
 
 
-def goodness_backward(t: Timeline, i: int, grad: str, spec: CellSpec, s: Sizes) -> str:
+def goodness_backward(t: Timeline, i: object, grad: str, spec: CellSpec, s: Sizes) -> str:
     """[/ hidden], square's backward 2 * norm * grad on (rows,), then the norm's:
-    grad * out / norm, (rows, hidden), and ReLU's gradient."""
+    grad * out / norm, (rows, hidden); returns the name of the last (the layer output's
+    gradient). The norm, kept since forward, goes here."""
     rows = 2 * spec.batch_size
     row, block = s.matrix(rows, 1), s.matrix(rows, spec.hidden)
     if DIVIDED_BY_WIDTH[spec.goodness]:
@@ -139,8 +146,20 @@ def goodness_backward(t: Timeline, i: int, grad: str, spec: CellSpec, s: Sizes) 
     t.alloc(f"norm == 0 {i}", rows * BOOL_BYTES)  # rows with zero norm get zero gradient
     t.alloc(f"grad out {i}", block)
     t.free(f"norm == 0 {i}", f"out / norm {i}", f"grad norm {i}", f"norm {i}")
-    t.alloc(f"grad relu {i}", block)  # threshold_backward
-    t.free(f"grad out {i}")
+    return f"grad out {i}"
+
+
+def loss_backward(t: Timeline, i: object, spec: CellSpec, s: Sizes) -> str:
+    """From the FF loss down to the layer output: returns its gradient's name."""
+    grad = ff_loss_backward(t, i, 2 * spec.batch_size, s)
+    return goodness_backward(t, i, grad, spec, s)
+
+
+def relu_backward(t: Timeline, i: object, grad: str, out: str, rows: int, hidden: int,
+                  s: Sizes) -> str:
+    """threshold_backward; ReLU's saved output goes with it (unless kept elsewhere: `out` None)."""
+    t.alloc(f"grad relu {i}", s.matrix(rows, hidden))
+    t.free(grad, *([out] if out else []))
     return f"grad relu {i}"
 
 
@@ -150,7 +169,8 @@ def train_layer(t: Timeline, i: int, spec: CellSpec, params: list[Param], s: Siz
     layer_forward(t, i, rows, widths, s)
     goodness(t, i, rows, spec, s, train=True)
     ff_loss(t, i, rows, s)
-    grad = goodness_backward(t, i, ff_loss_backward(t, i, rows, s), spec, s)
+    # the ReLU output stays: it is the next layer's input
+    grad = relu_backward(t, i, loss_backward(t, i, spec, s), "", rows, spec.hidden, s)
     # the input is detached: no input gradient; the normalized input goes with the graph
     linear_backward(t, f"{i}.linear", grad, (rows, *widths), s, input_grad=False)
     t.free(f"normalized {i}", f"grad root {i}")
@@ -172,7 +192,8 @@ def images_per_chunk(spec: CellSpec, images: int) -> int:
     return max(1, spec.eval_chunk // MNIST_CLASSES) if spec.eval_chunk else images
 
 
-def predict(t: Timeline, spec: CellSpec, s: Sizes) -> None:
+def predict(t: Timeline, spec: CellSpec, s: Sizes, streamed: frozenset[int] = frozenset()) -> None:
+    """ForwardForward.predict; layers in `streamed` have their weights copied in per call."""
     assert spec.eval_batch_size is not None
     images = spec.eval_batch_size
     load_batch(t, images, s)
@@ -180,7 +201,7 @@ def predict(t: Timeline, spec: CellSpec, s: Sizes) -> None:
     per_chunk = images_per_chunk(spec, images)
     chunks = [min(per_chunk, images - start) for start in range(0, images, per_chunk)]
     for c, chunk_images in enumerate(chunks):
-        predict_chunk(t, c, chunk_images, spec, s)
+        predict_chunk(t, c, chunk_images, spec, s, streamed)
     t.alloc("predictions", images * INT64_BYTES)  # torch.cat of the chunks' argmax
 
 
@@ -194,29 +215,40 @@ def replicate_per_class(t: Timeline, c: int, images: int, s: Sizes) -> None:
     t.free(f"candidate labels {c}")
 
 
-def predict_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes) -> None:
-    """No grad: the normalized input goes once the Linear has used it; score += goodness
-    from `readout_from_layer` on; the chunk's argmax stays until the final cat."""
+def frozen_layer(t: Timeline, tag: str, rows: int, widths: tuple[int, int], s: Sizes,
+                 streamed_weights: bool = False) -> str:
+    """relu(linear(normalize(h))) without grad: each temporary goes once used; returns the
+    output's name. `streamed_weights`: the layer's weights are copied to the device for it."""
+    fan_in, fan_out = widths
+    copies = linear_params(f"copy {tag}", fan_in, fan_out, s) if streamed_weights else []
+    for p in copies:
+        t.alloc(p.name, p.nbytes, "parameters")
+    t.alloc(f"norm {tag}", s.matrix(rows, 1))
+    t.alloc(f"norm + eps {tag}", s.matrix(rows, 1))
+    t.free(f"norm {tag}")
+    t.alloc(f"normalized {tag}", s.matrix(rows, fan_in))
+    t.free(f"norm + eps {tag}")
+    t.alloc(f"linear {tag} out", s.matrix(rows, fan_out))
+    t.free(f"normalized {tag}")
+    t.alloc(f"out {tag}", s.matrix(rows, fan_out))
+    t.free(f"linear {tag} out", *(p.name for p in copies))
+    return f"out {tag}"
+
+
+def predict_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes,
+                  streamed: frozenset[int]) -> None:
+    """Score += goodness from `readout_from_layer` on; the chunk's argmax stays for the cat."""
     rows = images * MNIST_CLASSES
     readout_from = min(int(spec.options["readout_from_layer"]), spec.n_layers - 1)
     replicate_per_class(t, c, images, s)
     t.alloc(f"score {c}", s.matrix(rows, 1))
     previous = f"replicated {c}"
-    for i, (fan_in, fan_out) in enumerate(layer_widths(spec)):
-        name = f"{c}.{i}"
-        t.alloc(f"norm {name}", s.matrix(rows, 1))
-        t.alloc(f"norm + eps {name}", s.matrix(rows, 1))
-        t.free(f"norm {name}")
-        t.alloc(f"normalized {name}", s.matrix(rows, fan_in))
-        t.free(f"norm + eps {name}")
-        t.alloc(f"linear {name} out", s.matrix(rows, fan_out))
-        t.free(f"normalized {name}")
-        t.alloc(f"out {name}", s.matrix(rows, fan_out))
-        t.free(f"linear {name} out", previous)
-        previous = f"out {name}"
+    for i, widths in enumerate(layer_widths(spec)):
+        out = frozen_layer(t, f"{c}.{i}", rows, widths, s, streamed_weights=i in streamed)
+        t.free(previous)
+        previous = out
         if i >= readout_from:
             goodness(t, i, rows, spec, s, train=False)
             t.free(f"goodness {i}")  # added into score in place
     t.alloc(f"argmax {c}", images * INT64_BYTES)
     t.free(previous, f"score {c}")
-
