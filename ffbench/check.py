@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from ffbench.results import MEMORY, ResultsError, load, write_parquet
+from ffbench.results import MEMORY, write_parquet
 from ffbench.spec import BadInput
 from ffbench.summary import mib
 
@@ -66,12 +66,8 @@ class CheckReport:
         return 1 if self.regressions else 0
 
 
-def read_rows(paths: Sequence[Path], what: str) -> pd.DataFrame:
-    """Rows by cell_id (the last row wins when a cell appears twice); BadInput if unusable."""
-    try:
-        frame = load(paths)
-    except ResultsError as exc:
-        raise BadInput(f"{what}: {exc}") from None
+def by_cell(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows indexed by cell_id (the last row wins when a cell appears twice)."""
     return frame.drop_duplicates("cell_id", keep="last").set_index("cell_id")
 
 

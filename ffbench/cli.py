@@ -407,18 +407,18 @@ def check_command(
     ] = False,
 ) -> None:
     """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline."""
-    from ffbench.check import changes_table, check_metrics, compare, read_rows
+    from ffbench.check import by_cell, changes_table, check_metrics, compare
     from ffbench.check import refresh_baseline as write_baseline
 
     metrics = check_metrics(metric or [])
-    now = read_rows(results, "results")
+    now = by_cell(load_results(results))
     if refresh_baseline:
         count = write_baseline(now, baseline)
         console.print(f"wrote {count} cells to {baseline}")
         return
     if not baseline.exists():
         raise BadInput(f"--baseline {baseline}: no such file or directory")
-    report = compare(now, read_rows([baseline], "baseline"), rtol=rtol, metrics=metrics)
+    report = compare(now, by_cell(load_results([baseline])), rtol=rtol, metrics=metrics)
     if report.regressions:
         console.print(changes_table(f"regressions beyond {rtol:.1%}", report.regressions))
     if report.improvements:

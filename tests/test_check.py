@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ffbench.check import compare, read_rows
+from ffbench.check import by_cell, compare
 from ffbench.results import PARQUET_NAME, read_row_json, write_parquet, write_row_json
 from ffbench.spec import CellSpec
 
@@ -123,7 +123,7 @@ def test_cuda_peaks_are_compared_only_on_the_same_gpu(results: Path, tmp_path: P
     def on_gpu(name: str, allocated: int) -> pd.DataFrame:
         gpu_rows = [{**row, "gpu_name": name, "train_peak_allocated_bytes": allocated}
                     for row in rows(results)]
-        return read_rows([baseline_from(tmp_path / name / str(allocated), gpu_rows)], "x")
+        return by_cell(pd.read_parquet(baseline_from(tmp_path / name / str(allocated), gpu_rows)))
 
     now = on_gpu("NVIDIA H100 80GB HBM3", 2 * 10**9)
     assert compare(now, on_gpu("NVIDIA A100-SXM4-80GB", 10**9)).regressions == []
