@@ -22,6 +22,7 @@ from ffbench.measure import cpu, cuda
 from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
+from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.measure.tracker import Storage, TensorTracker, storage_bytes
@@ -167,9 +168,11 @@ def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhaseP
 
 
 def meta_memory_pass(built: Built) -> tuple[PhasePeak, PhasePeak]:
-    """The memory pass on meta, with the fewest steps that give the same peaks."""
-    warm_up(built, META_WARMUP_STEPS, eval_batches=0)
-    return memory_pass(built, META_MEMORY_PASS_STEPS)
+    """The memory pass on meta, with the fewest steps that give the same peaks, each op's
+    output shapes worked out once per arguments (see measure.meta_cache)."""
+    with MetaShapeCache():
+        warm_up(built, META_WARMUP_STEPS, eval_batches=0)
+        return memory_pass(built, META_MEMORY_PASS_STEPS)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import build, load_dataset, memory_pass, run_cell, warm_up
+from ffbench.cell import (
+    META_MEMORY_PASS_STEPS,
+    META_WARMUP_STEPS,
+    build,
+    load_dataset,
+    memory_pass,
+    run_cell,
+    warm_up,
+)
 from ffbench.explain import (
     cache_lines,
     explain,
@@ -20,6 +28,7 @@ from ffbench.explain import (
     phase_table,
     slope_lines,
 )
+from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.spec import CellSpec
 
 # Tracked and predicted peaks of a few cells, recorded with main's tracker and cell code
@@ -90,6 +99,26 @@ def test_memory_pass_numbers_are_pinned(cell: tuple) -> None:  # type: ignore[ty
     assert tuple(row[c] for c in PIN_COLUMNS) == tuple(columns)
     assert _split(row, "mem_") == train_split
     assert _split(row, "eval_mem_") == eval_split
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_the_meta_shape_cache_changes_no_number(algorithm: str) -> None:
+    """The meta pass with ops' output shapes remembered gives the bytes of the plain one."""
+    spec = CellSpec(algorithm, n_layers=3, hidden=64, batch_size=32, device="meta",
+                    dataset="mnist-5k").resolved()
+    dataset = load_dataset(spec)
+    plain = build(spec, dataset, torch.device("meta"))
+    warm_up(plain, META_WARMUP_STEPS, eval_batches=0)
+    expected = memory_pass(plain, META_MEMORY_PASS_STEPS)
+    cached = build(spec, dataset, torch.device("meta"))
+    with MetaShapeCache() as cache:
+        warm_up(cached, META_WARMUP_STEPS, eval_batches=0)
+        got = memory_pass(cached, META_MEMORY_PASS_STEPS)
+    assert cache.hits > 0
+    for old, new in zip(expected, got, strict=True):
+        assert (new.tracked_bytes, new.split) == (old.tracked_bytes, old.split)
+        assert [(s.nbytes, s.category) for s in new.storages] == [
+            (s.nbytes, s.category) for s in old.storages]
 
 
 def test_a_tracked_model_is_freed_when_dropped() -> None:
