@@ -7,8 +7,10 @@ then eval); accuracy (only with epochs > 0 on real data).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,8 @@ class PhasePeak:
     split: dict[str, int]
     allocated_bytes: int | None
     reserved_bytes: int | None
+    # host-side tracked peak up to the end of this phase (None where host is the device)
+    host_tracked_bytes: int | None = None
 
 
 def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
@@ -62,6 +66,7 @@ def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
     evaluation = BatchStream(
         dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, dtype, spec.seed
     )
+    algorithm.use_training_set(train)
     return Built(algorithm, train, evaluation)
 
 
@@ -79,18 +84,35 @@ def static_bytes(algorithm: Algorithm) -> int:
     return storage_bytes([t for t in tensors if t.device.type == algorithm.device.type])
 
 
+def host_tracker(algorithm: Algorithm) -> TensorTracker | nullcontext[None]:
+    """A second tracker for host memory, where the device is not the host itself."""
+    if algorithm.device.type == "cpu":
+        return nullcontext()
+    return TensorTracker(torch.device("cpu"), algorithm.persistent_tensors)
+
+
 def memory_pass(built: Built) -> tuple[PhasePeak, PhasePeak]:
-    """Peaks of `MEMORY_PASS_STEPS` train steps, then of one eval batch, each phase on its own."""
+    """Peaks of `MEMORY_PASS_STEPS` train steps, then of one eval batch, each phase on its own
+    (the host-side peak, where tracked, runs over both phases)."""
     device = built.algorithm.device
     cuda.reset_peaks(device)
-    with TensorTracker(device, built.algorithm.persistent_tensors) as tracker:
+    with (
+        TensorTracker(device, built.algorithm.persistent_tensors) as tracker,
+        host_tracker(built.algorithm) as host,
+    ):
         for _ in range(MEMORY_PASS_STEPS):
             built.algorithm.train_step(*built.train.next())
-        train = PhasePeak(tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device))
+        train = PhasePeak(
+            tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
+            host.peak_bytes if host else None,
+        )
         cuda.reset_peaks(device)
         tracker.reset_peak()
         built.algorithm.predict(built.eval.next()[0])
-        evaluation = PhasePeak(tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device))
+        evaluation = PhasePeak(
+            tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
+            host.peak_bytes if host else None,
+        )
     return train, evaluation
 
 
@@ -109,17 +131,26 @@ def timing_pass(built: Built, steps: int) -> tuple[TimeSummary, float, float]:
     return train, TimeSummary.of(eval_times).median_s, last_loss
 
 
-def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> float:
-    """Test accuracy after training a fresh model for `spec.epochs` epochs."""
+def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> tuple[float, str | None]:
+    """Test accuracy after training a fresh model for `spec.epochs` epochs, and, for
+    algorithms whose layers predict on their own, each layer's test accuracy as a JSON list
+    (bottom layer first)."""
     built = build(spec, dataset, device)
     built.algorithm.fit(built.train, spec.epochs)
     assert spec.eval_batch_size is not None
-    correct = 0
+    correct, layer_correct = 0, None
     for x, y in in_order(
         dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, DTYPES[spec.dtype]
     ):
         correct += int((built.algorithm.predict(x) == y).sum())
-    return correct / len(dataset.test_labels)
+        per_layer = built.algorithm.layer_predictions(x)  # (n_layers, E) or None
+        if per_layer is not None:
+            hits = (per_layer == y).sum(dim=1)
+            layer_correct = hits if layer_correct is None else layer_correct + hits
+    n_test = len(dataset.test_labels)
+    if layer_correct is None:
+        return correct / n_test, None
+    return correct / n_test, json.dumps([round(int(c) / n_test, 6) for c in layer_correct])
 
 
 def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhasePeak]:
@@ -157,6 +188,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     values: dict[str, Any] = {
         "static_bytes": static_bytes(built.algorithm),
         "train_peak_tracked_bytes": train.tracked_bytes,
+        "host_peak_tracked_bytes": evaluation.host_tracked_bytes,
         "eval_peak_tracked_bytes": evaluation.tracked_bytes,
         "train_peak_allocated_bytes": train.allocated_bytes,
         "train_peak_reserved_bytes": train.reserved_bytes,
@@ -181,7 +213,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
             "final_train_loss": last_loss,
         }
     if spec.epochs > 0 and dataset.real:
-        values["test_accuracy"] = accuracy(spec, dataset, device)
+        values["test_accuracy"], values["layer_accuracy"] = accuracy(spec, dataset, device)
     if poller:
         poller.stop()
         values["nvml_peak_used_bytes"] = poller.peak_used_bytes
