@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms.ff_layerwise import LayerwiseFF
 from ffbench.algorithms.ff_progressive import ProgressiveFF
@@ -136,3 +137,26 @@ def test_ff_device_memory_grows_by_one_layers_state_per_layer() -> None:
     shallow, deep = train_peaks("ff", (2, 8))
     growth = deep["train_peak_tracked_bytes"] - shallow["train_peak_tracked_bytes"]
     assert growth == 6 * LAYER_STATE_BYTES  # gradients are freed after each layer's step
+
+
+@pytest.mark.parametrize(
+    ("cls", "algorithm", "options"),
+    [
+        (ProgressiveFF, "ff-progressive", {"cache": False}),
+        (ProgressiveFF, "ff-progressive", {"cache": True}),
+        (LayerwiseFF, "ff-layerwise", {}),
+    ],
+)
+def test_analytic_flops_match_torch_flop_counter(
+    cls: type[ProgressiveFF], algorithm: str, options: dict[str, object]
+) -> None:
+    ff = build(cls, algorithm, eval_batch_size=4, options=options)
+    data = stream()
+    ff.use_training_set(data)
+    ff.train_step(*data.next())  # moves to the deepest layer: the measured state
+    with FlopCounterMode(display=False) as train:
+        ff.train_step(*data.next())
+    with FlopCounterMode(display=False) as evaluation:
+        ff.predict(torch.rand(4, MNIST_PIXELS))
+    assert train.get_total_flops() == ff.train_flops_per_step()
+    assert evaluation.get_total_flops() == ff.eval_flops_per_batch()

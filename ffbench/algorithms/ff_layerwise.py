@@ -45,7 +45,7 @@ class LayerwiseFF(ProgressiveFF):
         self.device = device
         self._bring_to_device(0)
 
-    def caches(self, spec: CellSpec) -> bool:
+    def keeps_cache(self, spec: CellSpec) -> bool:
         return True
 
     @property

@@ -38,7 +38,7 @@ from ffbench.spec import CellSpec
 class ProgressiveFF(ForwardForward):
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
-        self.use_cache = self.caches(spec)
+        self.use_cache = self.keeps_cache(spec)
         self.current = 0  # the layer being trained
         self.stream: BatchStream | None = None
         self.cache: Tensor | None = None  # (2N, hidden): current layer's inputs, pos then neg
@@ -46,7 +46,7 @@ class ProgressiveFF(ForwardForward):
         self.order = torch.empty(0, dtype=torch.long, device=self.cache_device)
         self.taken = 0
 
-    def caches(self, spec: CellSpec) -> bool:
+    def keeps_cache(self, spec: CellSpec) -> bool:
         return bool(spec.options["cache"])
 
     @property
