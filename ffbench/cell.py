@@ -20,13 +20,14 @@ from ffbench.algorithms.base import DTYPES, Algorithm
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.data import BatchStream, Dataset, in_order, load
 from ffbench.measure import cpu, cuda
+from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.measure.tracker import TensorTracker, storage_bytes
 from ffbench.results import make_row
-from ffbench.spec import CellSpec
+from ffbench.spec import CellSpec, identity_columns
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
     """Model, optimizers and streams, seeded so every build of a spec is the same."""
     torch.manual_seed(spec.seed)
     algorithm = ALGORITHMS[spec.algorithm].load()(spec, device)
+    if spec.compile and device.type != "meta":  # predictions are of the eager steps
+        algorithm.compile()
     dtype = DTYPES[spec.dtype]
     assert spec.eval_batch_size is not None
     train = BatchStream(
@@ -203,13 +206,20 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     }
     if device.type != "meta":
         step_times, eval_time_s, last_loss = timing_pass(built, spec.steps)
+        achieved = values["train_flops_per_step"] / step_times.median_s
+        calibrated = calibrated_flops_per_s(
+            matmul_shapes(built.algorithm.model, built.algorithm.rows_per_step),
+            device, DTYPES[spec.dtype],
+        )
         values |= {
             "step_time_median_s": step_times.median_s,
             "step_time_iqr_s": step_times.iqr_s,
             "step_time_min_s": step_times.min_s,
             "eval_time_s": eval_time_s,
             "samples_per_s": spec.batch_size / step_times.median_s,
-            "achieved_flops_per_s": values["train_flops_per_step"] / step_times.median_s,
+            "achieved_flops_per_s": achieved,
+            "calibrated_flops_per_s": calibrated,
+            "efficiency": achieved / calibrated,
             "final_train_loss": last_loss,
         }
     if spec.epochs > 0 and dataset.real:
@@ -228,10 +238,6 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
         **environment(device),
         **values,
     )
-
-
-def identity_columns(spec: CellSpec, sweep_id: str) -> dict[str, Any]:
-    return {"sweep_id": sweep_id, "cell_id": spec.cell_id, **spec.resolved().identity()}
 
 
 def classify(exc: BaseException) -> str:

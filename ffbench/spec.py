@@ -54,6 +54,7 @@ class CellSpec:
     epochs: int = 0
     threads: int | None = None
     eval_chunk: int = 0
+    compile: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
 
@@ -93,6 +94,11 @@ class CellSpec:
     @classmethod
     def from_json(cls, text: str) -> CellSpec:
         return cls(**json.loads(text))
+
+
+def identity_columns(spec: CellSpec, sweep_id: str) -> dict[str, Any]:
+    """The identity columns of a result row (results.IDENTITY) for this cell."""
+    return {"sweep_id": sweep_id, "cell_id": spec.cell_id, **spec.resolved().identity()}
 
 
 def validate(spec: CellSpec) -> None:

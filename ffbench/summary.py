@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from ffbench.measure.categories import CATEGORIES
+from ffbench.results import FAILED_STATUSES
 
 MIB = 2**20
 
@@ -55,9 +56,48 @@ def cell_table(row: dict[str, Any]) -> Table:
     table.add_row("samples/s", "-" if rate is None else f"{rate:,.0f}", "")
     flops = row.get("achieved_flops_per_s")
     table.add_row("GFLOP/s achieved", "-" if flops is None else f"{flops / 1e9:,.1f}", "")
+    efficiency = row.get("efficiency")
+    table.add_row(
+        "of calibrated matmul rate", "-" if efficiency is None else f"{efficiency:.0%}", ""
+    )
     accuracy = row.get("test_accuracy")
     table.add_row("test accuracy", "-" if accuracy is None else f"{accuracy:.2%}", "")
     if row.get("layer_accuracy"):
         per_layer = json.loads(row["layer_accuracy"])
         table.add_row("  by layer", " ".join(f"{value:.1%}" for value in per_layer), "")
+    return table
+
+
+def train_peak_bytes(row: dict[str, Any]) -> int | None:
+    """The device's own peak where it has one (CUDA), else the tensor tracker's."""
+    allocated = row.get("train_peak_allocated_bytes")
+    return allocated if allocated is not None else row.get("train_peak_tracked_bytes")
+
+
+def _value_range(values: list[Any], fmt: Any) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    low, high = min(present), max(present)
+    return fmt(low) if low == high else f"{fmt(low)} – {fmt(high)}"
+
+
+def sweep_table(rows: list[dict[str, Any]], title: str = "") -> Table:
+    """One line per algorithm: how its cells ended, and its range of train peaks and step times."""
+    table = Table(title=title, show_header=True, header_style="bold")
+    for name, justify in (("algorithm", "left"), ("ok", "right"), ("failed", "left"),
+                          ("skipped", "right"), ("train peak", "right"),
+                          ("step time (median)", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for algorithm in dict.fromkeys(row["algorithm"] for row in rows):
+        mine = [row for row in rows if row["algorithm"] == algorithm]
+        ok = [row for row in mine if row["status"] == "ok"]
+        failed = {s: sum(row["status"] == s for row in mine) for s in FAILED_STATUSES}
+        failed_text = ", ".join(f"{n} {s}" for s, n in failed.items() if n) or "0"
+        table.add_row(
+            algorithm, str(len(ok)), failed_text,
+            str(sum(row["status"] == "skipped" for row in mine)),
+            _value_range([train_peak_bytes(row) for row in ok], mib),
+            _value_range([row.get("step_time_median_s") for row in ok], ms),
+        )
     return table

@@ -21,15 +21,16 @@ def adam(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
 
 def linear_stack(
     in_features: int, hidden: int, n_layers: int, device: torch.device, dtype: torch.dtype
-) -> nn.ModuleList:
+) -> list[nn.Linear]:
     """`n_layers` Linear layers: in_features -> hidden -> ... -> hidden."""
     widths = [in_features] + [hidden] * n_layers
-    return nn.ModuleList(
-        nn.Linear(a, b, device=device, dtype=dtype) for a, b in zip(widths, widths[1:])
-    )
+    return [
+        nn.Linear(a, b, device=device, dtype=dtype)
+        for a, b in zip(widths[:-1], widths[1:], strict=True)
+    ]
 
 
-def matmul_flops(rows: int, layers: nn.ModuleList | list[nn.Linear]) -> int:
+def matmul_flops(rows: int, layers: list[nn.Linear]) -> int:
     """2 * rows * in * out per Linear layer: one forward pass of `rows` rows."""
     return sum(2 * rows * layer.in_features * layer.out_features for layer in layers)
 
@@ -78,6 +79,12 @@ class Algorithm(ABC):
         """Predicted class per image from each layer alone, (n_layers, E) int64, or None
         where layers make no prediction of their own (bp). Used only for accuracy."""
         return None
+
+    def compile(self) -> None:
+        """torch.compile the forward of each layer (or of the whole model)."""
+        modules = self.model if isinstance(self.model, nn.ModuleList) else [self.model]
+        for module in modules:
+            module.compile()
 
     def fit(self, stream: BatchStream, epochs: int) -> None:
         """Train for `epochs` passes over the stream's dataset."""

@@ -15,11 +15,12 @@ class MLP(nn.Module):
         self, hidden: int, n_layers: int, device: torch.device, dtype: torch.dtype
     ) -> None:
         super().__init__()
-        self.layers = linear_stack(MNIST_PIXELS, hidden, n_layers, device, dtype)
+        self.linears = linear_stack(MNIST_PIXELS, hidden, n_layers, device, dtype)
+        self.layers = nn.ModuleList(self.linears)
         self.head = nn.Linear(hidden, MNIST_CLASSES, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
+        for layer in self.linears:
             x = F.relu(layer(x))  # (B, hidden)
         return self.head(x)  # (B, classes) logits
 
@@ -27,7 +28,8 @@ class MLP(nn.Module):
 class Backprop(Algorithm):
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
-        self.model = MLP(spec.hidden, spec.n_layers, device, self.dtype)
+        self.model = model = MLP(spec.hidden, spec.n_layers, device, self.dtype)
+        self.linears = [*model.linears, model.head]
         assert spec.lr is not None
         self.optimizers = [adam(list(self.model.parameters()), spec.lr)]
 
@@ -47,18 +49,14 @@ class Backprop(Algorithm):
     def predict(self, x: Tensor) -> Tensor:
         return self.model(x).argmax(dim=1)
 
-    def _all_linear(self) -> list[nn.Linear]:
-        return [*self.model.layers, self.model.head]  # type: ignore[list-item]
-
     def train_flops_per_step(self) -> int:
         # forward, grad of weights, grad of inputs (none for the first layer: x needs no grad)
-        linears = self._all_linear()
         rows = self.spec.batch_size
-        return 2 * matmul_flops(rows, linears) + matmul_flops(rows, linears[1:])
+        return 2 * matmul_flops(rows, self.linears) + matmul_flops(rows, self.linears[1:])
 
     def eval_flops_per_batch(self) -> int:
         assert self.spec.eval_batch_size is not None
-        return matmul_flops(self.spec.eval_batch_size, self._all_linear())
+        return matmul_flops(self.spec.eval_batch_size, self.linears)
 
 
 ALGORITHM = Backprop

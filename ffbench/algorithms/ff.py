@@ -55,16 +55,13 @@ class ForwardForward(Algorithm):
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
         linears = linear_stack(MNIST_PIXELS, spec.hidden, spec.n_layers, device, self.dtype)
-        self.model = nn.ModuleList(FFLayer(linear) for linear in linears)
+        self.layers = [FFLayer(linear) for linear in linears]
+        self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
-        self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.model]
+        self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.layers]
         self.goodness = GOODNESS[spec.goodness].fn
         self.threshold = spec.threshold
         self.readout_from = min(int(spec.options["readout_from_layer"]), spec.n_layers - 1)
-
-    @property
-    def layers(self) -> list[FFLayer]:
-        return list(self.model)  # type: ignore[arg-type]
 
     @property
     def rows_per_step(self) -> int:

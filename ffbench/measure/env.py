@@ -8,11 +8,12 @@ import socket
 import subprocess
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import ffbench
+
+if TYPE_CHECKING:  # torch is imported where needed: the sweep parent writes rows without it
+    import torch
 
 
 def utc_now() -> str:
@@ -54,17 +55,26 @@ def driver_version() -> str | None:
         return None
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Environment columns of a result row (call after the device is initialized)."""
-    on_gpu = device.type == "cuda"
+def host_columns() -> dict[str, Any]:
+    """The environment columns known without importing torch."""
     return {
         "host": socket.gethostname(),
-        "gpu_name": torch.cuda.get_device_name(device) if on_gpu else None,
-        "driver_version": driver_version() if on_gpu else None,
-        "cuda_version": torch.version.cuda,
-        "torch_version": torch.__version__,
         "ffbench_version": ffbench.__version__,
         "git_sha": git_sha(),
         "python_version": platform.python_version(),
         "cpu_model": cpu_model(),
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Environment columns of a result row (call after the device is initialized)."""
+    import torch
+
+    on_gpu = device.type == "cuda"
+    return {
+        **host_columns(),
+        "gpu_name": torch.cuda.get_device_name(device) if on_gpu else None,
+        "driver_version": driver_version() if on_gpu else None,
+        "cuda_version": torch.version.cuda,
+        "torch_version": torch.__version__,
     }

@@ -1,0 +1,103 @@
+"""Per-cell overhead of the sweep runner against `python -c "import torch"` on this machine.
+
+A cell's overhead is the wall time the parent sees for it (from just before it spawns the
+child until the child has exited, its row on disk) minus the row's `cell_wall_s` (the
+cell's own work, timed inside the child). Target (issue 4): the median overhead is at most
+1.3x the median time of `python -c "import torch"`. The two are measured interleaved, so
+load from other processes falls on both alike. Also reported, not gated: the end-to-end
+overhead of `ffbench sweep` (its whole wall time minus the cells' work, per cell), which
+adds the parent's own start and the parquet rewrites.
+
+    python benchmarks/test_runner_overhead.py        # print the numbers
+    pytest benchmarks/test_runner_overhead.py -s     # print and check them
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ffbench
+from ffbench.executors import CellJob, LocalPool
+from ffbench.results import PARQUET_NAME, read_parquet, read_row_json
+from ffbench.spec import CellSpec
+
+REPEATS = 7
+SWEEP_CELLS = 5
+OVERHEAD_LIMIT = 1.3  # x the time of `python -c "import torch"`
+PACKAGE_ROOT = str(Path(ffbench.__file__).parent.parent)
+
+
+def child_env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{PACKAGE_ROOT}:{path}" if path else PACKAGE_ROOT}
+
+
+def tiny_cell(seed: int) -> CellSpec:
+    """A cell whose own work is small; distinct seeds make distinct cells."""
+    return CellSpec(algorithm="bp", n_layers=1, hidden=16, batch_size=32, steps=1,
+                    warmup_steps=0, threads=1, seed=seed)
+
+
+def import_torch_s() -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True, env=child_env())
+    return time.perf_counter() - start
+
+
+def cell_overhead_s(workdir: Path, seed: int) -> float:
+    job = CellJob(tiny_cell(seed), "overhead", workdir / f"cell-{seed}.json")
+    pool = LocalPool(jobs=1, timeout_s=600, gpus=[], workdir=workdir / "work")
+    outcomes = [outcome for _, outcome in pool.run([job]) if outcome is not None]
+    assert outcomes[0].wall_s is not None
+    return outcomes[0].wall_s - read_row_json(job.row_path)["cell_wall_s"]
+
+
+def sweep_overhead_s(workdir: Path) -> float:
+    out = workdir / "sweep"
+    command = [sys.executable, "-m", "ffbench", "sweep", "ci-cpu", "--algorithms", "bp",
+               "--layers", f"1..{SWEEP_CELLS}", "--hidden", "16", "--batch-sizes", "32",
+               "--steps", "1", "--warmup", "0", "--out", str(out)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=child_env(), capture_output=True)
+    wall_s = time.perf_counter() - start
+    return (wall_s - read_parquet(out / PARQUET_NAME)["cell_wall_s"].sum()) / SWEEP_CELLS
+
+
+def measure() -> dict[str, float]:
+    os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]  # the pool's children inherit it
+    imports, overheads = [], []
+    with tempfile.TemporaryDirectory(prefix="ffbench-overhead-") as tmp:
+        for seed in range(REPEATS):
+            imports.append(import_torch_s())
+            overheads.append(cell_overhead_s(Path(tmp), seed))
+        end_to_end = sweep_overhead_s(Path(tmp))
+    import_s, overhead_s = statistics.median(imports), statistics.median(overheads)
+    return {"import_torch_s": import_s, "cell_overhead_s": overhead_s,
+            "ratio": overhead_s / import_s, "sweep_overhead_per_cell_s": end_to_end,
+            "sweep_ratio": end_to_end / import_s}
+
+
+def report(numbers: dict[str, float]) -> str:
+    return (
+        f"python -c 'import torch'  median of {REPEATS}: {numbers['import_torch_s']:.2f} s\n"
+        f"runner overhead per cell  median of {REPEATS}: {numbers['cell_overhead_s']:.2f} s"
+        f"  = {numbers['ratio']:.2f}x (limit {OVERHEAD_LIMIT}x)\n"
+        f"ffbench sweep end to end, {SWEEP_CELLS} cells: {numbers['sweep_overhead_per_cell_s']:.2f}"
+        f" s per cell = {numbers['sweep_ratio']:.2f}x"
+    )
+
+
+def test_runner_overhead_is_at_most_1_3x_importing_torch() -> None:
+    numbers = measure()
+    print("\n" + report(numbers))
+    assert numbers["ratio"] <= OVERHEAD_LIMIT, report(numbers)
+
+
+if __name__ == "__main__":
+    print(report(measure()))

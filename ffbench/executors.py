@@ -1,0 +1,350 @@
+"""Where cells run: a local pool of child processes, or a Slurm cluster through submitit.
+
+Every cell runs in `python -m ffbench.child`, spawned (never forked) and started in its
+own session, so a timeout or Ctrl-C kills the child and anything it started (killpg).
+The child writes its row itself, atomically; a pool only reports how each child ended
+(`CellOutcome`), and the sweep turns an ending without a row into a failure row.
+
+Real-device cells get a fresh process each. Meta-device cells (fake tensors: no device
+state, nothing timed) run one after another in a long-lived worker per slot, which saves
+the ~2 s torch import and ~2 s torch._dynamo import that each fresh process would pay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Generator, Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ffbench.measure.env import utc_now
+from ffbench.spec import CellSpec
+
+CHILD_MODULE = "ffbench.child"
+PARENT_PID_ENV = "FFBENCH_PARENT_PID"  # the child dies with this process (see child.py)
+POLL_S = 0.02  # how often the local pool looks at its children
+SUBMITIT_POLL_S = 2.0  # Slurm's accounting is slow to ask; submitit caches it anyway
+STDERR_TAIL_BYTES = 4000
+WORKER_CLOSE_S = 5.0
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to run and where its child writes the row."""
+
+    spec: CellSpec
+    sweep_id: str
+    row_path: Path
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How a cell's process ended, as the parent saw it (the row is the child's own word)."""
+
+    job: CellJob
+    returncode: int | None  # negative: killed by that signal; None: never known
+    timed_out: bool
+    wall_s: float | None  # parent-observed, from just before the spawn to the end
+    stderr_tail: str
+    pid: int | None
+    host: str
+    started_at: str | None
+    scheduler_state: str | None = None  # Slurm's word when the job itself failed
+
+
+# (job, None) as a cell starts, (job, outcome) as it ends
+Ends = Generator[tuple[CellJob, "CellOutcome | None"], None, None]
+
+
+def gpu_ids() -> list[str]:
+    """This machine's GPUs as CUDA_VISIBLE_DEVICES entries, found without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [entry for entry in visible.split(",") if entry.strip()]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return [str(index) for index in range(pynvml.nvmlDeviceGetCount())]
+    except Exception:  # no driver, no library: ask nvidia-smi, else none
+        return _nvidia_smi_gpus()
+
+
+def _nvidia_smi_gpus() -> list[str]:
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+def _write_spec(job: CellJob, workdir: Path) -> Path:
+    path = workdir / f"{job.spec.cell_id}.spec.json"
+    path.write_text(job.spec.to_json())
+    return path
+
+
+class _Process:
+    """A `python -m ffbench.child` process in its own session, stderr kept in a file."""
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], stderr_path: Path, serve: bool
+    ) -> None:
+        self.stderr_path = stderr_path
+        with open(stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", CHILD_MODULE, *args],
+                stdin=subprocess.PIPE if serve else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if serve else err,
+                stderr=err,
+                env=env,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stderr_tail(self) -> str:
+        with open(self.stderr_path, "rb") as err:
+            err.seek(max(0, self.stderr_path.stat().st_size - STDERR_TAIL_BYTES))
+            return err.read().decode(errors="replace")
+
+
+class CellProcess(_Process):
+    """A fresh process for exactly one cell; the cell is over when the process is."""
+
+    def __init__(self, job: CellJob, workdir: Path, env: dict[str, str]) -> None:
+        spec_path = _write_spec(job, workdir)
+        stderr_path = workdir / f"{job.spec.cell_id}.stderr"
+        super().__init__([str(spec_path), str(job.row_path), job.sweep_id], env, stderr_path,
+                         serve=False)
+        self.job = job
+
+    def cell_done(self) -> bool:
+        return not self.alive()
+
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+
+class MetaWorker(_Process):
+    """One process that runs meta cells in turn: a JSON line in, "done" line out per cell."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
+        super().__init__(["--serve"], env, workdir / f"{name}.stderr", serve=True)
+        self.job: CellJob | None = None
+
+    def submit(self, job: CellJob, workdir: Path) -> None:
+        self.job = job
+        request = [str(_write_spec(job, workdir)), str(job.row_path), job.sweep_id]
+        stdin: IO[bytes] | None = self.proc.stdin
+        assert stdin is not None
+        with suppress(BrokenPipeError):  # a dead worker shows in cell_done
+            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.flush()
+
+    def cell_done(self) -> bool:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        if select.select([stdout], [], [], 0)[0]:
+            if not stdout.readline():  # end of file: the worker died
+                self.proc.wait()
+            return True
+        return not self.alive()
+
+    def returncode(self) -> int | None:
+        return 0 if self.alive() else self.proc.returncode
+
+    def close(self) -> None:
+        """Let it finish cleanly (end of input), else kill it."""
+        with suppress(BrokenPipeError, OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=WORKER_CLOSE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@dataclass
+class _Slot:
+    """One place a cell can run; with several GPUs, slot i uses GPU i mod count."""
+
+    index: int
+    running: CellProcess | MetaWorker | None = None
+    worker: MetaWorker | None = None  # kept between meta cells
+    started_s: float = 0.0
+    started_at: str = ""
+
+    def close_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.kill()
+            self.running = None
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+
+
+class LocalPool:
+    """`jobs` cells at a time on this machine, each killed after `timeout_s`."""
+
+    def __init__(self, *, jobs: int, timeout_s: float, gpus: list[str], workdir: Path) -> None:
+        self.jobs, self.timeout_s, self.gpus, self.workdir = jobs, timeout_s, gpus, workdir
+        self._workers_started = 0
+
+    def run(self, jobs: Iterable[CellJob]) -> Ends:
+        """Yields (job, None) as a cell starts and (job, outcome) as it ends. Closing the
+        iterator, or an exception in it (Ctrl-C), kills whatever is running."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        queue = iter(jobs)
+        slots = [_Slot(index) for index in range(self.jobs)]
+        more = True
+        try:
+            while more or any(slot.running for slot in slots):
+                for slot in slots:
+                    if not more or slot.running is not None:
+                        continue
+                    job = next(queue, None)
+                    more = job is not None
+                    if job is not None:
+                        self._start(slot, job)
+                        yield job, None
+                for slot in slots:
+                    outcome = self._check(slot)
+                    if outcome is not None:
+                        yield outcome.job, outcome
+                time.sleep(POLL_S)
+        finally:
+            for slot in slots:
+                slot.stop()
+
+    def _env(self, slot: _Slot, job: CellJob) -> dict[str, str]:
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+        if job.spec.device == "cuda" and self.gpus:  # "cuda:N" means the user chose
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot.index % len(self.gpus)]
+        return env
+
+    def _start(self, slot: _Slot, job: CellJob) -> None:
+        slot.started_s, slot.started_at = time.perf_counter(), utc_now()
+        env = self._env(slot, job)
+        if job.spec.device != "meta":
+            slot.close_worker()
+            slot.running = CellProcess(job, self.workdir, env)
+            return
+        if slot.worker is None:
+            self._workers_started += 1
+            name = f"worker-{slot.index}-{self._workers_started}"
+            slot.worker = MetaWorker(self.workdir, env, name)
+        slot.worker.submit(job, self.workdir)
+        slot.running = slot.worker
+
+    def _check(self, slot: _Slot) -> CellOutcome | None:
+        """The outcome if the slot's cell ended or ran out of time, else None."""
+        run = slot.running
+        if run is None:
+            return None
+        done = run.cell_done()
+        timed_out = not done and time.perf_counter() - slot.started_s > self.timeout_s
+        if not (done or timed_out):
+            return None
+        if timed_out:
+            run.kill()
+        job = run.job
+        assert job is not None
+        slot.running = None
+        if run is slot.worker and not run.alive():
+            slot.worker = None
+        return CellOutcome(
+            job=job, returncode=run.returncode(), timed_out=timed_out,
+            wall_s=time.perf_counter() - slot.started_s, stderr_tail=run.stderr_tail(),
+            pid=run.proc.pid, host=socket.gethostname(), started_at=slot.started_at,
+        )
+
+
+def run_blocking(job: CellJob, timeout_s: float) -> CellOutcome:
+    """One cell in a fresh child process, waited for: what a Slurm array task runs."""
+    with tempfile.TemporaryDirectory(prefix="ffbench-") as workdir:
+        pool = LocalPool(jobs=1, timeout_s=timeout_s, gpus=[], workdir=Path(workdir))
+        outcomes = [outcome for _, outcome in pool.run([job]) if outcome is not None]
+    return outcomes[0]
+
+
+class SubmititPool:
+    """Every cell as one task of a Slurm job array (submitit); logs under `folder`.
+
+    Each task runs `run_blocking`, so a cell on a node is the same fresh child, with
+    the same timeout, as on this machine. `slurm["cluster"] = "local"` runs the same
+    path through submitit's LocalExecutor (how the tests exercise it)."""
+
+    def __init__(self, *, slurm: dict[str, Any], folder: Path, timeout_s: float) -> None:
+        self.slurm, self.folder, self.timeout_s = slurm, folder, timeout_s
+
+    def parameters(self) -> dict[str, Any]:
+        """submitit's names for the [slurm] table's settings (slurm_* apply on Slurm only)."""
+        names = {
+            "time_min": "timeout_min", "cpus_per_task": "cpus_per_task", "mem_gb": "mem_gb",
+            "partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
+            "constraint": "slurm_constraint", "gpus_per_task": "slurm_gpus_per_task",
+            "array_parallelism": "slurm_array_parallelism", "setup": "slurm_setup",
+        }
+        given = {names[key]: value for key, value in self.slurm.items() if key in names}
+        return {"name": "ffbench", **given}
+
+    def run(self, jobs: Iterable[CellJob]) -> Ends:
+        import submitit
+
+        cells = list(jobs)
+        if not cells:
+            return
+        executor = submitit.AutoExecutor(
+            folder=self.folder / "%j", cluster=self.slurm.get("cluster", "slurm")
+        )
+        executor.update_parameters(**self.parameters())
+        futures = executor.map_array(run_blocking, cells, [self.timeout_s] * len(cells))
+        for cell in cells:
+            yield cell, None
+        pending = list(zip(futures, cells, strict=True))
+        try:
+            while pending:
+                for future, cell in [pair for pair in pending if pair[0].done()]:
+                    pending.remove((future, cell))
+                    yield cell, _submitit_outcome(cell, future)
+                if pending:
+                    time.sleep(SUBMITIT_POLL_S)
+        finally:
+            for future, _ in pending:
+                future.cancel(check=False)
+
+
+def _submitit_outcome(job: CellJob, future: Any) -> CellOutcome:
+    try:
+        outcome: CellOutcome = future.result()
+        return outcome
+    except Exception as exc:  # the task itself died: time limit, memory limit, node failure
+        return CellOutcome(
+            job=job, returncode=None, timed_out=False, wall_s=None,
+            stderr_tail=str(exc)[-STDERR_TAIL_BYTES:], pid=None, host="",
+            started_at=None, scheduler_state=str(future.state),
+        )

@@ -1,0 +1,224 @@
+"""What a sweep is: a grid of cells (SweepSpec) from a TOML file and flags, validated.
+
+Pure (no torch, no files written): a sweep file is a path or the name of one packaged in
+ffbench/sweeps; its keys are CellSpec's field names plus the grid's plural ones (algorithms,
+layers, batch_sizes, hidden) and the runner's (name, timeout_s, jobs, executor, [slurm]);
+a flag overrides the key of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import ffbench
+from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.spec import BadInput, CellSpec, parse_int_range, parse_names
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_SWEEP = "quick"
+EXECUTORS = ("local", "slurm")
+SUBMITIT_CLUSTERS = ("slurm", "local")  # local: submitit's stand-in on this machine (tests)
+DEFAULT_TIMEOUT_S = 1800.0
+
+GRID_KEYS = ("algorithms", "layers", "batch_sizes", "hidden")
+_PER_CELL = {"algorithm", "n_layers", "batch_size", "hidden"}  # set by the grid, not by a key
+CELL_KEYS = tuple(f.name for f in dataclasses.fields(CellSpec) if f.name not in _PER_CELL)
+RUNNER_KEYS = ("name", "timeout_s", "jobs", "executor", "slurm")
+SLURM_KEYS: dict[str, type | tuple[type, ...]] = {
+    "cluster": str, "partition": str, "account": str, "qos": str, "constraint": str,
+    "time_min": int, "gpus_per_task": int, "cpus_per_task": int, "mem_gb": (int, float),
+    "array_parallelism": int, "setup": list,
+}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid (algorithms x hidden x batch sizes x depths) with settings shared by every cell."""
+
+    name: str
+    algorithms: tuple[str, ...]
+    layers: tuple[int, ...]
+    batch_sizes: tuple[int, ...] = (CellSpec.batch_size,)
+    hidden: tuple[int, ...] = (CellSpec.hidden,)
+    cell: dict[str, Any] = field(default_factory=dict)  # CellSpec keyword arguments
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    jobs: int = 1
+    executor: str = "local"
+    slurm: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> list[CellSpec]:
+        """Every cell, validated (BadInput on the first bad one); depth-major so that all
+        algorithms' curves grow together while the sweep runs."""
+        specs = [
+            CellSpec(algorithm=a, n_layers=n, hidden=h, batch_size=b, **self.cell)
+            for h in self.hidden
+            for b in self.batch_sizes
+            for n in self.layers
+            for a in self.algorithms
+        ]
+        return list({spec.cell_id: spec for spec in specs}.values())
+
+
+def packaged_sweeps() -> list[str]:
+    folder = resources.files(ffbench).joinpath("sweeps")
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_sweep_file(source: str | None) -> tuple[str, dict[str, Any]]:
+    """(default name, TOML values) of a sweep file path or a packaged sweep name."""
+    source = source or DEFAULT_SWEEP
+    path = Path(source)
+    if path.exists() or path.suffix == ".toml" or os.sep in source:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read sweep file {source}: {exc}") from None
+    elif source in packaged_sweeps():
+        text = resources.files(ffbench).joinpath("sweeps", f"{source}.toml").read_text()
+    else:
+        known = ", ".join(packaged_sweeps())
+        raise BadInput(f"no sweep file {source!r} (packaged sweeps: {known})")
+    try:
+        return path.stem, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{source}: invalid TOML ({exc})") from None
+
+
+def load_sweep(source: str | None, overrides: dict[str, Any]) -> SweepSpec:
+    """The sweep file's values with every given flag overriding its key (options merged)."""
+    default_name, values = read_sweep_file(source)
+    if not isinstance(values.get("options", {}), dict):
+        raise BadInput("sweep key options: expected a table ([options] NAME = VALUE)")
+    options = {**values.get("options", {}), **overrides.get("options", {})}
+    merged = {**values, **overrides}
+    if options:
+        merged["options"] = options
+    return parse_sweep(merged, default_name)
+
+
+def parse_sweep(values: dict[str, Any], default_name: str) -> SweepSpec:
+    """Check every key and value; BadInput names the first one wrong."""
+    known = (*GRID_KEYS, *CELL_KEYS, *RUNNER_KEYS)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise BadInput(f"unknown sweep key {unknown[0]!r} (known: {', '.join(known)})")
+    for key in ("algorithms", "layers"):
+        if key not in values:
+            raise BadInput(f"the sweep gives no {key} (set `{key} = ...` or --{key})")
+    hints = get_type_hints(CellSpec)
+    cell = {key: values[key] for key in CELL_KEYS if key in values}
+    for key, value in cell.items():
+        if not _accepts(hints[key], value):
+            expected = getattr(hints[key], "__name__", str(hints[key]))
+            raise BadInput(f"sweep key {key} = {value!r}: expected {expected}")
+    return SweepSpec(
+        name=_name(values.get("name", default_name)),
+        algorithms=_algorithms(values["algorithms"]),
+        layers=_int_grid("layers", values["layers"]),
+        batch_sizes=_int_grid("batch_sizes", values.get("batch_sizes", CellSpec.batch_size)),
+        hidden=_int_grid("hidden", values.get("hidden", CellSpec.hidden)),
+        cell=cell,
+        timeout_s=_positive_number("timeout_s", values.get("timeout_s", DEFAULT_TIMEOUT_S)),
+        jobs=_positive_int("jobs", values.get("jobs", 1)),
+        executor=_executor(values.get("executor", "local")),
+        slurm=_slurm_table(values.get("slurm", {})),
+    )
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """isinstance against a CellSpec annotation (int | None, float, dict[str, Any], ...)."""
+    if get_origin(hint) in (Union, UnionType):
+        return any(_accepts(arg, value) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    base = get_origin(hint) or hint
+    if isinstance(value, bool) and base is not bool:
+        return False
+    if base is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, base)
+
+
+def _name(value: Any) -> str:
+    """The sweep's name: the default results directory results/NAME, so one path part."""
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.+-]+", value) or value in (".", ".."):
+        raise BadInput(f"sweep name {value!r}: use letters, digits, '.', '_', '+' or '-'")
+    return value
+
+
+_FLAGS = {"timeout_s": "timeout", "warmup_steps": "warmup"}  # keys whose flag is shorter
+
+
+def _flag(key: str) -> str:
+    return _FLAGS.get(key, key).replace("_", "-")
+
+
+def _int_grid(key: str, value: Any) -> tuple[int, ...]:
+    """"2..47", "2..47:5", "2,4,8", 4 or [2, 4, 8] -> sorted unique positive ints."""
+    if isinstance(value, list) and all(type(v) is int for v in value):
+        value = ",".join(map(str, value))
+    elif type(value) is int:
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadInput(f"--{_flag(key)}: expected a range like 2..47, 2..47:5 or 2,4,8")
+    return tuple(parse_int_range(value, flag=_flag(key)))
+
+
+def _algorithms(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        raise BadInput("--algorithms: expected names like bp,ff,rff")
+    names = parse_names(value, flag="algorithms", known=tuple(ALGORITHMS))
+    return tuple(dict.fromkeys(names))
+
+
+def _positive_number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise BadInput(f"--{_flag(key)} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if type(value) is not int or value < 1:
+        raise BadInput(f"--{_flag(key)} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _executor(value: Any) -> str:
+    if value not in EXECUTORS:
+        raise BadInput(f"unknown executor {value!r} (use one of: {', '.join(EXECUTORS)})")
+    return str(value)
+
+
+def _slurm_table(table: Any) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise BadInput("sweep key slurm: expected a table ([slurm])")
+    for key, value in table.items():
+        if key not in SLURM_KEYS:
+            raise BadInput(f"unknown [slurm] key {key!r} (known: {', '.join(SLURM_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, SLURM_KEYS[key]):
+            raise BadInput(f"[slurm] {key} = {value!r} has the wrong type")
+    if table.get("cluster", "slurm") not in SUBMITIT_CLUSTERS:
+        raise BadInput(f"[slurm] cluster must be one of: {', '.join(SUBMITIT_CLUSTERS)}")
+    return dict(table)
+
+
+def check_runnable(sweep: SweepSpec) -> None:
+    """What can be refused before anything runs, beyond the cells themselves."""
+    if sweep.executor == "slurm" and sweep.slurm.get("cluster", "slurm") == "slurm":
+        if shutil.which("sbatch") is None:
+            raise BadInput("--executor slurm: no sbatch on this machine (is Slurm installed?)")

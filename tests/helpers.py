@@ -1,0 +1,43 @@
+"""Test helpers: run the real command line in a fresh process; write MNIST-format files."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ffbench_cli(
+    *args: str, cwd: Path | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ffbench ARGS` in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "ffbench", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout_s,
+    )
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    """An IDX file as MNIST ships it (uint8 payload): the format torchvision reads."""
+    dims = array.shape
+    header = struct.pack(">HBB", 0, 0x08, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+    path.write_bytes(header + array.to(torch.uint8).numpy().tobytes())
+
+
+def make_mnist_dir(root: Path, train_size: int = 64, test_size: int = 32) -> Path:
+    """A tiny MNIST in torchvision's layout: ROOT/MNIST/raw/{train,t10k}-{images,labels}-..."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", train_size), ("t10k", test_size)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=gen)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=gen))
+    return root

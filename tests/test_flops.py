@@ -1,0 +1,29 @@
+"""Analytic FLOPs per train step and eval batch against torch's own FlopCounterMode, for every
+registered algorithm (registering one is enough to put it under this test)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.cell import build, warm_up
+from ffbench.data import load
+from ffbench.spec import CellSpec
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_analytic_flops_match_flop_counter(algorithm: str) -> None:
+    spec = CellSpec(algorithm, n_layers=3, hidden=48, batch_size=32, eval_batch_size=16,
+                    warmup_steps=1).resolved()
+    built = build(spec, load(spec), torch.device("cpu"))
+    warm_up(built, 1)
+    x, y = built.train.next()
+    with FlopCounterMode(display=False) as train_counter:
+        built.algorithm.train_step(x, y)
+    x_eval, _ = built.eval.next()
+    with FlopCounterMode(display=False) as eval_counter:
+        built.algorithm.predict(x_eval)
+    assert built.algorithm.train_flops_per_step() == train_counter.get_total_flops()
+    assert built.algorithm.eval_flops_per_batch() == eval_counter.get_total_flops()

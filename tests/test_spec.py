@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from ffbench.spec import BadInput, CellSpec, parse_int_range
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2..5", [2, 3, 4, 5]),
+        ("2..47:15", [2, 17, 32, 47]),
+        ("2,4,8", [2, 4, 8]),
+        ("8,2..4,4", [2, 3, 4, 8]),
+        ("7", [7]),
+    ],
+)
+def test_ranges_expand(text: str, expected: list[int]) -> None:
+    assert parse_int_range(text, flag="layers") == expected
+
+
+@pytest.mark.parametrize("text", ["47..2", "x", "", "0", "2..5:0", "1,,x", "-1"])
+def test_bad_ranges_are_refused(text: str) -> None:
+    with pytest.raises(BadInput):
+        parse_int_range(text, flag="layers")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"n_layers": 0}, "--layers"),
+        ({"batch_size": -1}, "--batch-size"),
+        ({"algorithm": "nope"}, "unknown algorithm"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"dataset": "mnist"}, "--data-dir"),
+        ({"dtype": "float8"}, "dtype"),
+        ({"options": {"no_such_option": 1}}, "unknown option"),
+    ],
+)
+def test_bad_specs_name_the_problem(change: dict[str, object], words: str) -> None:
+    fields: dict[str, object] = {"algorithm": "ff", "n_layers": 2} | change
+    with pytest.raises(BadInput, match=words):
+        CellSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_cell_id_is_stable_and_sees_defaults() -> None:
+    spec = CellSpec("ff", n_layers=3, hidden=256, batch_size=512)
+    same = CellSpec("ff", n_layers=3, hidden=256, batch_size=512, lr=0.03, threshold=2.0)
+    other = CellSpec("ff", n_layers=4, hidden=256, batch_size=512)
+    assert spec.cell_id == same.cell_id != other.cell_id
+    assert CellSpec.from_json(spec.to_json()) == spec
+
+
+def test_resolved_fills_algorithm_and_goodness_defaults() -> None:
+    bp = CellSpec("bp", n_layers=2, hidden=100, batch_size=10).resolved()
+    ff = CellSpec("ff", n_layers=2, hidden=100, batch_size=10, goodness="sumsq").resolved()
+    assert (bp.lr, bp.eval_batch_size) == (1e-3, 10)
+    assert (ff.lr, ff.threshold) == (0.03, 200.0)
+    assert ff.options == {"readout_from_layer": 1}

@@ -1,0 +1,290 @@
+"""The sweep's pure parts: reading sweeps, the grid, resume rules, failure classification,
+the results directory, and what bad input does (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ffbench
+from ffbench import sweep as sweeps
+from ffbench import sweep_spec
+from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.cli import main, resume_command
+from ffbench.executors import CellJob, CellOutcome, SubmititPool
+from ffbench.results import CELLS_DIR, PARQUET_NAME, make_row, read_parquet
+from ffbench.spec import BadInput, CellSpec, identity_columns
+from ffbench.summary import sweep_table
+
+PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
+
+
+def tiny_values(**extra: object) -> dict[str, object]:
+    return {"algorithms": "bp,ff", "layers": "1..3", "hidden": 16, "batch_sizes": 32, **extra}
+
+
+def test_flags_override_the_file_and_options_merge(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('algorithms = ["bp", "ff"]\nlayers = "2..4"\nhidden = 64\nsteps = 3\n'
+                    'timeout_s = 60\n[options]\nreadout_from_layer = 1\n')
+    spec = sweep_spec.load_sweep(str(path), {"layers": "5,7", "steps": 9, "algorithms": "ff",
+                                         "options": {"readout_from_layer": 2}})
+    assert spec.name == "mine"
+    assert (spec.algorithms, spec.layers, spec.hidden) == (("ff",), (5, 7), (64,))
+    assert spec.cell == {"steps": 9, "options": {"readout_from_layer": 2}}
+    assert spec.timeout_s == 60.0
+    assert [c.options for c in spec.cells()] == [{"readout_from_layer": 2}] * 2
+
+
+def test_grid_is_depth_major_validated_and_without_duplicates() -> None:
+    spec = sweep_spec.parse_sweep(tiny_values(algorithms="bp,ff,bp", batch_sizes="32,64"), "t")
+    cells = spec.cells()
+    assert len(cells) == 2 * 3 * 2
+    assert [(c.batch_size, c.n_layers, c.algorithm) for c in cells[:4]] == [
+        (32, 1, "bp"), (32, 1, "ff"), (32, 2, "bp"), (32, 2, "ff")]
+    assert len({c.cell_id for c in cells}) == len(cells)
+    assert all(c.hidden == 16 for c in cells)
+
+
+@pytest.mark.parametrize("name", ["quick", "ci-cpu", "seed-figure"])
+def test_packaged_sweeps_are_valid(name: str) -> None:
+    default_name, values = sweep_spec.read_sweep_file(name)
+    assert default_name == name == values["name"]
+    values["algorithms"] = [a for a in values["algorithms"] if a in ALGORITHMS]  # rff may lag
+    cells = sweep_spec.parse_sweep(values, name).cells()
+    assert len(cells) > 0
+
+
+def test_seed_figure_is_the_published_sweep() -> None:
+    _, values = sweep_spec.read_sweep_file("seed-figure")
+    assert values["algorithms"] == ["bp", "ff", "rff"]
+    assert sweep_spec.parse_int_range(values["layers"], flag="layers") == list(range(2, 48))
+    assert (values["hidden"], values["batch_sizes"]) == (2000, 5000)
+
+
+def test_the_repository_sweeps_folder_is_the_packaged_one() -> None:
+    folder = PACKAGE_ROOT / "sweeps"
+    if not folder.exists():
+        pytest.skip("installed package: no repository around it")
+    assert sorted(p.name for p in folder.glob("*.toml")) == [
+        "ci-cpu.toml", "quick.toml", "seed-figure.toml"]
+
+
+def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                   ) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert sweep_spec.read_sweep_file(None)[0] == sweep_spec.DEFAULT_SWEEP
+    assert sweep_spec.load_sweep("ci-cpu", {}).name == "ci-cpu"
+
+
+def test_fresh_results_dir_never_reuses_one(tmp_path: Path) -> None:
+    base = tmp_path / "r"
+    assert sweeps.results_dir(base, "x", fresh=True) == base
+    base.mkdir()
+    assert sweeps.results_dir(base, "x", fresh=False) == base
+    assert sweeps.results_dir(base, "x", fresh=True) == tmp_path / "r.2"
+    (tmp_path / "r.2").mkdir()
+    assert sweeps.results_dir(base, "x", fresh=True) == tmp_path / "r.3"
+    assert not (tmp_path / "r.3").exists()
+
+
+def test_resume_rules() -> None:
+    assert not sweeps.is_finished(None, retry_failed=False)
+    for status, finished, finished_when_retrying in [
+        ("ok", True, True), ("oom", True, False), ("timeout", True, False),
+        ("error", True, False), ("crashed", True, False), ("skipped", False, False),
+    ]:
+        assert sweeps.is_finished({"status": status}, retry_failed=False) is finished
+        assert sweeps.is_finished({"status": status}, retry_failed=True) is finished_when_retrying
+
+
+def outcome(returncode: int | None, tail: str = "", *, timed_out: bool = False,
+            state: str | None = None) -> CellOutcome:
+    job = CellJob(CellSpec(algorithm="bp", n_layers=1, hidden=8), "s", Path("x.json"))
+    return CellOutcome(job, returncode, timed_out, 1.5, tail, 123, "host", None, state)
+
+
+def test_classify_every_way_a_child_can_end_without_a_row() -> None:
+    assert sweeps.classify(outcome(-9, timed_out=True), 30)[0] == "timeout"
+    status, error = sweeps.classify(outcome(-9, "last words"), 30)
+    assert status == "oom" and "SIGKILL" in error and "last words" in error
+    status, error = sweeps.classify(outcome(-11, "Fatal Python error"), 30)
+    assert status == "crashed" and "SIGSEGV" in error and "Fatal Python error" in error
+    assert sweeps.classify(outcome(1, "...\nMemoryError"), 30)[0] == "oom"
+    assert sweeps.classify(outcome(1, "torch.OutOfMemoryError: CUDA out of memory"), 30)[0] == "oom"
+    status, error = sweeps.classify(outcome(1, "ValueError: bad"), 30)
+    assert status == "error" and "code 1" in error and "ValueError: bad" in error
+    assert sweeps.classify(outcome(None, state="OUT_OF_MEMORY"), 30)[0] == "oom"
+    assert sweeps.classify(outcome(None, state="TIMEOUT"), 30)[0] == "timeout"
+    assert sweeps.classify(outcome(None, state="NODE_FAIL"), 30)[0] == "crashed"
+
+
+def test_failure_row_has_identity_environment_and_every_column() -> None:
+    spec = CellSpec(algorithm="ff", n_layers=3, hidden=8)
+    row = sweeps.failure_row(spec, "s1", "timeout", "too slow", outcome(-9, timed_out=True))
+    assert {k: row[k] for k in identity_columns(spec, "s1")} == identity_columns(spec, "s1") | {
+        "options": json.dumps(spec.resolved().options, sort_keys=True)}
+    assert (row["status"], row["error"], row["returncode"], row["cell_wall_s"]) == (
+        "timeout", "too slow", -9, 1.5)
+    assert row["host"] == "host" and row["ffbench_version"] == ffbench.__version__
+    assert row["torch_version"] and row["python_version"] and row["step_time_median_s"] is None
+
+
+def rows_for(specs: list[CellSpec], **values: object) -> list[dict[str, object]]:
+    return [make_row(**identity_columns(s, "s"), status="ok", **values) for s in specs]
+
+
+def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Path) -> None:
+    specs = sweep_spec.parse_sweep(tiny_values(), "t").cells()
+    store = sweeps.SweepDir(tmp_path)
+    rows = rows_for(specs, train_peak_tracked_bytes=2**40 + 1, step_time_median_s=1e-3,
+                    cell_wall_s=math.pi, error=None)
+    for row in rows:
+        store.record(row)
+    frame = read_parquet(tmp_path / PARQUET_NAME)
+    assert len(frame) == len(specs)
+    back = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    assert sorted(back, key=str) == sorted(rows, key=str)
+    assert [r["n_layers"] for r in back] == [1, 2, 3, 1, 2, 3]  # bp's rows, then ff's
+
+    # a kill leaves a temporary file and a parquet one cell behind: the next run repairs both
+    (tmp_path / CELLS_DIR / ".abc.json.x.tmp").write_text("{")
+    (tmp_path / CELLS_DIR / "corrupt.json").write_text("{not json")
+    for spec, row in zip(specs, rows, strict=True):
+        sweeps.write_row_json(row, store.row_path(spec))
+    again = sweeps.SweepDir(tmp_path)
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert set(again.rows) == {s.cell_id for s in specs}  # corrupt.json: to be run again
+
+
+def test_summary_table_counts_each_ending() -> None:
+    specs = sweep_spec.parse_sweep(tiny_values(), "t").cells()
+    rows = rows_for(specs[:4], train_peak_tracked_bytes=2**20, step_time_median_s=0.002)
+    rows[1]["status"], rows[3]["status"] = "oom", "timeout"
+    rows += [make_row(**identity_columns(specs[4], "s"), status="skipped")]
+    table = sweep_table(rows)
+    cells = {column.header: list(column.cells) for column in table.columns}
+    assert cells["algorithm"] == ["bp", "ff"]
+    assert cells["ok"] == ["2", "0"]
+    assert cells["failed"] == ["0", "1 oom, 1 timeout"]
+    assert cells["skipped"] == ["1", "0"]
+    assert cells["train peak"] == ["1.00 MiB", "-"]
+
+
+def test_resume_command_keeps_the_flags_but_not_no_resume() -> None:
+    argv = ["ffbench", "sweep", "ci-cpu", "--no-resume", "--out", "results/a", "--layers", "1,2"]
+    assert resume_command(argv, Path("results/a.2")) == (
+        "ffbench sweep ci-cpu --layers 1,2 --out results/a.2")
+
+
+def test_cpu_parallel_cells_warn_but_meta_ones_do_not() -> None:
+    def warning(**values: object) -> str | None:
+        return sweeps.timing_warning(sweep_spec.parse_sweep(tiny_values(**values), "t"))
+
+    assert warning(jobs=2) and warning(jobs=1) is None and warning(jobs=2, device="meta") is None
+
+
+def test_slurm_settings_reach_submitit_under_its_names() -> None:
+    spec = sweep_spec.parse_sweep(tiny_values(executor="slurm", slurm={
+        "partition": "gpu", "account": "lab", "time_min": 30, "gpus_per_task": 1,
+        "cluster": "local"}), "t")
+    pool = SubmititPool(slurm=spec.slurm, folder=Path("x"), timeout_s=10)
+    assert pool.parameters() == {
+        "name": "ffbench", "slurm_partition": "gpu", "slurm_account": "lab",
+        "timeout_min": 30, "slurm_gpus_per_task": 1}
+
+
+BAD_INPUTS = [
+    (["--layers", "47..2"], "runs backwards"),
+    (["--layers", "x"], "cannot read 'x'"),
+    (["--batch-sizes", "0"], "at least 1"),
+    (["--algorithms", "bp,nope"], "unknown algorithm 'nope'"),
+    (["--executor", "pbs"], "unknown executor 'pbs'"),
+    (["--jobs", "0"], "--jobs"),
+    (["--timeout", "0"], "--timeout"),
+    (["--device", "tpu"], "unknown device"),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent"], "no such directory"),
+]
+
+
+def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+             ) -> tuple[int, list[str]]:
+    monkeypatch.setattr(sys, "argv", ["ffbench", "sweep", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return int(exit_info.value.code or 0), capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
+def test_bad_flags_are_one_line_exit_2_and_nothing_written(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["ci-cpu", *args, "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("ffbench: error:") and message in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_sweep_files_and_out_paths_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.toml").write_text("layers = [1, 2\n")
+    (tmp_path / "unknown.toml").write_text('algorithms = "bp"\nlayers = 2\nlayer = 3\n')
+    (tmp_path / "typed.toml").write_text('algorithms = "bp"\nlayers = 2\nsteps = "five"\n')
+    (tmp_path / "unreadable.toml").mkdir()
+    (tmp_path / "a-file").write_text("")
+    before = sorted(tmp_path.iterdir())
+    for args, message in [
+        (["broken.toml"], "invalid TOML"),
+        (["unknown.toml"], "unknown sweep key 'layer'"),
+        (["typed.toml"], "expected int"),
+        (["unreadable.toml"], "cannot read sweep file"),
+        (["missing.toml"], "cannot read sweep file"),
+        (["no-such-sweep"], "no sweep file 'no-such-sweep'"),
+        (["ci-cpu", "--out", "a-file"], "is a file"),
+        (["ci-cpu", "--out", "a-file/below"], "is a file"),
+    ]:
+        code, err = run_main(args, monkeypatch, capsys)
+        assert code == 2 and len(err) == 1 and message in err[0], (args, err)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_refusing_bad_input_does_not_import_torch(tmp_path: Path) -> None:
+    probe = (
+        "import sys\nfrom ffbench.cli import main\n"
+        "sys.argv = ['ffbench', 'sweep', 'ci-cpu', '--layers', '47..2']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n"
+        "    print(e.code, 'torch' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=tmp_path, env=child_env(), timeout=60)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def child_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+
+
+def test_bad_grid_value_types_are_refused() -> None:
+    for values, message in [
+        (tiny_values(layers=[1, "2"]), "--layers"),
+        (tiny_values(layers=True), "--layers"),
+        (tiny_values(algorithms=3), "--algorithms"),
+        (tiny_values(slurm={"partiton": "x"}), "unknown [slurm] key"),
+        (tiny_values(slurm={"cluster": "pbs"}), "cluster"),
+        (tiny_values(name=3), "name"),
+        ({"layers": "1"}, "no algorithms"),
+    ]:
+        with pytest.raises(BadInput, match=message.replace("[", r"\[")):
+            sweep_spec.parse_sweep(values, "t").cells()

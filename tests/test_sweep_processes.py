@@ -1,0 +1,242 @@
+"""The sweep runner with real processes: SIGKILL and resume, timeouts, crashes, errors,
+Ctrl-C, the meta worker and the submitit path. Cells are tiny; the cost is process starts."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import ffbench
+from ffbench import sweep as sweeps
+from ffbench import sweep_spec
+from ffbench.executors import PARENT_PID_ENV, CellJob, LocalPool
+from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
+from ffbench.spec import MNIST_FILES, CellSpec
+
+PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
+FFBENCH = [sys.executable, "-m", "ffbench"]
+TINY = ["--hidden", "16", "--batch-sizes", "32", "--steps", "1", "--warmup", "0"]
+WAIT_S = 300  # upper bound for any wait here; a healthy run needs a fraction of it
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+
+
+def ffbench_sweep(*args: str | Path, timeout_s: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FFBENCH, "sweep", *map(str, args)], capture_output=True, text=True,
+                          env=env(), timeout=timeout_s)
+
+
+def start_sweep(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*FFBENCH, "sweep", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def finished_cells(out: Path) -> int:
+    return len(list((out / CELLS_DIR).glob("*.json")))
+
+
+def child_pids(marker: str) -> list[int]:
+    """Processes running `ffbench.child` whose command line mentions `marker`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"ffbench.child" in argv and any(marker.encode() in arg for arg in argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+def children_of(parent_pid: int) -> list[int]:
+    """Live cell processes started by that sweep (they carry its pid in their environment)."""
+    marker = f"{PARENT_PID_ENV}={parent_pid}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def assert_no_child_left(parent: subprocess.Popen[str]) -> None:
+    """Children die with their sweep (PR_SET_PDEATHSIG), within moments."""
+    wait_for(lambda: not children_of(parent.pid), "the children of a killed sweep to die")
+
+
+def assert_every_file_whole(out: Path) -> None:
+    rows = [read_row_json(path) for path in (out / CELLS_DIR).glob("*.json")]
+    if (out / PARQUET_NAME).exists():
+        ids = read_parquet(out / PARQUET_NAME)["cell_id"]
+        assert ids.is_unique and set(ids) <= {row["cell_id"] for row in rows}
+
+
+@pytest.mark.slow
+def test_ci_cpu_sweep_survives_sigkill_at_random_moments_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "ci"
+    args = [PACKAGE_ROOT / "ffbench" / "sweeps" / "ci-cpu.toml", "--out", out]
+    expected = {spec.cell_id for spec in sweep_spec.load_sweep("ci-cpu", {}).cells()}
+    rng = random.Random()
+    moments = []
+    for kill in range(3):
+        before = finished_cells(out) if out.exists() else 0
+        parent = start_sweep(*args)
+        if kill:  # after some progress, at a random moment of the next cell's life
+            wait_for(lambda n=before: finished_cells(out) > n, "a cell to finish")
+        moments.append(round(rng.uniform(0.0, 3.0), 2))
+        time.sleep(moments[-1])
+        parent.kill()
+        parent.wait()
+        assert_no_child_left(parent)
+        if out.exists():
+            assert_every_file_whole(out)
+    finished_before = {p.name: p.read_bytes() for p in (out / CELLS_DIR).glob("*.json")}
+    assert len(finished_before) >= 2, moments
+
+    result = ffbench_sweep(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(finished_before)} already finished" in result.stderr, moments
+    frame = read_parquet(out / PARQUET_NAME)
+    assert sorted(frame["cell_id"]) == sorted(expected), moments  # each cell exactly once
+    assert set(frame["status"]) == {"ok"}
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.name == ".work"]
+    for name, text in finished_before.items():  # nothing finished was redone
+        assert (out / CELLS_DIR / name).read_bytes() == text
+    json_rows = {row["cell_id"]: row for row in map(read_row_json, (out / CELLS_DIR).glob("*"))}
+    for record in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+        assert record == json_rows[record["cell_id"]]  # the parquet round trip is exact
+
+
+@pytest.mark.slow
+def test_timeout_and_crash_are_rows_and_the_rest_finish(tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    # depth 1 finishes in seconds; 1500 and 1501 layers take minutes (the meta prediction
+    # alone is ~60 ms a layer): 1500 is left to time out, 1501 gets a SIGABRT from us
+    args = ["ci-cpu", "--algorithms", "bp", "--layers", "1,1500,1501", *TINY, "--device", "cpu",
+            "--timeout", "40", "--jobs", "2", "--out", out]
+    grid = sweep_spec.load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,1500,1501",
+                                        "hidden": "16", "batch_sizes": "32", "steps": 1,
+                                        "warmup_steps": 0, "device": "cpu"})
+    victim = next(spec for spec in grid.cells() if spec.n_layers == 1501)
+    parent = start_sweep(*args)
+    wait_for(lambda: bool(child_pids(victim.cell_id)), "the depth-1501 cell to start")
+    time.sleep(1.0)
+    for pid in child_pids(victim.cell_id):
+        os.kill(pid, signal.SIGABRT)
+    stdout, stderr = parent.communicate(timeout=WAIT_S)
+    assert parent.returncode == 0, stderr
+    assert "--jobs 2 runs CPU cells side by side" in stderr
+    rows = {row["n_layers"]: row for row in read_parquet(out / PARQUET_NAME).to_dict("records")}
+    assert sorted(rows) == [1, 1500, 1501]
+    assert rows[1]["status"] == "ok"
+    assert rows[1500]["status"] == "timeout" and "40 s" in rows[1500]["error"]
+    assert rows[1500]["returncode"] == -signal.SIGKILL and rows[1500]["cell_wall_s"] >= 40
+    assert rows[1501]["status"] == "crashed" and "SIGABRT" in rows[1501]["error"]
+    assert rows[1501]["returncode"] == -signal.SIGABRT
+    assert "2 cell(s) failed" in stdout
+    again = ffbench_sweep(*args)
+    assert "3 already finished" in again.stderr and again.returncode == 0
+
+
+def test_cells_that_raise_are_error_rows_in_one_meta_worker(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "MNIST" / "raw").mkdir(parents=True)
+    for name in MNIST_FILES:  # present, so the sweep accepts the directory; unreadable
+        (data / "MNIST" / "raw" / name).write_bytes(b"not an idx file")
+    out = tmp_path / "e"
+    result = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1", *TINY,
+                           "--device", "meta", "--dataset", "mnist", "--data-dir", data,
+                           "--out", out)
+    assert result.returncode == 0, result.stderr
+    frame = read_parquet(out / PARQUET_NAME)
+    assert list(frame["status"]) == ["error", "error"]
+    # torchvision's own complaint about the files (today an AssertionError on the magic number)
+    assert all(re.match(r"\w+Error: ", error) for error in frame["error"]), frame["error"]
+
+
+@pytest.mark.slow
+def test_meta_cells_share_one_worker_and_real_cells_get_fresh_processes(tmp_path: Path) -> None:
+    meta = [CellSpec(algorithm="bp", n_layers=n, hidden=8, batch_size=8, device="meta",
+                     warmup_steps=0, steps=1) for n in (1, 2, 3)]
+    cpu = [CellSpec(algorithm="bp", n_layers=1, hidden=8, batch_size=8, steps=1,
+                    warmup_steps=0, threads=1)]
+    jobs = [CellJob(spec, "s", tmp_path / f"{spec.cell_id}.json") for spec in [*meta, *cpu]]
+    pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[], workdir=tmp_path / "work")
+    outcomes = [outcome for _, outcome in pool.run(jobs) if outcome is not None]
+    assert [o.returncode for o in outcomes] == [0, 0, 0, 0]
+    assert len({o.pid for o in outcomes[:3]}) == 1 and outcomes[3].pid != outcomes[0].pid
+    rows = [read_row_json(job.row_path) for job in jobs]
+    assert [row["status"] for row in rows] == ["ok"] * 4
+    assert [row["cpu_peak_rss_bytes"] is None for row in rows] == [True, True, True, False]
+    assert all(o.wall_s is not None and o.wall_s > row["cell_wall_s"]
+               for o, row in zip(outcomes, rows, strict=True))
+
+
+@pytest.mark.slow
+def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "c"
+    parent = start_sweep("ci-cpu", "--algorithms", "bp", "--layers", "1..5", *TINY,
+                         "--device", "meta", "--out", out)
+    wait_for(lambda: out.exists() and finished_cells(out) >= 1, "a cell to finish")
+    parent.send_signal(signal.SIGINT)
+    stdout, stderr = parent.communicate(timeout=60)
+    assert parent.returncode == 130, stderr
+    assert_no_child_left(parent)
+    kept = finished_cells(out)
+    assert 1 <= kept < 5 and len(read_parquet(out / PARQUET_NAME)) == kept
+    resume = re.search(r"resume with\s+(ffbench sweep .*)", stderr)
+    assert resume, stderr
+    again = subprocess.run(resume[1].replace("ffbench", " ".join(FFBENCH), 1), shell=True,
+                           capture_output=True, text=True, env=env(), timeout=WAIT_S)
+    assert again.returncode == 0, again.stderr
+    assert f"{kept} already finished" in again.stderr
+    assert len(read_parquet(out / PARQUET_NAME)) == 5
+
+
+def test_cuda_cells_without_a_gpu_are_skipped_rows(tmp_path: Path) -> None:
+    if sweeps.gpu_ids():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "g"
+    result = ffbench_sweep("ci-cpu", "--layers", "1", "--device", "cuda", "--out", out)
+    assert result.returncode == 0, result.stderr
+    frame = read_parquet(out / PARQUET_NAME)
+    assert list(frame["status"]) == ["skipped", "skipped"]
+    assert "no CUDA device" in frame["error"][0]
+
+
+@pytest.mark.slow
+def test_slurm_executor_runs_through_submitit_local_executor(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "cluster.toml"
+    sweep_file.write_text(
+        'algorithms = ["bp"]\nlayers = "1,2"\nhidden = 16\nbatch_sizes = 32\nsteps = 1\n'
+        'warmup_steps = 0\nthreads = 1\ndevice = "meta"\nexecutor = "slurm"\n'
+        '[slurm]\ncluster = "local"\ntime_min = 5\npartition = "ignored-by-local"\n'
+    )
+    out = tmp_path / "s"
+    result = ffbench_sweep(sweep_file, "--out", out)
+    assert result.returncode == 0, result.stderr
+    frame = read_parquet(out / PARQUET_NAME)
+    assert sorted(frame["n_layers"]) == [1, 2] and set(frame["status"]) == {"ok"}
+    assert list((out / "slurm").glob("*/*_log.out")), "submitit keeps its logs by the results"
