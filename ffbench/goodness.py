@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
-# sumsq, meansq and neg_sumsq are computed as a squared L2 norm: the same numbers as h.pow(2).sum(dim=1), but the
-# backward pass makes one (rows, units) temporary (h * scale) instead of four, and the
-# forward pass makes none: less memory and fewer passes over the activations.
+# sumsq, meansq and neg_sumsq are computed as a squared L2 norm: the same numbers as
+# h.pow(2).sum(dim=1), but the backward pass makes one (rows, units) temporary (h * scale)
+# instead of four, and the forward pass makes none: less memory and fewer passes over the
+# activations.
 
 
 def sumsq(h: Tensor) -> Tensor:

@@ -11,15 +11,15 @@ ROWS = torch.tensor([[1.0, 2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [-2.0, 1.0, 1.0
 
 
 def test_sumsq_adds_squares_per_row() -> None:
-    assert sumsq(ROWS).tolist() == [14.0, 0.0, 7.0]
+    assert sumsq(ROWS).tolist() == pytest.approx([14.0, 0.0, 7.0])
 
 
 def test_meansq_averages_squares_per_row() -> None:
-    assert meansq(ROWS).tolist() == [3.5, 0.0, 1.75]
+    assert meansq(ROWS).tolist() == pytest.approx([3.5, 0.0, 1.75])
 
 
 def test_neg_sumsq_is_minus_the_sum_of_squares() -> None:
-    assert neg_sumsq(ROWS).tolist() == [-14.0, 0.0, -7.0]
+    assert neg_sumsq(ROWS).tolist() == pytest.approx([-14.0, 0.0, -7.0])
 
 
 def test_topk_meansq_reads_only_the_most_active_units() -> None:
@@ -34,7 +34,7 @@ def test_topk_meansq_reads_only_the_most_active_units() -> None:
 
 
 def test_topk_meansq_uses_at_least_one_unit() -> None:
-    assert topk_meansq(ROWS).tolist() == [9.0, 0.0, 4.0]
+    assert topk_meansq(ROWS).tolist() == pytest.approx([9.0, 0.0, 4.0])
 
 
 @pytest.mark.parametrize("name", sorted(GOODNESS))
