@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.presets import PRESETS, apply_preset
-from ffbench.spec import BadInput, CellSpec
+from ffbench.spec import BadInput, CellSpec, parse_int_range
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     add_completion=False,
@@ -152,6 +156,75 @@ def list_presets() -> None:
     width = max(map(len, PRESETS))
     for name, preset in PRESETS.items():
         print(f"{name:<{width}}  {preset.summary}")
+
+
+class FigureFormat(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
+def load_results(paths: list[Path]) -> pd.DataFrame:
+    """Results as one frame; unreadable input is BadInput naming the file."""
+    from ffbench.results import ResultsError, load
+
+    try:
+        return load(paths)
+    except ResultsError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def default_out(results: list[Path], name: str) -> Path:
+    """`name` inside the first results directory (beside it, for a file)."""
+    first = results[0]
+    return (first if first.is_dir() else first.parent) / name
+
+
+@app.command()
+def plot(
+    results: Annotated[list[Path], typer.Argument(help="Results directories or parquet files.")],
+    *,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the figures (default: RESULTS/figures).")
+    ] = None,
+    fmt: Annotated[FigureFormat, typer.Option("--format", help="Image format.")] = FigureFormat.png,
+    depths: Annotated[
+        str | None,
+        typer.Option(help="Depths for the category bars, e.g. 2,8 (default: min, middle, max)."),
+    ] = None,
+) -> None:
+    """Draw the figures (memory, time, categories, prediction, accuracy, comparison)."""
+    chosen = parse_int_range(depths, flag="depths") if depths else None
+    frame = load_results(results)
+
+    from ffbench.plots import draw_all
+
+    for figure in draw_all(frame, out or default_out(results, "figures"), fmt.value, chosen):
+        if figure.path is None:
+            print(f"skipped {figure.name}: {figure.skipped}")
+        else:
+            print(f"wrote {figure.path}")
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Results directories or parquet files.")],
+    *,
+    out: Annotated[
+        Path | None, typer.Option(help="FILE.md or FILE.html (default: RESULTS/report.md).")
+    ] = None,
+) -> None:
+    """Write a one-page report: findings as numbers, per-layer slopes, failures, figures."""
+    out = out or default_out(results, "report.md")
+    from ffbench import report as page
+
+    if out.suffix not in page.RENDERERS:
+        raise BadInput(f"--out {out}: give a file ending in {' or '.join(page.RENDERERS)}")
+    frame = load_results(results)
+    for figure in page.write(frame, out):
+        if figure.path is None:
+            print(f"skipped {figure.name}: {figure.skipped}")
+    print(f"wrote {out} (figures in {page.figures_dir(out)})")
 
 
 def resume_command(argv: list[str], out_dir: Path) -> str:

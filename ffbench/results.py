@@ -117,7 +117,9 @@ def read_row_json(path: Path) -> dict[str, Any]:
         row = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ResultsError(f"{path}: not a readable result row ({exc})") from None
-    if not isinstance(row, dict) or row.get("schema_version") != SCHEMA_VERSION:
+    if not isinstance(row, dict):
+        raise ResultsError(f"{path}: not a result row (a JSON {type(row).__name__}, not an object)")
+    if row.get("schema_version") != SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema version {row.get('schema_version')!r}, "
                            f"this ffbench reads {SCHEMA_VERSION}")
     return make_row(**{k: v for k, v in row.items() if k in COLUMNS})
@@ -145,6 +147,8 @@ def read_parquet(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: not a readable parquet file ({exc})") from None
     if "schema_version" not in table.column_names:
         raise ResultsError(f"{path}: not an ffbench results file (no schema_version column)")
+    if table.num_rows == 0:
+        raise ResultsError(f"{path}: no result rows in it")
     versions = set(table.column("schema_version").to_pylist())
     if versions != {SCHEMA_VERSION}:
         raise ResultsError(
@@ -175,6 +179,8 @@ def _load_one(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")
     if path.is_dir():
+        if not any(path.iterdir()):
+            raise ResultsError(f"{path}: empty directory (no {PARQUET_NAME}, no {CELLS_DIR}/)")
         if (path / PARQUET_NAME).exists():
             return read_parquet(path / PARQUET_NAME)
         cells = sorted((path / CELLS_DIR).glob("*.json"))
@@ -184,3 +190,10 @@ def _load_one(path: Path) -> pd.DataFrame:
     if path.suffix == ".json":
         return pd.DataFrame([read_row_json(path)], columns=list(COLUMNS))
     return read_parquet(path)
+
+
+def measured_peak_bytes(frame: pd.DataFrame, phase: str) -> pd.Series:
+    """A phase's ("train" or "eval") peak per row: CUDA allocated where measured, else the
+    tracked peak (CPU runs have no allocator peak)."""
+    allocated = frame[f"{phase}_peak_allocated_bytes"]
+    return allocated.where(allocated.notna(), frame[f"{phase}_peak_tracked_bytes"])

@@ -1,0 +1,480 @@
+"""Seaborn figures from a loaded results frame (`ffbench.results.load`); no torch here.
+
+Each figure function takes the frame and returns a matplotlib Figure, or raises NoData
+saying why there is nothing to draw. Stored values are base units (bytes, seconds); they
+become MiB/GiB and ms here, for drawing only, with the unit in the axis label. Figures are
+built on `matplotlib.figure.Figure` (no pyplot), so no display and no global state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.measure.categories import CATEGORIES
+from ffbench.results import measured_peak_bytes
+from ffbench.summary import MIB
+
+GIB = 2**30
+GIB_ABOVE_BYTES = 4 * GIB  # draw in GiB once the largest value passes this
+MS_PER_S = 1e3
+PERCENT = 100
+PHASES = ("train", "eval")
+SPLIT_PREFIX = {"train": "mem_", "eval": "eval_mem_"}  # category columns of each phase's peak
+
+THEME = "whitegrid"
+ALGORITHM_PALETTE = "colorblind"
+CATEGORY_PALETTE = "Set2"
+PANEL_INCHES = (4.6, 3.2)
+DPI = 120
+DASHES: tuple[Any, ...] = ("", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 4))
+STATUS_MARKERS = {"oom": "x", "timeout": "v", "error": "X", "crashed": "D", "skipped": "."}
+FAILED_MARK_HEIGHT = 0.96  # failed cells sit at their depth, at this fraction of the panel height
+FAILED_MARK_STEP = 0.05  # ... one row lower for each further algorithm that failed there
+FAILED_HEADROOM = 1.25  # y range stretched so the lines stay below those marks
+CONFIG_MARKERS = ("o", "s", "^", "D", "P", "*")
+BAND_ALPHA = 0.2
+TOP_MARGIN = 1.05  # y range above the largest value, where one range serves several panels
+WIDE_RANGE_RATIO = 20  # log axes once max/min passes this
+
+
+class NoData(Exception):
+    """Nothing to draw for a figure; the message says why."""
+
+
+# ---- colors, units, captions -----------------------------------------------------------
+
+
+def algorithm_order(names: Iterable[str]) -> list[str]:
+    """Registered algorithms in registry order, then unknown names sorted."""
+    present = set(names)
+    return [n for n in ALGORITHMS if n in present] + sorted(present - set(ALGORITHMS))
+
+
+def algorithm_colors(names: Iterable[str] = ()) -> dict[str, Any]:
+    """A registered algorithm has the same color in every figure (its registry position);
+    names the registry does not know take the colors after those, in sorted order."""
+    ordered = list(ALGORITHMS) + sorted(set(names) - set(ALGORITHMS))
+    return dict(zip(ordered, sns.color_palette(ALGORITHM_PALETTE, len(ordered)), strict=True))
+
+
+def category_colors() -> dict[str, Any]:
+    return dict(zip(CATEGORIES, sns.color_palette(CATEGORY_PALETTE, len(CATEGORIES)), strict=True))
+
+
+def memory_unit(values_bytes: Iterable[float]) -> tuple[float, str]:
+    """(divisor, unit): GiB for large values, else MiB."""
+    largest = max((v for v in values_bytes if pd.notna(v)), default=0)
+    return (GIB, "GiB") if largest > GIB_ABOVE_BYTES else (MIB, "MiB")
+
+
+def _joined(values: pd.Series) -> str:
+    unique = [str(v) for v in dict.fromkeys(values.dropna())]
+    return " / ".join(unique) if unique else "unknown"
+
+
+def _one_caption(frame: pd.DataFrame) -> str:
+    device = frame["gpu_name"].where(frame["gpu_name"].notna(), frame["cpu_model"])
+    dates = frame["started_at"].dropna().str[:10]
+    when = "unknown date" if dates.empty else " to ".join(dict.fromkeys([dates.min(), dates.max()]))
+    return f"{_joined(device)} · torch {_joined(frame['torch_version'])} · {when}"
+
+
+def caption(frame: pd.DataFrame) -> str:
+    """'device · torch version · date' of the cells (several values joined by ' / '); with
+    several inputs, one such part per input, named."""
+    if "source" not in frame or frame["source"].nunique() < 2:
+        return _one_caption(frame)
+    return "  |  ".join(f"{source}: {_one_caption(cells)}"
+                        for source, cells in frame.groupby("source", sort=False))
+
+
+def _peak_kind(frame: pd.DataFrame, phase: str) -> str:
+    """Which measurement the drawn peak is, for the axis label (rows with neither, such as
+    failed cells, do not count)."""
+    allocated = frame[f"{phase}_peak_allocated_bytes"]
+    has_cuda = allocated[allocated.notna() | frame[f"{phase}_peak_tracked_bytes"].notna()].notna()
+    if has_cuda.all():
+        return "CUDA allocated"
+    return "tracked" if not has_cuda.any() else "CUDA allocated, else tracked"
+
+
+# ---- frame preparation -----------------------------------------------------------------
+
+
+def prepared(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a depth, a `config` label per batch size and width, and a `source`."""
+    data = frame.dropna(subset=["n_layers", "algorithm", "batch_size", "hidden"]).copy()
+    if "source" not in data:
+        data["source"] = "results"
+    pairs = zip(data["batch_size"], data["hidden"], strict=True)
+    data["config"] = [f"batch {int(b)}, hidden {int(h)}" for b, h in pairs]
+    return data.sort_values(["batch_size", "hidden", "n_layers"], kind="stable")
+
+
+def ok_rows(data: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Successful cells with a value in every one of `columns`."""
+    return data[data["status"] == "ok"].dropna(subset=list(columns))
+
+
+@dataclass(frozen=True)
+class LineStyle:
+    """Color by algorithm, dashes by the value of one more column (source or config)."""
+
+    colors: dict[str, Any]
+    column: str
+    dashes: dict[str, Any]
+
+    @classmethod
+    def of(cls, data: pd.DataFrame, column: str) -> LineStyle:
+        keys = list(dict.fromkeys(data[column]))
+        dashes = {key: DASHES[i % len(DASHES)] for i, key in enumerate(keys)}
+        return cls(algorithm_colors(data["algorithm"]), column, dashes)
+
+
+# ---- drawing helpers -------------------------------------------------------------------
+
+
+def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
+    with sns.axes_style(THEME):
+        fig = Figure(figsize=(PANEL_INCHES[0] * cols + 1.5, PANEL_INCHES[1] * rows),
+                     layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def _draw_lines(ax: Axes, data: pd.DataFrame, y: str, style: LineStyle) -> None:
+    """One line per algorithm and style key: median of repeated cells at each depth."""
+    ok = ok_rows(data, y)
+    for (algorithm, key), line in ok.groupby(["algorithm", style.column], sort=False):
+        points = line.groupby("n_layers")[y].median()
+        dash = style.dashes[key]
+        ax.plot(points.index, points.to_numpy(), color=style.colors[algorithm], marker="o",
+                markersize=4, linestyle=(0, dash) if dash else "-")
+
+
+def _draw_bands(ax: Axes, data: pd.DataFrame, mid: str, width: str, style: LineStyle) -> None:
+    """A band of `width` (the IQR) centred on `mid` (the median) along each line."""
+    ok = ok_rows(data, mid, width)
+    for (algorithm, _), line in ok.groupby(["algorithm", style.column], sort=False):
+        points = line.groupby("n_layers")[[mid, width]].median()
+        low, high = points[mid] - points[width] / 2, points[mid] + points[width] / 2
+        ax.fill_between(points.index, low, high, color=style.colors[algorithm],
+                        alpha=BAND_ALPHA, linewidth=0)
+
+
+def _mark_failed(ax: Axes, data: pd.DataFrame, colors: dict[str, Any]) -> None:
+    """Failed cells at their depth on the top edge of the panel, where the line would go;
+    a row per algorithm, so that two failing at one depth both show."""
+    failed = data[data["status"] != "ok"]
+    rank = {name: i for i, name in enumerate(algorithm_order(failed["algorithm"]))}
+    for status, cells in failed.groupby("status"):
+        ax.scatter(
+            cells["n_layers"],
+            FAILED_MARK_HEIGHT - FAILED_MARK_STEP * cells["algorithm"].map(rank).to_numpy(),
+            transform=ax.get_xaxis_transform(), marker=STATUS_MARKERS.get(str(status), "x"),
+            c=[colors[a] for a in cells["algorithm"]], s=45, zorder=3, clip_on=False,
+        )
+
+
+def _depth_axes(ax: Axes, data: pd.DataFrame, ylabel: str, top: float | None = None) -> None:
+    """x: every depth tried (failed cells included), integer ticks; y from zero to `top`
+    (default: what the lines need), with room above for the failed-cell marks."""
+    depths = data["n_layers"]
+    ax.set_xlim(depths.min() - 0.5, depths.max() + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("hidden layers")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0, top=top)
+    if data["status"].ne("ok").any():
+        ax.set_ylim(top=ax.get_ylim()[1] * FAILED_HEADROOM)
+
+
+def _lines_panel(ax: Axes, data: pd.DataFrame, y: str, style: LineStyle, ylabel: str,
+                 top: float | None = None) -> None:
+    _draw_lines(ax, data, y, style)
+    _depth_axes(ax, data, ylabel, top)
+    _mark_failed(ax, data, style.colors)
+
+
+def _legend(fig: Figure, data: pd.DataFrame, style: LineStyle | None,
+            extra: Sequence[Line2D] = ()) -> None:
+    """One legend per figure: algorithms, `extra` handles; with a line style, the style keys
+    (when several) and the failed-cell markers that line figures draw."""
+    colors = algorithm_colors(data["algorithm"])
+    handles = [Line2D([], [], color=colors[a], marker="o", label=a)
+               for a in algorithm_order(data["algorithm"])] + list(extra)
+    if style is None:
+        fig.legend(handles=handles, loc="outside right center", fontsize="small")
+        return
+    if len(style.dashes) > 1:
+        handles += [Line2D([], [], color="gray", label=str(key),
+                           linestyle=(0, dash) if dash else "-")
+                    for key, dash in style.dashes.items()]
+    for status in dict.fromkeys(data.loc[data["status"] != "ok", "status"]):
+        handles.append(Line2D([], [], color="gray", linestyle="",
+                              marker=STATUS_MARKERS.get(status, "x"), label=f"{status} (failed)"))
+    fig.legend(handles=handles, loc="outside right center", fontsize="small")
+
+
+def _caption(fig: Figure, data: pd.DataFrame) -> None:
+    """The caption line under the panels (a figure-level label, so the layout keeps room)."""
+    fig.supxlabel(caption(data), x=0.01, ha="left", fontsize="small", color="dimgray")
+
+
+def _finish(fig: Figure, data: pd.DataFrame, title: str, style: LineStyle | None,
+            extra: Sequence[Line2D] = ()) -> Figure:
+    _legend(fig, data, style, extra)
+    fig.suptitle(title)
+    _caption(fig, data)
+    return fig
+
+
+def _configs(data: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(data["config"]))
+
+
+# ---- the figures -----------------------------------------------------------------------
+
+
+def memory_vs_layers(frame: pd.DataFrame) -> Figure:
+    """Peak memory vs hidden layers, train and eval side by side, a row per batch size."""
+    data = prepared(frame)
+    for phase in PHASES:
+        data[f"{phase}_peak"] = measured_peak_bytes(data, phase)
+    if ok_rows(data, "train_peak").empty and ok_rows(data, "eval_peak").empty:
+        raise NoData("no successful cell with a memory peak")
+    divisor, unit = memory_unit(pd.concat([data["train_peak"], data["eval_peak"]]))
+    style = LineStyle.of(data, "source")
+    fig, axes = _grid(len(_configs(data)), len(PHASES))
+    for row, config in enumerate(_configs(data)):
+        panel = data[data["config"] == config]
+        for col, phase in enumerate(PHASES):
+            cells = panel.assign(y=panel[f"{phase}_peak"] / divisor)
+            label = f"{phase} peak, {_peak_kind(cells, phase)} ({unit})"
+            _lines_panel(axes[row, col], cells, "y", style, label)
+            axes[row, col].set_title(f"{phase} · {config}")
+    return _finish(fig, data, "Peak memory vs depth", style)
+
+
+def time_vs_layers(frame: pd.DataFrame) -> Figure:
+    """Train step time (median, IQR band) and samples/s vs hidden layers, a row per batch size."""
+    data = prepared(frame)
+    if ok_rows(data, "step_time_median_s").empty:
+        raise NoData("no successful cell with step times (meta-device cells are not timed)")
+    data = data.assign(step_ms=data["step_time_median_s"] * MS_PER_S,
+                       iqr_ms=data["step_time_iqr_s"] * MS_PER_S)
+    style = LineStyle.of(data, "source")
+    fig, axes = _grid(len(_configs(data)), 2)
+    for row, config in enumerate(_configs(data)):
+        panel = data[data["config"] == config]
+        _draw_bands(axes[row, 0], panel, "step_ms", "iqr_ms", style)
+        _lines_panel(axes[row, 0], panel, "step_ms", style, "train step, median ± IQR/2 (ms)")
+        _lines_panel(axes[row, 1], panel, "samples_per_s", style, "samples/s (real images)")
+        axes[row, 0].set_title(f"step time · {config}")
+        axes[row, 1].set_title(f"throughput · {config}")
+    return _finish(fig, data, "Train step time and throughput vs depth", style)
+
+
+def default_depths(data: pd.DataFrame) -> list[int]:
+    """The smallest, a middle and the largest depth with a successful cell."""
+    depths = sorted(ok_rows(data)["n_layers"].unique())
+    if not depths:
+        return []
+    return sorted({int(depths[0]), int(depths[len(depths) // 2]), int(depths[-1])})
+
+
+def _bar_slots(panel: pd.DataFrame) -> pd.DataFrame:
+    """One slot per algorithm, depth and source, in registry and depth order; median of
+    repeats; `status` is ok if any repeat succeeded."""
+    keys = ["algorithm", "n_layers", "source"]
+    ok = panel[panel["status"] == "ok"].groupby(keys).median(numeric_only=True).reset_index()
+    failed = panel[panel["status"] != "ok"].drop_duplicates(keys)[[*keys, "status"]]
+    failed = failed.merge(ok[keys], on=keys, how="left", indicator=True)
+    failed = failed[failed["_merge"] == "left_only"].drop(columns="_merge")
+    slots = pd.concat([ok.assign(status="ok"), failed], ignore_index=True)
+    rank = {name: i for i, name in enumerate(algorithm_order(slots["algorithm"]))}
+    return slots.sort_values(["algorithm", "n_layers", "source"],
+                             key=lambda c: c.map(rank) if c.name == "algorithm" else c)
+
+
+def _stacked_bars(ax: Axes, panel: pd.DataFrame, phase: str, shown: Sequence[str],
+                  divisor: float, several_sources: bool) -> None:
+    slots = _bar_slots(panel)
+    positions = np.arange(len(slots))
+    bottom = np.zeros(len(slots))
+    for name, color in category_colors().items():
+        if name in shown:
+            values = slots[f"{SPLIT_PREFIX[phase]}{name}_bytes"].fillna(0).to_numpy() / divisor
+            ax.bar(positions, values, bottom=bottom, color=color, width=0.7)
+            bottom += values
+    for position, status in zip(positions, slots["status"], strict=True):
+        if status != "ok":
+            ax.text(float(position), 0, f" {status}", rotation=90, ha="center", va="bottom",
+                    color="firebrick", fontsize="small")
+    names = zip(slots["algorithm"], slots["n_layers"], slots["source"], strict=True)
+    labels = [f"{a}\n{int(n)} layer{'' if n == 1 else 's'}"
+              + (f"\n{Path(s).name}" if several_sources else "") for a, n, s in names]
+    ax.set_xticks(positions, labels, fontsize="small")
+    colors = algorithm_colors(slots["algorithm"])
+    for tick, algorithm in zip(ax.get_xticklabels(), slots["algorithm"], strict=True):
+        tick.set_color(colors[algorithm])
+
+
+def memory_categories(frame: pd.DataFrame, depths: Sequence[int] | None = None) -> Figure:
+    """Tracked bytes at each phase's peak split by category, stacked, at a few depths."""
+    data = prepared(frame)
+    chosen = list(depths) if depths else default_depths(data)
+    data = data[data["n_layers"].isin(chosen)]
+    columns = [f"{SPLIT_PREFIX[p]}{c}_bytes" for p in PHASES for c in CATEGORIES]
+    ok = ok_rows(data)
+    if ok.empty or not ok[columns].notna().any().any():
+        raise NoData(f"no successful cell with a category split at depths {chosen}")
+    shown = [c for c in CATEGORIES
+             if ok[[f"{SPLIT_PREFIX[p]}{c}_bytes" for p in PHASES]].fillna(0).to_numpy().any()]
+    divisor, unit = memory_unit(ok[["train_peak_tracked_bytes", "eval_peak_tracked_bytes"]]
+                                .to_numpy().ravel())
+    fig, axes = _grid(len(_configs(data)), len(PHASES))
+    for row, config in enumerate(_configs(data)):
+        for col, phase in enumerate(PHASES):
+            ax = axes[row, col]
+            _stacked_bars(ax, data[data["config"] == config], phase, shown, divisor,
+                          data["source"].nunique() > 1)
+            ax.set_ylabel(f"tracked bytes at the {phase} peak ({unit})")
+            ax.set_title(f"{phase} · {config}")
+    handles = [Line2D([], [], color=category_colors()[c], linewidth=8, label=c) for c in shown]
+    fig.legend(handles=handles, loc="outside right center", fontsize="small")
+    fig.suptitle(f"Memory by category at depths {', '.join(map(str, chosen))}")
+    _caption(fig, data)
+    return fig
+
+
+def _scale_axes(ax: Axes, values: pd.Series) -> None:
+    """Log axes when the values span more than WIDE_RANGE_RATIO."""
+    positive = values[values > 0]
+    if not positive.empty and positive.max() / positive.min() > WIDE_RANGE_RATIO:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+
+
+def measured_vs_predicted(frame: pd.DataFrame) -> Figure:
+    """Measured peak (CUDA allocated, else tracked) against the fake-tensor prediction."""
+    data = prepared(frame)
+    for phase in PHASES:
+        data[f"{phase}_measured"] = measured_peak_bytes(data, phase)
+    pairs = [(p, ok_rows(data, f"{p}_measured", f"predicted_{p}_peak_bytes")) for p in PHASES]
+    if all(rows.empty for _, rows in pairs):
+        raise NoData("no successful cell with both a measured and a predicted peak")
+    divisor, unit = memory_unit(pd.concat([rows[f"{p}_measured"] for p, rows in pairs]))
+    fig, axes = _grid(1, len(PHASES))
+    for ax, (phase, rows) in zip(axes[0], pairs, strict=True):
+        rows = rows.assign(x=rows[f"predicted_{phase}_peak_bytes"] / divisor,
+                           y=rows[f"{phase}_measured"] / divisor)
+        sns.scatterplot(data=rows, x="x", y="y", hue="algorithm",
+                        palette=algorithm_colors(rows["algorithm"]), legend=False, ax=ax)
+        both = pd.concat([rows["x"], rows["y"]])
+        ax.axline((both.min(), both.min()), slope=1, color="gray", linestyle=":", linewidth=1)
+        _scale_axes(ax, both)
+        ratio = (rows["y"] / rows["x"]).median()
+        ax.set_title(f"{phase}: measured / predicted, median {ratio:.3f}")
+        ax.set_xlabel(f"predicted {phase} peak, fake tensors ({unit})")
+        ax.set_ylabel(f"measured {phase} peak, {_peak_kind(rows, phase)} ({unit})")
+    return _finish(fig, data, "Measured vs predicted peak (dotted: equal)", None)
+
+
+def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
+    """Test accuracy against the train peak it cost, each point labelled with its depth."""
+    data = prepared(frame)
+    data["train_peak"] = measured_peak_bytes(data, "train")
+    rows = ok_rows(data, "test_accuracy", "train_peak")
+    if rows.empty:
+        raise NoData("no test accuracy in these results (it needs --epochs and real data)")
+    divisor, unit = memory_unit(rows["train_peak"])
+    rows = rows.assign(x=rows["train_peak"] / divisor, y=rows["test_accuracy"] * PERCENT)
+    fig, axes = _grid(1, 1)
+    ax = axes[0, 0]
+    markers = {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(_configs(rows))}
+    sns.scatterplot(data=rows, x="x", y="y", hue="algorithm", style="config", markers=markers,
+                    palette=algorithm_colors(rows["algorithm"]), s=50, ax=ax, legend=False)
+    for x, y, depth in zip(rows["x"], rows["y"], rows["n_layers"], strict=True):
+        ax.annotate(f"{int(depth)}", (x, y), textcoords="offset points", xytext=(4, 3),
+                    fontsize="x-small")
+    ax.set_xlabel(f"train peak, {_peak_kind(rows, 'train')} ({unit})")
+    ax.set_ylabel("test accuracy (%)")
+    configs = [Line2D([], [], color="gray", marker=m, linestyle="", label=c)
+               for c, m in markers.items()] if len(markers) > 1 else []
+    return _finish(fig, data, "Accuracy vs memory (labels: hidden layers)", None, configs)
+
+
+def compare_inputs(frame: pd.DataFrame) -> Figure:
+    """Train peak memory and step time vs depth, one column per input, same y ranges."""
+    data = prepared(frame)
+    sources = list(dict.fromkeys(data.sort_index()["source"]))  # in the order given
+    if len(sources) < 2:
+        raise NoData("one input; give several results to compare them side by side")
+    data["train_peak"] = measured_peak_bytes(data, "train")
+    divisor, unit = memory_unit(data["train_peak"])
+    data = data.assign(mem=data["train_peak"] / divisor,
+                       step_ms=data["step_time_median_s"] * MS_PER_S)
+    style = LineStyle.of(data, "config")
+    top_mem, top_ms = (ok_rows(data, y)[y].max() * TOP_MARGIN for y in ("mem", "step_ms"))
+    fig, axes = _grid(2, len(sources))
+    for col, source in enumerate(sources):
+        panel = data[data["source"] == source]
+        _lines_panel(axes[0, col], panel, "mem", style,
+                     f"train peak, {_peak_kind(panel, 'train')} ({unit})", top_mem)
+        _lines_panel(axes[1, col], panel, "step_ms", style, "train step, median (ms)", top_ms)
+        axes[0, col].set_title(f"{source}\n{caption(panel)}", fontsize="small")
+    return _finish(fig, data, "Inputs side by side", style)
+
+
+# ---- all of them -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One figure's outcome: the file written, or why it was skipped."""
+
+    name: str
+    path: Path | None
+    skipped: str | None = None
+
+
+def figures(depths: Sequence[int] | None = None) -> dict[str, Callable[[pd.DataFrame], Figure]]:
+    return {
+        "memory_vs_layers": memory_vs_layers,
+        "time_vs_layers": time_vs_layers,
+        "memory_categories": functools.partial(memory_categories, depths=depths),
+        "measured_vs_predicted": measured_vs_predicted,
+        "accuracy_vs_memory": accuracy_vs_memory,
+        "compare_inputs": compare_inputs,
+    }
+
+
+def draw_all(frame: pd.DataFrame, out_dir: Path, fmt: str = "png",
+             depths: Sequence[int] | None = None) -> list[Drawn]:
+    """Every figure that has data, as `out_dir/<name>.<fmt>`; the others say why not."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for name, draw in figures(depths).items():
+        try:
+            fig = draw(frame)
+        except NoData as why:
+            drawn.append(Drawn(name, None, str(why)))
+            continue
+        path = out_dir / f"{name}.{fmt}"
+        fig.savefig(path, format=fmt, dpi=DPI)
+        drawn.append(Drawn(name, path))
+    return drawn

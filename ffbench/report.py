@@ -1,0 +1,375 @@
+"""The one-page report: figures, least-squares slopes per layer, the largest memory
+category, failed cells, and findings stated as numbers computed from the results.
+
+Pure pandas/numpy over a loaded results frame (`ffbench.results.load`); no torch.
+Stored values are bytes and seconds; MiB and ms appear only in the rendered text.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ffbench.measure.categories import CATEGORIES
+from ffbench.results import STATUSES, measured_peak_bytes
+from ffbench.summary import MIB
+
+MS_PER_S = 1e3
+PHASES = ("train", "eval")
+GROUP = ["source", "algorithm", "batch_size", "hidden"]
+FIT_COLUMNS = [
+    "cells", "train_slope_bytes_per_layer", "train_intercept_bytes",
+    "eval_slope_bytes_per_layer", "eval_intercept_bytes", "time_slope_s_per_layer",
+    "time_intercept_s",
+]
+CATEGORY_COLUMNS = [
+    "source", "algorithm", "n_layers", "batch_size", "hidden", "category", "category_bytes",
+    "peak_bytes",
+]
+SIGNIFICANT_DIGITS = 4
+MAX_DECIMALS = 6
+ERROR_CHARS = 120  # error text shown per failed cell
+
+
+# ---- numbers ---------------------------------------------------------------------------
+
+
+def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Least-squares (slope, intercept) of y = slope * x + intercept; NaN for fewer than
+    two distinct x."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(np.unique(xs)) < 2:
+        return math.nan, math.nan
+    design = np.column_stack([xs, np.ones_like(xs)])
+    (slope, intercept), *_ = np.linalg.lstsq(design, ys, rcond=None)
+    return float(slope), float(intercept)
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    from ffbench.plots import algorithm_order
+
+    rank = {name: i for i, name in enumerate(algorithm_order(frame["algorithm"]))}
+    return frame.sort_values(
+        ["source", "batch_size", "hidden", "algorithm"],
+        key=lambda c: c.map(rank) if c.name == "algorithm" else c, kind="stable",
+    ).reset_index(drop=True)
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    data = frame[frame["status"] == "ok"].dropna(subset=["n_layers"])
+    return data if "source" in data else data.assign(source="results")
+
+
+def _group_fit(cells: pd.DataFrame) -> dict[str, Any]:
+    """Slopes and intercepts of the train and eval peaks and of the step time."""
+    fit: dict[str, Any] = {"cells": len(cells)}
+    for phase in PHASES:
+        peak = measured_peak_bytes(cells, phase)
+        known = peak.notna()
+        slope, intercept = fit_line(cells["n_layers"][known], peak[known])
+        fit |= {f"{phase}_slope_bytes_per_layer": slope, f"{phase}_intercept_bytes": intercept}
+    timed = cells.dropna(subset=["step_time_median_s"])
+    slope, intercept = fit_line(timed["n_layers"], timed["step_time_median_s"])
+    return fit | {"time_slope_s_per_layer": slope, "time_intercept_s": intercept}
+
+
+def slope_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per source, algorithm, batch size and width: least-squares fits over the successful
+    cells of peak bytes (CUDA allocated, else tracked) and step seconds vs hidden layers."""
+    ok = _ok(frame)
+    rows = [
+        dict(zip(GROUP, key, strict=True)) | _group_fit(cells)
+        for key, cells in ok.groupby(GROUP, sort=False)
+    ]
+    return _order(pd.DataFrame(rows, columns=[*GROUP, *FIT_COLUMNS]))
+
+
+def largest_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per source and algorithm, at its deepest successful cell (largest batch there): the
+    category holding most tracked bytes at the train peak."""
+    ok = _ok(frame).sort_values(["n_layers", "batch_size"])
+    rows = []
+    for (source, algorithm), cells in ok.groupby(["source", "algorithm"], sort=False):
+        deepest = cells.iloc[-1]
+        split = {name: deepest[f"mem_{name}_bytes"] for name in CATEGORIES}
+        split = {name: value for name, value in split.items() if pd.notna(value)}
+        if not split:
+            continue
+        category = max(split, key=lambda name: split[name])
+        rows.append({"source": source, "algorithm": algorithm, "n_layers": deepest["n_layers"],
+                     "batch_size": deepest["batch_size"], "hidden": deepest["hidden"],
+                     "category": category, "category_bytes": split[category],
+                     "peak_bytes": deepest["train_peak_tracked_bytes"]})
+    return _order(pd.DataFrame(rows, columns=CATEGORY_COLUMNS))
+
+
+def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    failed = frame[frame["status"] != "ok"]
+    return failed.sort_values(["algorithm", "batch_size", "hidden", "n_layers"])
+
+
+# ---- text ------------------------------------------------------------------------------
+
+
+def number(value: float, signed: bool = False) -> str:
+    """SIGNIFICANT_DIGITS significant digits, never scientific notation: 16.02, 0.06104."""
+    if not math.isfinite(value):
+        return "n/a"
+    magnitude = math.floor(math.log10(abs(value))) if value else 0
+    decimals = min(MAX_DECIMALS, max(0, SIGNIFICANT_DIGITS - 1 - magnitude))
+    return f"{value:{'+' if signed else ''},.{decimals}f}"
+
+
+def _group_label(source: str, batch_size: int, hidden: int, several_sources: bool) -> str:
+    where = f"{source}, " if several_sources else ""
+    return f"{where}batch {int(batch_size)}, hidden {int(hidden)}"
+
+
+def _per_layer(fits: pd.DataFrame, column: str, scale: float, unit: str) -> str:
+    return ", ".join(
+        f"{a}: {number(v * scale, signed=True)} {unit} per layer"
+        for a, v in zip(fits["algorithm"], fits[column], strict=True)
+        if math.isfinite(v)
+    )
+
+
+def slope_findings(slopes: pd.DataFrame) -> list[str]:
+    """'Train peak per added layer (batch 128, hidden 64): bp: +N MiB per layer, ff: ...'."""
+    several = slopes["source"].nunique() > 1
+    lines = []
+    for (source, batch_size, hidden), fits in slopes.groupby(
+        ["source", "batch_size", "hidden"], sort=False
+    ):
+        where = _group_label(source, batch_size, hidden, several)
+        for what, column, scale, unit in (
+            ("Train peak", "train_slope_bytes_per_layer", 1 / MIB, "MiB"),
+            ("Eval peak", "eval_slope_bytes_per_layer", 1 / MIB, "MiB"),
+            ("Train step time", "time_slope_s_per_layer", MS_PER_S, "ms"),
+        ):
+            text = _per_layer(fits, column, scale, unit)
+            if text:
+                lines.append(f"{what} per added layer ({where}): {text}.")
+    return lines
+
+
+def depth_ratio_findings(frame: pd.DataFrame) -> list[str]:
+    """At the deepest depth every algorithm of a group reached: each train peak as a
+    multiple of the first algorithm's (registry order)."""
+    ok = _order(_ok(frame).assign(peak=lambda f: measured_peak_bytes(f, "train")))
+    several, lines = ok["source"].nunique() > 1, []
+    for (source, batch_size, hidden), cells in ok.groupby(["source", "batch_size", "hidden"],
+                                                          sort=False):
+        algorithms = list(dict.fromkeys(cells["algorithm"]))
+        common = set.intersection(*(set(cells.loc[cells["algorithm"] == a, "n_layers"])
+                                    for a in algorithms))
+        if len(algorithms) < 2 or not common:
+            continue
+        depth = max(common)
+        peaks = cells[cells["n_layers"] == depth].groupby("algorithm", sort=False)["peak"].median()
+        reference = algorithms[0]
+        ratios = ", ".join(f"{a} {peaks[a] / peaks[reference]:.2f}× ({number(peaks[a] / MIB)} MiB)"
+                           for a in algorithms[1:])
+        where = _group_label(source, batch_size, hidden, several)
+        lines.append(f"At {int(depth)} layers ({where}), train peak relative to {reference} "
+                     f"({number(peaks[reference] / MIB)} MiB): {ratios}.")
+    return lines
+
+
+def category_findings(largest: pd.DataFrame) -> list[str]:
+    return [
+        f"Largest memory category at the train peak, {r.algorithm}: {r.category}, "
+        f"{number(r.category_bytes / MIB)} of {number(r.peak_bytes / MIB)} MiB "
+        f"({r.category_bytes / r.peak_bytes:.0%}) at {int(r.n_layers)} layers, "
+        f"batch {int(r.batch_size)}."
+        for r in largest.itertuples()
+    ]
+
+
+def failure_findings(frame: pd.DataFrame) -> list[str]:
+    failed = failed_cells(frame)
+    if failed.empty:
+        return [f"All {len(frame)} cells succeeded."]
+    per_status = failed["status"].value_counts()
+    counts = ", ".join(f"{s}: {per_status[s]}" for s in STATUSES if s in per_status)
+    return [f"{len(failed)} of {len(frame)} cells failed ({counts}); see the list below."]
+
+
+# ---- the page --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Image:
+    path: str
+    alt: str
+
+
+Block = Heading | Paragraph | Bullets | Table | Image
+
+
+def _int(value: float) -> str:
+    return "-" if pd.isna(value) else str(int(value))
+
+
+def _mib(value: float) -> str:
+    return number(value / MIB)
+
+
+def slope_rows(slopes: pd.DataFrame) -> Table:
+    columns = ["algorithm", "batch", "hidden", "cells", "train MiB/layer", "train intercept MiB",
+               "eval MiB/layer", "eval intercept MiB", "step ms/layer", "step intercept ms"]
+    several = slopes["source"].nunique() > 1
+    rows = [
+        [r.algorithm, str(int(r.batch_size)), str(int(r.hidden)), str(r.cells),
+         _mib(r.train_slope_bytes_per_layer), _mib(r.train_intercept_bytes),
+         _mib(r.eval_slope_bytes_per_layer), _mib(r.eval_intercept_bytes),
+         number(r.time_slope_s_per_layer * MS_PER_S), number(r.time_intercept_s * MS_PER_S)]
+        + ([r.source] if several else [])
+        for r in slopes.itertuples()
+    ]
+    return Table(columns + (["source"] if several else []), rows)
+
+
+def failed_rows(frame: pd.DataFrame) -> Table:
+    several = "source" in frame and frame["source"].nunique() > 1
+    columns = ["algorithm", "layers", "batch", "hidden", "status", "error"]
+    rows = [
+        [str(r.algorithm), _int(r.n_layers), _int(r.batch_size), _int(r.hidden),
+         str(r.status), str(r.error or "")[:ERROR_CHARS]] + ([str(r.source)] if several else [])
+        for r in failed_cells(frame).itertuples()
+    ]
+    return Table(columns + (["source"] if several else []), rows)
+
+
+def figure_blocks(drawn: Sequence[Any], base: Path) -> list[Block]:
+    """Images linked relative to the report's folder; a line for each figure skipped."""
+    blocks: list[Block] = []
+    for figure in drawn:
+        if figure.path is None:
+            blocks.append(Paragraph(f"{figure.name}: skipped, {figure.skipped}."))
+        else:
+            blocks.append(Image(figure.path.relative_to(base).as_posix(), figure.name))
+    return blocks
+
+
+def build(frame: pd.DataFrame, drawn: Sequence[Any], base: Path) -> list[Block]:
+    """The page, top to bottom."""
+    from ffbench.plots import caption
+
+    slopes = slope_table(frame)
+    largest = largest_categories(frame)
+    sources = ", ".join(dict.fromkeys(frame["source"])) if "source" in frame else "results"
+    findings = (slope_findings(slopes) + depth_ratio_findings(frame)
+                + category_findings(largest) + failure_findings(frame))
+    return [
+        Heading(f"ffbench report: {sources}", 1),
+        Paragraph(caption(frame)),
+        Heading("Findings"),
+        Bullets(findings),
+        Heading("Least-squares fits vs hidden layers (successful cells)"),
+        slope_rows(slopes),
+        Heading("Failed cells"),
+        failed_rows(frame) if not failed_cells(frame).empty else Paragraph("None."),
+        Heading("Figures"),
+        *figure_blocks(drawn, base),
+    ]
+
+
+# ---- rendering -------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_block(block: Block) -> str:
+    if isinstance(block, Heading):
+        return f"{'#' * block.level} {block.text}"
+    if isinstance(block, Bullets):
+        return "\n".join(f"- {item}" for item in block.items)
+    if isinstance(block, Table):
+        lines = ["| " + " | ".join(block.columns) + " |", "|" + "---|" * len(block.columns)]
+        lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+        return "\n".join(lines)
+    if isinstance(block, Image):
+        return f"![{block.alt}]({block.path})"
+    return block.text
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    return "\n\n".join(map(_md_block, blocks)) + "\n"
+
+
+def _html_block(block: Block) -> str:
+    e = html.escape
+    if isinstance(block, Heading):
+        return f"<h{block.level}>{e(block.text)}</h{block.level}>"
+    if isinstance(block, Bullets):
+        return "<ul>" + "".join(f"<li>{e(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Table):
+        head = "".join(f"<th>{e(c)}</th>" for c in block.columns)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                       for row in block.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+    if isinstance(block, Image):
+        return f'<figure><img src="{e(block.path)}" alt="{e(block.alt)}"></figure>'
+    return f"<p>{e(block.text)}</p>"
+
+
+HTML_STYLE = (
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;}"
+    "table{border-collapse:collapse;font-size:90%;}td,th{border:1px solid #ccc;padding:2px 6px;}"
+    "img{max-width:100%;}"
+)
+
+
+def to_html(blocks: Sequence[Block]) -> str:
+    body = "\n".join(map(_html_block, blocks))
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ffbench report</title>"
+            f"<style>{HTML_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+RENDERERS: dict[str, Callable[[Sequence[Block]], str]] = {".md": to_markdown, ".html": to_html}
+
+
+def figures_dir(out: Path) -> Path:
+    """Where a report's figures go: beside it, named after it."""
+    return out.parent / f"{out.stem}_figures"
+
+
+def write(frame: pd.DataFrame, out: Path) -> list[Any]:
+    """Draw the figures (PNG) and write the page as markdown or HTML, by `out`'s suffix.
+    Returns the figures' outcomes (`ffbench.plots.Drawn`)."""
+    from ffbench.plots import draw_all
+
+    drawn = draw_all(frame, figures_dir(out), "png")
+    out.write_text(RENDERERS[out.suffix](build(frame, drawn, out.parent)))
+    return drawn

@@ -1,0 +1,276 @@
+"""`ffbench plot` and ffbench.plots: real parquet files, real subprocesses, real images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+from PIL import Image
+from results_factory import (
+    BATCH_SIZES,
+    DEPTHS,
+    INTERCEPT_BYTES,
+    TRAIN_SLOPE_BYTES,
+    failed_row,
+    ok_row,
+    sweep_rows,
+    wobble,
+    write_results,
+)
+
+from ffbench import plots
+from ffbench.results import load, rows_to_table, write_row_json
+
+from helpers import REPO, ffbench_cli
+
+EXAMPLE = REPO / "results" / "example"
+MIB = 2**20
+ALL_FIGURES = set(plots.figures())
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return ffbench_cli(*map(str, args))
+
+
+@pytest.fixture(scope="module")
+def with_failures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bp and ff at depths 1..6, two batch sizes; ff oom at 8 and bp timeout at 10 (batch 256)."""
+    rows = sweep_rows() + [failed_row("ff", 8, 256, "oom"), failed_row("bp", 10, 256, "timeout")]
+    return write_results(tmp_path_factory.mktemp("with_failures"), rows)
+
+
+def panel(fig: Figure, title: str) -> Axes:
+    (ax,) = [ax for ax in fig.axes if ax.get_title() == title]
+    return ax
+
+
+def load_rows(rows: list[dict], source: str = "rows") -> pd.DataFrame:
+    return rows_to_table(rows).to_pandas().assign(source=source)
+
+
+def test_plot_writes_valid_images_without_importing_torch(with_failures: Path, tmp_path: Path):
+    out = tmp_path / "figs"
+    script = (
+        "import sys\n"
+        "from ffbench.cli import app\n"
+        f"app(['plot', {str(with_failures)!r}, '--out', {str(out)!r}], standalone_mode=False)\n"
+        "print('heavy:', sorted(m for m in ('torch', 'ffbench.cell', 'ffbench.measure.tracker')"
+        " if m in sys.modules))\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "heavy: []" in done.stdout
+    drawn = {"memory_vs_layers", "time_vs_layers", "memory_categories", "measured_vs_predicted"}
+    assert {p.stem for p in out.iterdir()} == drawn
+    for path in out.iterdir():
+        with Image.open(path) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 200
+    assert "skipped accuracy_vs_memory: no test accuracy" in done.stdout
+    assert "skipped compare_inputs: one input" in done.stdout
+
+
+def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_depth(
+    with_failures: Path,
+):
+    fig = plots.memory_vs_layers(load([with_failures]))
+    ax = panel(fig, "train · batch 256, hidden 32")
+    assert ax.get_ylabel() == "train peak, tracked (MiB)"
+    colors = plots.algorithm_colors()
+    (bp_line,) = [line for line in ax.get_lines() if line.get_color() == colors["bp"]]
+    expected = [(INTERCEPT_BYTES["bp"] + TRAIN_SLOPE_BYTES["bp"] * n + 256 * 1024
+                 + wobble(n, 256)) / MIB for n in DEPTHS]
+    np.testing.assert_allclose(bp_line.get_xydata(), np.column_stack([DEPTHS, expected]))
+    marks = sorted(tuple(p) for c in ax.collections if isinstance(c, PathCollection)
+                   for p in c.get_offsets())
+    # bp (first in the registry) on the top row, ff one row lower
+    top, step = plots.FAILED_MARK_HEIGHT, plots.FAILED_MARK_STEP
+    assert marks == [(8, pytest.approx(top - step)), (10, pytest.approx(top))]
+    assert ax.get_xlim()[1] >= 10 and ax.get_ylim()[1] > max(expected)
+    no_failures = panel(fig, "train · batch 64, hidden 32")
+    assert not [c for c in no_failures.collections if isinstance(c, PathCollection)]
+
+
+def test_colors_follow_the_registry_in_every_figure(with_failures: Path):
+    frame = load([with_failures])
+    colors = plots.algorithm_colors()
+    for fig in (plots.memory_vs_layers(frame), plots.time_vs_layers(frame)):
+        line_colors = {line.get_color() for ax in fig.axes for line in ax.get_lines()}
+        assert line_colors == {colors["bp"], colors["ff"]}
+    only_ff = plots.algorithm_colors(["ff"])
+    assert only_ff["ff"] == colors["ff"] != colors["bp"]
+    with_unknown = plots.algorithm_colors(["ff", "zz-new"])
+    assert with_unknown["ff"] == colors["ff"]
+    assert with_unknown["zz-new"] not in [colors[name] for name in colors]
+
+
+def test_time_figure_in_ms_with_iqr_band(with_failures: Path):
+    fig = plots.time_vs_layers(load([with_failures]))
+    ax = panel(fig, "step time · batch 64, hidden 32")
+    assert ax.get_ylabel().endswith("(ms)")
+    ff_color = plots.algorithm_colors()["ff"]
+    (ff_line,) = [line for line in ax.get_lines() if line.get_color() == ff_color]
+    step_ms = [ok_row("ff", n, 64)["step_time_median_s"] * 1e3 for n in DEPTHS]
+    np.testing.assert_allclose(ff_line.get_ydata(), step_ms)
+    bands = [c for c in ax.collections if not isinstance(c, PathCollection)]
+    assert len(bands) == 2  # one IQR band per algorithm
+
+
+def test_units_switch_to_gib_and_caption_names_device_torch_and_date():
+    rows = [ok_row("bp", n, 64, train_peak_allocated_bytes=n * 3 * 2**30,
+                   eval_peak_allocated_bytes=2**30, gpu_name="NVIDIA H100 80GB HBM3",
+                   torch_version="2.11.0", started_at="2026-03-04T05:06:07+00:00")
+            for n in DEPTHS] + [failed_row("bp", 8, 64, "oom")]
+    frame = load_rows(rows)
+    fig = plots.memory_vs_layers(frame)
+    ax = panel(fig, "train · batch 64, hidden 32")
+    assert ax.get_ylabel() == "train peak, CUDA allocated (GiB)"
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [3 * n for n in DEPTHS])
+    assert plots.caption(frame) == "NVIDIA H100 80GB HBM3 · torch 2.11.0 · 2026-01-02 to 2026-03-04"
+    assert fig.get_supxlabel() == plots.caption(frame)
+
+
+def test_category_bars_stack_to_the_tracked_peak_and_label_failed_depths(with_failures: Path):
+    fig = plots.memory_categories(load([with_failures]), depths=[6, 8])
+    ax = panel(fig, "train · batch 256, hidden 32")
+    tops = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0), bar.get_y() + bar.get_height())
+    labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    assert labels == ["bp 6 layers", "ff 6 layers", "ff 8 layers"]
+    assert tops[0] == pytest.approx(ok_row("bp", 6, 256)["train_peak_tracked_bytes"] / MIB)
+    assert [t.get_text().strip() for t in ax.texts] == ["oom"]
+
+
+def test_accuracy_figure_when_accuracy_was_measured(tmp_path: Path):
+    rows = [ok_row(a, n, 64, test_accuracy=0.8 + n / 100) for a in ("bp", "ff") for n in DEPTHS]
+    fig = plots.accuracy_vs_memory(load([write_results(tmp_path, rows)]))
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "test accuracy (%)"
+    points = np.vstack([c.get_offsets() for c in ax.collections])
+    assert sorted(points[:, 1]) == pytest.approx(sorted(100 * r["test_accuracy"] for r in rows))
+
+
+def test_several_inputs_side_by_side(with_failures: Path, tmp_path: Path):
+    other = write_results(tmp_path / "other", sweep_rows(cpu_model="Other CPU"))
+    frame = load([with_failures, other])
+    drawn = plots.draw_all(frame, tmp_path / "figs", "svg")
+    assert {d.name for d in drawn if d.path} == ALL_FIGURES - {"accuracy_vs_memory"}
+    assert (tmp_path / "figs" / "compare_inputs.svg").read_text().lstrip().startswith("<?xml")
+    fig = plots.compare_inputs(frame)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [f"{with_failures}\nTest CPU · torch 2.0-test · 2026-01-02",
+                      f"{other}\nOther CPU · torch 2.0-test · 2026-01-02"]
+    assert fig.get_supxlabel() == (f"{with_failures}: Test CPU · torch 2.0-test · 2026-01-02  |  "
+                                   f"{other}: Other CPU · torch 2.0-test · 2026-01-02")
+    legend_labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert {f"batch {b}, hidden 32" for b in BATCH_SIZES} <= legend_labels
+    memory = plots.memory_vs_layers(frame)
+    assert {str(with_failures), str(other)} <= {t.get_text() for t in memory.legends[0].texts}
+
+
+def test_nothing_to_draw_is_said_not_crashed(tmp_path: Path):
+    rows = [failed_row("bp", n, 64, "oom") for n in DEPTHS]
+    drawn = plots.draw_all(load([write_results(tmp_path, rows)]), tmp_path / "figs", "pdf")
+    assert all(d.path is None and d.skipped for d in drawn)
+    meta = [ok_row("ff", n, 64, step_time_median_s=None, step_time_iqr_s=None,
+                   samples_per_s=None, device="meta") for n in DEPTHS]
+    drawn = plots.draw_all(load_rows(meta), tmp_path / "meta", "pdf")
+    skipped = {d.name: d.skipped for d in drawn if d.path is None}
+    assert "time_vs_layers" in skipped and "not timed" in skipped["time_vs_layers"]
+    assert (tmp_path / "meta" / "memory_vs_layers.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_real_results_as_parquet_and_as_cell_files(tmp_path: Path):
+    """The committed example (real cells, some failed) and the same rows as cells/*.json."""
+    frame = load([EXAMPLE])
+    assert set(frame["algorithm"]) >= {"bp", "ff"}
+    for i, row in enumerate(frame.drop(columns="source").to_dict("records")):
+        write_row_json({k: (None if v != v else v) for k, v in row.items()},
+                       tmp_path / "cells" / f"{i}.json")
+    drawn = plots.draw_all(load([tmp_path]), tmp_path / "figs")
+    assert {d.name for d in drawn if d.path} >= {"memory_vs_layers", "time_vs_layers"}
+
+
+@pytest.mark.slow
+def test_several_inputs_through_the_command(with_failures: Path, tmp_path: Path):
+    other = write_results(tmp_path / "other", sweep_rows(algorithms=("ff",)))
+    done = cli("plot", with_failures, other, "--out", tmp_path / "figs", "--format", "png",
+               "--depths", "2,6")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {tmp_path / 'figs' / 'compare_inputs.png'}" in done.stdout
+    with Image.open(tmp_path / "figs" / "compare_inputs.png") as image:
+        image.verify()
+
+
+def other_schema(path: Path) -> Path:
+    table = rows_to_table(sweep_rows())
+    index = table.schema.get_field_index("schema_version")
+    table = table.set_column(index, "schema_version", pa.array([2] * len(table), pa.int64()))
+    path.mkdir()
+    pq.write_table(table, path / "results.parquet")
+    return path / "results.parquet"
+
+
+def corrupt(path: Path) -> Path:
+    path.mkdir()
+    (path / "results.parquet").write_bytes(b"PAR1 this is not parquet")
+    return path / "results.parquet"
+
+
+def no_parquet(path: Path) -> Path:
+    path.mkdir()
+    (path / "notes.txt").write_text("no results here")
+    return path
+
+
+def empty(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def corrupt_cell(path: Path) -> Path:
+    (path / "cells").mkdir(parents=True)
+    (path / "cells" / "abc.json").write_text('{"schema_version": 1, "algorithm": ')
+    return path / "cells" / "abc.json"
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (empty, "empty directory"),
+        (no_parquet, "no results.parquet and no cells/*.json"),
+        (other_schema, "schema version [2], this ffbench reads 1"),
+        (corrupt, "not a readable parquet file"),
+        (corrupt_cell, "not a readable result row"),
+    ],
+)
+def test_bad_results_one_line_naming_the_file_exit_2(make, expected: str, tmp_path: Path):
+    named = make(tmp_path / "input")
+    done = cli("plot", tmp_path / "input", "--out", tmp_path / "figs")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert str(named) in done.stderr and expected in done.stderr
+    assert not (tmp_path / "figs").exists()
+
+
+def test_bad_format_and_missing_path_exit_2(with_failures: Path, tmp_path: Path):
+    done = cli("plot", with_failures, "--format", "gif", "--out", tmp_path / "figs")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "gif" in done.stderr
+    done = cli("plot", tmp_path / "missing")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert f"{tmp_path / 'missing'}: no such file or directory" in done.stderr
+    assert not (tmp_path / "figs").exists()
