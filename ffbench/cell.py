@@ -26,7 +26,7 @@ from ffbench.measure.env import environment, utc_now
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.measure.tracker import TensorTracker, storage_bytes
-from ffbench.results import make_row
+from ffbench.results import OOM_MARKERS, make_row
 from ffbench.spec import CellSpec, identity_columns
 
 log = logging.getLogger(__name__)
@@ -241,8 +241,12 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
 
 
 def classify(exc: BaseException) -> str:
-    """Which failing status an exception means."""
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+    """Which failing status an exception means: running out of device or host memory is oom
+    (the CPU allocator says so only in a RuntimeError's text)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or any(
+        marker in text for marker in OOM_MARKERS
+    ):
         return "oom"
     return "error"
 
