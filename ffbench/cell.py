@@ -8,8 +8,10 @@ then eval); accuracy (only with epochs > 0 on real data).
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.measure.tracker import Storage, TensorTracker, storage_bytes
-from ffbench.results import make_row
+from ffbench.results import OOM_MARKERS, make_row
 from ffbench.spec import CellSpec, identity_columns
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class PhasePeak:
     split: dict[str, int]
     allocated_bytes: int | None
     reserved_bytes: int | None
+    # host-side tracked peak up to the end of this phase (None where host is the device)
+    host_tracked_bytes: int | None = None
     storages: tuple[Storage, ...] = ()  # alive at the peak, oldest first (for `explain`)
 
 
@@ -85,6 +89,7 @@ def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
     evaluation = BatchStream(
         dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, dtype, spec.seed
     )
+    algorithm.use_training_set(train)
     return Built(algorithm, train, evaluation)
 
 
@@ -112,24 +117,35 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def host_tracker(algorithm: Algorithm) -> TensorTracker | nullcontext[None]:
+    """A second tracker for host memory, where the device is not the host itself."""
+    if algorithm.device.type == "cpu":
+        return nullcontext()
+    return TensorTracker(torch.device("cpu"), algorithm.persistent_tensors)
+
+
 def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak, PhasePeak]:
-    """Peaks of `steps` train steps, then of one eval batch, each phase on its own."""
+    """Peaks of `steps` train steps, then of one eval batch, each phase on its own
+    (the host-side peak, where tracked, runs over both phases)."""
     device = built.algorithm.device
     settle_heap()
     cuda.reset_peaks(device)
-    with TensorTracker(device, built.algorithm.persistent_tensors) as tracker:
+    with (
+        TensorTracker(device, built.algorithm.persistent_tensors) as tracker,
+        host_tracker(built.algorithm) as host,
+    ):
         for _ in range(steps):
             built.algorithm.train_step(*built.train.next())
         train = PhasePeak(
             tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
-            storages=tuple(tracker.peak_storages),
+            host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
         )
         cuda.reset_peaks(device)
         tracker.reset_peak()
         built.algorithm.predict(built.eval.next()[0])
         evaluation = PhasePeak(
             tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
-            storages=tuple(tracker.peak_storages),
+            host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
         )
     return train, evaluation
 
@@ -149,17 +165,26 @@ def timing_pass(built: Built, steps: int) -> tuple[TimeSummary, float, float]:
     return train, TimeSummary.of(eval_times).median_s, last_loss
 
 
-def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> float:
-    """Test accuracy after training a fresh model for `spec.epochs` epochs."""
+def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> tuple[float, str | None]:
+    """Test accuracy after training a fresh model for `spec.epochs` epochs, and, for
+    algorithms whose layers predict on their own, each layer's test accuracy as a JSON list
+    (bottom layer first)."""
     built = build(spec, dataset, device)
     built.algorithm.fit(built.train, spec.epochs)
     assert spec.eval_batch_size is not None
-    correct = 0
+    correct, layer_correct = 0, None
     for x, y in in_order(
         dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, DTYPES[spec.dtype]
     ):
         correct += int((built.algorithm.predict(x) == y).sum())
-    return correct / len(dataset.test_labels)
+        per_layer = built.algorithm.layer_predictions(x)  # (n_layers, E) or None
+        if per_layer is not None:
+            hits = (per_layer == y).sum(dim=1)
+            layer_correct = hits if layer_correct is None else layer_correct + hits
+    n_test = len(dataset.test_labels)
+    if layer_correct is None:
+        return correct / n_test, None
+    return correct / n_test, json.dumps([round(int(c) / n_test, 6) for c in layer_correct])
 
 
 def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhasePeak]:
@@ -220,6 +245,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     values: dict[str, Any] = {
         "static_bytes": static_bytes(built.algorithm),
         "train_peak_tracked_bytes": train.tracked_bytes,
+        "host_peak_tracked_bytes": evaluation.host_tracked_bytes,
         "eval_peak_tracked_bytes": evaluation.tracked_bytes,
         "train_peak_allocated_bytes": train.allocated_bytes,
         "train_peak_reserved_bytes": train.reserved_bytes,
@@ -251,7 +277,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
             "final_train_loss": last_loss,
         }
     if spec.epochs > 0 and dataset.real:
-        values["test_accuracy"] = accuracy(spec, dataset, device)
+        values["test_accuracy"], values["layer_accuracy"] = accuracy(spec, dataset, device)
     if poller:
         poller.stop()
         values["nvml_peak_used_bytes"] = poller.peak_used_bytes
@@ -269,8 +295,12 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
 
 
 def classify(exc: BaseException) -> str:
-    """Which failing status an exception means."""
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+    """Which failing status an exception means: running out of device or host memory is oom
+    (the CPU allocator says so only in a RuntimeError's text)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or any(
+        marker in text for marker in OOM_MARKERS
+    ):
         return "oom"
     return "error"
 

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.presets import PRESETS, apply_preset
 from ffbench.spec import BadInput, CellSpec, parse_int_range
 
 if TYPE_CHECKING:
@@ -63,10 +64,28 @@ def check_out_path(out: Path | None) -> None:
         raise BadInput(f"--out {out} is a directory; give a file name like result.json")
 
 
+# command-line parameter -> CellSpec field, where the names differ
+_FIELD_OF_PARAMETER = {"layers": "n_layers", "warmup": "warmup_steps", "option": "options"}
+
+
+def explicit_fields(ctx: typer.Context) -> set[str]:
+    """CellSpec fields the user set on the command line (not left at their defaults)."""
+    return {
+        _FIELD_OF_PARAMETER.get(name, name)
+        for name in ctx.params
+        if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")  # type: ignore[union-attr]
+    }
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     algorithm: Annotated[str, typer.Argument(help="Registered algorithm (`ffbench algorithms`).")],
     *,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Named settings (see `ffbench presets`); explicit flags win."),
+    ] = None,
     layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 2,
     hidden: Annotated[int, typer.Option(help="Units per hidden layer.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Real images per train step.")] = 5000,
@@ -103,14 +122,15 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Write the full result row here (JSON).")] = None,
 ) -> None:
     """Measure one cell in this process and print a summary."""
-    spec = CellSpec(
-        algorithm=algorithm, n_layers=layers, hidden=hidden, batch_size=batch_size,
-        eval_batch_size=eval_batch_size, steps=steps, warmup_steps=warmup, epochs=epochs,
-        device=device, dtype=dtype, goodness=goodness, threshold=threshold, lr=lr,
-        threads=threads, seed=seed, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk, compile=compile,
-        options=parse_options(option or []),
-    )
+    fields: dict[str, Any] = {
+        "algorithm": algorithm, "n_layers": layers, "hidden": hidden, "batch_size": batch_size,
+        "eval_batch_size": eval_batch_size, "steps": steps, "warmup_steps": warmup,
+        "epochs": epochs, "device": device, "dtype": dtype, "goodness": goodness,
+        "threshold": threshold, "lr": lr, "threads": threads, "seed": seed, "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None, "eval_chunk": eval_chunk,
+        "compile": compile, "options": parse_options(option or []),
+    }
+    spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
     check_out_path(out)
     check_device_available(spec.device)
     if spec.device == "meta" and spec.epochs:
@@ -128,6 +148,14 @@ def run(
     if row["status"] != "ok":
         err_console.print(f"cell {row['status']}: {row['error']}")
         raise typer.Exit(1)
+
+
+@app.command("presets")
+def list_presets() -> None:
+    """List the named settings `--preset` accepts, one line each."""
+    width = max(map(len, PRESETS))
+    for name, preset in PRESETS.items():
+        print(f"{name:<{width}}  {preset.summary}")
 
 
 class FigureFormat(str, Enum):

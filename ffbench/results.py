@@ -24,6 +24,8 @@ CELLS_DIR = "cells"
 PARQUET_NAME = "results.parquet"
 STATUSES = ("ok", "oom", "timeout", "error", "crashed", "skipped")
 FAILED_STATUSES = ("oom", "timeout", "error", "crashed")  # ran, but left no measurement
+# text that means the device or the host ran out of memory (CPU allocators raise RuntimeError)
+OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "can't allocate memory")
 
 _INT, _FLOAT, _STR = pa.int64(), pa.float64(), pa.string()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
@@ -47,6 +48,8 @@ def cell_table(row: dict[str, Any]) -> Table:
     table.add_row("static (params + optimizer)", mib(row.get("static_bytes")), "")
     table.add_row("NVML device peak", mib(row.get("nvml_peak_used_bytes")), "")
     table.add_row("host peak RSS (VmHWM)", mib(row.get("cpu_peak_rss_bytes")), "")
+    if row.get("host_peak_tracked_bytes") is not None:
+        table.add_row("host tracked peak", mib(row["host_peak_tracked_bytes"]), "")
     table.add_row("time, median", ms(row.get("step_time_median_s")), ms(row.get("eval_time_s")))
     table.add_row("time, IQR", ms(row.get("step_time_iqr_s")), "")
     rate = row.get("samples_per_s")
@@ -59,6 +62,9 @@ def cell_table(row: dict[str, Any]) -> Table:
     )
     accuracy = row.get("test_accuracy")
     table.add_row("test accuracy", "-" if accuracy is None else f"{accuracy:.2%}", "")
+    if row.get("layer_accuracy"):
+        per_layer = json.loads(row["layer_accuracy"])
+        table.add_row("  by layer", " ".join(f"{value:.1%}" for value in per_layer), "")
     return table
 
 

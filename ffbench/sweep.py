@@ -26,6 +26,7 @@ from ffbench.measure.env import host_columns, utc_now
 from ffbench.results import (
     CELLS_DIR,
     FAILED_STATUSES,
+    OOM_MARKERS,
     PARQUET_NAME,
     ResultsError,
     make_row,
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 RESULTS_ROOT = Path("results")
 WORK_DIR = ".work"  # spec files and child stderr of the running invocation; removed after it
-OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "can't allocate memory")
 STDERR_TAIL_CHARS = 2000
 # a Slurm task's time limit beyond the cell's own timeout (enforced inside the task): a backstop
 SLURM_MARGIN_MIN = 5

@@ -135,3 +135,12 @@ def test_compile_is_its_own_column_and_trains_the_same_model() -> None:
     # memory is measured eager (the tracker's dispatch mode runs compiled code eagerly)
     assert compiled["train_peak_tracked_bytes"] == eager["train_peak_tracked_bytes"]
     assert compiled["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-3)
+
+
+def test_host_allocator_failure_is_oom_and_other_failures_are_errors() -> None:
+    from ffbench.cell import classify
+
+    cpu_refusal = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ...")
+    assert classify(cpu_refusal) == "oom"
+    assert classify(MemoryError()) == "oom"
+    assert classify(ValueError("shapes do not match")) == "error"

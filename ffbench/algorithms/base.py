@@ -71,6 +71,15 @@ class Algorithm(ABC):
     def eval_flops_per_batch(self) -> int:
         """Matmul FLOPs of `predict` on one eval batch, analytic."""
 
+    def use_training_set(self, stream: BatchStream) -> None:  # noqa: B027 (optional hook)
+        """Called once after building, with the training stream. Algorithms that keep
+        something for the whole training set (ff-progressive's cache) build it from here."""
+
+    def layer_predictions(self, x: Tensor) -> Tensor | None:
+        """Predicted class per image from each layer alone, (n_layers, E) int64, or None
+        where layers make no prediction of their own (bp). Used only for accuracy."""
+        return None
+
     def compile(self) -> None:
         """torch.compile the forward of each layer (or of the whole model)."""
         modules = self.model if isinstance(self.model, nn.ModuleList) else [self.model]

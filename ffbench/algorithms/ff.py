@@ -35,6 +35,14 @@ class FFLayer(nn.Module):
         return F.relu(self.linear(normalize(h)))
 
 
+def eval_chunks(x: Tensor, spec: CellSpec) -> tuple[Tensor, ...]:
+    """Eval images in parts small enough that at most `spec.eval_chunk` replicated rows
+    (one per image and candidate label) are alive at once; 0 means all at once."""
+    if not spec.eval_chunk:
+        return (x,)
+    return x.split(max(1, spec.eval_chunk // MNIST_CLASSES))
+
+
 def ff_loss(goodness: Tensor, threshold: float, n_positive: int) -> Tensor:
     """softplus(theta - g) on the first `n_positive` rows, softplus(g - theta) on the rest, mean."""
     margin = goodness - threshold  # (rows,)
@@ -82,20 +90,34 @@ class ForwardForward(Algorithm):
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
-        images_per_chunk = (
-            max(1, self.spec.eval_chunk // MNIST_CLASSES) if self.spec.eval_chunk else len(x)
-        )
-        return torch.cat([self._predict_chunk(part) for part in x.split(images_per_chunk)])
+        return torch.cat([self._predict_chunk(part) for part in eval_chunks(x, self.spec)])
+
+    @torch.no_grad()
+    def layer_predictions(self, x: Tensor) -> Tensor:
+        parts = [self._layer_predictions_chunk(part) for part in eval_chunks(x, self.spec)]
+        return torch.cat(parts, dim=1)  # (n_layers, E)
+
+    def eval_layer(self, index: int, h: Tensor) -> Tensor:
+        """Layer `index` applied at prediction time (ff-layerwise streams its weights in)."""
+        return self.layers[index](h)
 
     def _predict_chunk(self, x: Tensor) -> Tensor:
         with category("eval_replication"):
             h = replicate_per_class(x)  # (E * C, 784)
         score = torch.zeros(len(h), device=h.device, dtype=h.dtype)
-        for index, layer in enumerate(self.layers):
-            h = layer(h)
+        for index in range(len(self.layers)):
+            h = self.eval_layer(index, h)
             if index >= self.readout_from:
                 score += self.goodness(h)
         return score.view(-1, MNIST_CLASSES).argmax(dim=1)
+
+    def _layer_predictions_chunk(self, x: Tensor) -> Tensor:
+        h = replicate_per_class(x)  # (E * C, 784)
+        per_layer = []
+        for index in range(len(self.layers)):
+            h = self.eval_layer(index, h)
+            per_layer.append(self.goodness(h).view(-1, MNIST_CLASSES).argmax(dim=1))
+        return torch.stack(per_layer)  # (n_layers, E)
 
     def train_flops_per_step(self) -> int:
         # forward + weight gradient; inputs are detached, so no input gradient

@@ -1,0 +1,87 @@
+"""Layer-wise Forward-Forward: progressive training (see `ff_progressive`) with only the
+layer being trained, and its Adam moments, on the device; device memory does not grow with
+depth.
+
+Every layer lives in host memory except the one being trained. The inputs of that layer for
+the whole training set, positive and negative rows, (2N, hidden), are kept in host memory
+(the frozen layers' outputs, computed once); each step gathers its 2B rows there and copies
+them to the device. Moving on to the next layer streams the host cache through the finished
+layer, chunk by chunk, and writes the outputs back in place; then the finished layer goes to
+the host and the next one comes to the device. Prediction streams the layers' weights to the
+device one at a time.
+
+One measured train step is, as in `ff_progressive`, one update of the deepest layer. On
+`--device cpu` host and device are the same memory; the host's share is reported on its own
+(`host_peak_tracked_bytes`) on any other device, the fake `meta` one included, whose fake
+weights carry no values: what comes back from it to the host is left uninitialized.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ffbench.algorithms.base import adam
+from ffbench.algorithms.ff_progressive import ProgressiveFF
+from ffbench.measure.tracker import category
+from ffbench.spec import CellSpec
+
+HOST = torch.device("cpu")
+
+
+def move(module: nn.Module, device: torch.device) -> None:
+    """Parameters to `device` in place (optimizers keep pointing at them). Fake (meta)
+    weights carry no values, so on a real device they arrive uninitialized."""
+    if device.type != "meta" and any(p.is_meta for p in module.parameters()):
+        module.to_empty(device=device)
+    else:
+        module.to(device)
+
+
+class LayerwiseFF(ProgressiveFF):
+    def __init__(self, spec: CellSpec, device: torch.device) -> None:
+        super().__init__(spec, HOST)  # every layer built in host memory
+        self.device = device
+        self._bring_to_device(0)
+
+    def keeps_cache(self, spec: CellSpec) -> bool:
+        return True
+
+    @property
+    def cache_device(self) -> torch.device:
+        return HOST
+
+    def load(self, rows: Tensor) -> Tensor:
+        if self.device.type == "cuda":
+            rows = rows.pin_memory()  # an asynchronous copy needs page-locked memory
+        return rows.to(self.device, non_blocking=True)
+
+    def store(self, destination: Tensor, rows: Tensor) -> None:
+        if not rows.is_meta:  # fake rows have no values to bring back
+            destination.copy_(rows)
+
+    def advance(self) -> None:
+        super().advance()  # the refill runs the finished layer, still on the device
+        move(self.layers[self.current - 1], HOST)
+        self._bring_to_device(self.current)
+
+    def _bring_to_device(self, index: int) -> None:
+        """Layer `index` to the device, with a fresh Adam: moving between devices of different
+        kinds (meta and cpu) replaces the Parameter objects an older optimizer would hold."""
+        move(self.layers[index], self.device)
+        assert self.spec.lr is not None
+        self.optimizers[index] = adam(list(self.layers[index].parameters()), self.spec.lr)
+
+    def eval_layer(self, index: int, h: Tensor) -> Tensor:
+        """Layer `index` with its weights copied to the device for this call only."""
+        layer = self.layers[index]
+        with category("parameters"):
+            weights = {
+                name: p.to(self.device, non_blocking=True) for name, p in layer.named_parameters()
+            }
+        out: Tensor = functional_call(layer, weights, (h,))
+        return out
+
+
+ALGORITHM = LayerwiseFF

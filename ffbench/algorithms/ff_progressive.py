@@ -1,0 +1,178 @@
+"""Progressive Forward-Forward: layer k is trained for all its epochs before layer k+1
+starts (the published benchmark's mode). Layers, loss and prediction are those of `ff`;
+a finished layer is frozen and its Adam moments are freed.
+
+Layer 0 reads its batches from the training set (held on the host) like `ff`. Layer k >= 1
+is fed one of two ways (option `cache`):
+
+- cache=false, streaming: each batch is label-embedded (fresh negatives every step) and
+  pushed through the frozen layers 0..k-1 again, without gradients.
+- cache=true: the inputs of layer k for the whole training set, positive and negative rows,
+  (2N, hidden), stay on the device (memory category "cache"); a step gathers its 2B rows
+  there. The negatives' wrong labels are drawn once, when the cache is filled after layer 0.
+  Moving on to the next layer overwrites the cache in place, one chunk of rows at a time, so
+  one cache is alive at any moment. (The published code built the next cache while the old
+  one was still alive, which doubles it: its ~2 GB at 2 layers, hidden 2000, 60,000 images.)
+
+One measured train step (`train_step`) is one update of the deepest layer, in the state in
+which it is trained: every lower layer frozen and, with cache=true, its whole-dataset input
+cache alive. The first call moves there (filling the cache from the training set given to
+`use_training_set`), so warm-up pays for it and the memory pass sees that state. With the
+cache on, this is the peak of the whole training run: earlier layers' steps hold the same
+parameters, at most as many Adam moments (when hidden >= 784) and no larger cache. Streaming,
+layer 0's step can be the larger one when hidden < 784 (its Adam moments are 784 wide).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ffbench.algorithms.base import matmul_flops
+from ffbench.algorithms.ff import ForwardForward
+from ffbench.data import BatchStream, in_order, positive_and_negative
+from ffbench.measure.tracker import category
+from ffbench.spec import CellSpec
+
+
+class ProgressiveFF(ForwardForward):
+    def __init__(self, spec: CellSpec, device: torch.device) -> None:
+        super().__init__(spec, device)
+        self.use_cache = self.keeps_cache(spec)
+        self.current = 0  # the layer being trained
+        self.stream: BatchStream | None = None
+        self.cache: Tensor | None = None  # (2N, hidden): current layer's inputs, pos then neg
+        # this epoch's order of the cached images, and how many of them were taken
+        self.order = torch.empty(0, dtype=torch.long, device=self.cache_device)
+        self.taken = 0
+
+    def keeps_cache(self, spec: CellSpec) -> bool:
+        return bool(spec.options["cache"])
+
+    @property
+    def cache_device(self) -> torch.device:
+        return self.device
+
+    def load(self, rows: Tensor) -> Tensor:
+        """Cache rows to the device (here they are there already)."""
+        return rows
+
+    def store(self, destination: Tensor, rows: Tensor) -> None:
+        """Device rows into (a slice of) the cache."""
+        destination.copy_(rows)
+
+    def use_training_set(self, stream: BatchStream) -> None:
+        self.stream = stream
+
+    def fit(self, stream: BatchStream, epochs: int) -> None:
+        self.stream = stream
+        for index in range(len(self.layers)):
+            if index:
+                self.advance()
+            for _ in range(epochs * stream.steps_per_epoch):
+                self.train_current(self._next_rows(stream))
+
+    def train_step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One update of the deepest layer (see the module docstring). Reading the cache,
+        it does not use the batch (x, y): its rows come from the cache."""
+        while self.current < len(self.layers) - 1:
+            self.advance()
+        rows = self._cached_rows() if self._reads_cache() else self._streamed_rows(x, y)
+        return self.train_current(rows)
+
+    def train_current(self, rows: Tensor) -> Tensor:
+        """One local update of the current layer on its input rows ([positive; negative])."""
+        _, loss = self.train_layer(self.current, rows)
+        return loss
+
+    def advance(self) -> None:
+        """Freeze the current layer (its Adam moments go) and start training the next one."""
+        self.optimizers[self.current].state.clear()
+        self.current += 1
+        if self.use_cache:
+            self._refill_cache()
+
+    def _reads_cache(self) -> bool:
+        return self.use_cache and self.current > 0
+
+    def _next_rows(self, stream: BatchStream) -> Tensor:
+        return self._cached_rows() if self._reads_cache() else self._streamed_rows(*stream.next())
+
+    @torch.no_grad()
+    def _streamed_rows(self, x: Tensor, y: Tensor) -> Tensor:
+        """(2B, width): the batch with true and wrong labels, through the frozen layers."""
+        with category("inputs"):
+            h = positive_and_negative(x, y)  # (2B, 784)
+        for index in range(self.current):
+            h = self.layers[index](h)
+        return h
+
+    def _cached_rows(self) -> Tensor:
+        """(2B, hidden): B cached positive rows and the negative rows of the same images."""
+        assert self.cache is not None
+        n_images, batch = len(self.cache) // 2, self.spec.batch_size
+        if self.taken + batch > len(self.order):  # a new epoch over the cache
+            self.order, self.taken = torch.randperm(n_images, device=self.cache_device), 0
+        images = self.order[self.taken : self.taken + batch]
+        self.taken += batch
+        with category("inputs"):
+            return self.load(self.cache[torch.cat([images, images + n_images])])
+
+    @torch.no_grad()
+    def _refill_cache(self) -> None:
+        """The inputs of layer `current` for the whole training set, in place of the last."""
+        first = self.cache is None
+        if first:
+            self.cache = self._empty_cache()
+        if self.device.type == "meta":  # fake tensors: no values to compute, only shapes
+            return
+        if first:
+            self._fill_cache_from_data()
+        else:
+            self._pass_cache_through(self.layers[self.current - 1])
+
+    def _empty_cache(self) -> Tensor:
+        """(2N, hidden) for the N training images (the training stream's)."""
+        if self.stream is None:
+            raise RuntimeError("ff-progressive with cache=true needs use_training_set(stream)")
+        with category("cache"):
+            return torch.empty(
+                2 * len(self.stream.labels), self.spec.hidden,
+                device=self.cache_device, dtype=self.dtype,
+            )
+
+    def _pass_cache_through(self, layer: nn.Module) -> None:
+        """Each cached row through `layer`, in place, 2B rows at a time (a step's worth)."""
+        assert self.cache is not None
+        for part in self.cache.split(2 * self.spec.batch_size):  # type: ignore[no-untyped-call]
+            self.store(part, layer(self.load(part)))
+
+    def _fill_cache_from_data(self) -> None:
+        """Layer 0's outputs for every training image, with its true label (rows 0..N-1)
+        and with one wrong label drawn now (rows N..2N-1)."""
+        assert self.cache is not None and self.stream is not None
+        n_images, start = len(self.stream.labels), 0
+        batches = in_order(
+            self.stream.images, self.stream.labels, self.spec.batch_size, self.device, self.dtype
+        )
+        for x, y in batches:
+            out = self.layers[0](positive_and_negative(x, y))  # (2b, hidden)
+            b = len(y)
+            self.store(self.cache[start : start + b], out[:b])
+            self.store(self.cache[n_images + start : n_images + start + b], out[b:])
+            start += b
+
+    def persistent_tensors(self) -> dict[str, list[Tensor]]:
+        persistent = super().persistent_tensors()
+        persistent["cache"] = [] if self.cache is None else [self.cache]
+        return persistent
+
+    def train_flops_per_step(self) -> int:
+        # the deepest layer: forward + weight gradient; streaming also runs the frozen ones
+        linears = [layer.linear for layer in self.layers]
+        rows = self.rows_per_step
+        frozen = [] if self.use_cache else linears[:-1]
+        return 2 * matmul_flops(rows, linears[-1:]) + matmul_flops(rows, frozen)
+
+
+ALGORITHM = ProgressiveFF

@@ -1,0 +1,194 @@
+"""Recurrent Forward-Forward (Hinton 2022, "using FF to model top-down effects in perception").
+
+The hidden layers form a recurrent stack: the image is clamped below the bottom layer and
+the label, one-hot, above the top one. Iteration 0 is one bottom-up pass (the layers above
+still silent). At each later iteration every hidden layer is recomputed at once
+(synchronously) from the length-normalized layer below and the length-normalized layer
+above as they were at the previous iteration, then damped:
+state = damping_old * previous state + damping_new * computed.
+
+Training: the rows are the B images with their true labels (positive) and the same images
+with a label drawn from the other nine (negative). At each of `iterations` iterations every
+layer takes one local FF update (inputs detached, its own Adam) on its new state's goodness.
+
+Prediction: each image is run once per candidate label; the label with the most goodness,
+summed over all hidden layers and over iterations readout_first..readout_last (counted from
+1, inclusive), wins. Prediction stops after iteration readout_last.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ffbench.algorithms.base import Algorithm, adam
+from ffbench.algorithms.ff import eval_chunks, ff_loss, normalize
+from ffbench.data import wrong_labels
+from ffbench.goodness import GOODNESS
+from ffbench.measure.tracker import category
+from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+
+
+class RecurrentLayer(nn.Module):
+    """One hidden layer: ReLU(bottom_up(normalized below) + top_down(normalized above))."""
+
+    def __init__(
+        self, below: int, above: int, hidden: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        super().__init__()
+        self.bottom_up = nn.Linear(below, hidden, device=device, dtype=dtype)
+        self.top_down = nn.Linear(above, hidden, bias=False, device=device, dtype=dtype)
+
+    def forward(self, below: Tensor, above: Tensor | None) -> Tensor:
+        """below (R, below), above (R, above) or None while the layer above is silent."""
+        pre = self.bottom_up(normalize(below))  # (R, hidden)
+        if above is not None:
+            pre = pre + self.top_down(normalize(above))
+        return F.relu(pre)
+
+
+class RecurrentFF(Algorithm):
+    def __init__(self, spec: CellSpec, device: torch.device) -> None:
+        super().__init__(spec, device)
+        hidden, n = spec.hidden, spec.n_layers
+        below = [MNIST_PIXELS] + [hidden] * (n - 1)
+        above = [hidden] * (n - 1) + [MNIST_CLASSES]
+        self.layers = [
+            RecurrentLayer(b, a, hidden, device, self.dtype)
+            for b, a in zip(below, above, strict=True)
+        ]
+        self.model = nn.ModuleList(self.layers)
+        assert spec.lr is not None and spec.threshold is not None
+        self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.model]
+        self.goodness = GOODNESS[spec.goodness].fn
+        self.threshold = spec.threshold
+        options = spec.options
+        self.iterations = int(options["iterations"])
+        self.damping_old = float(options["damping_old"])
+        self.damping_new = float(options["damping_new"])
+        self.readout = range(int(options["readout_first"]), int(options["readout_last"]) + 1)
+
+    @property
+    def rows_per_step(self) -> int:
+        return 2 * self.spec.batch_size
+
+    def bottom_up(self, image: Tensor, label: Tensor) -> list[Tensor]:
+        """Iteration 0: each layer from the one below; only the top layer hears from above
+        (the clamped label), the hidden layers above are still silent."""
+        states: list[Tensor] = []
+        below = image
+        for index, layer in enumerate(self.layers):
+            above = label if index == len(self.layers) - 1 else None
+            below = layer(below, above)  # (R, hidden)
+            states.append(below)
+        return states
+
+    def neighbours(
+        self, states: list[Tensor], image: Tensor, label: Tensor
+    ) -> list[tuple[Tensor, Tensor]]:
+        """(below, above) of each layer at the previous iteration: image and label clamped."""
+        return list(zip([image, *states[:-1]], [*states[1:], label], strict=True))
+
+    def damp(self, old: Tensor, computed: Tensor) -> Tensor:
+        return self.damping_old * old + self.damping_new * computed
+
+    def iterate(self, states: list[Tensor], image: Tensor, label: Tensor) -> list[Tensor]:
+        """One synchronous, damped update of every layer from the previous iteration's states."""
+        pairs = self.neighbours(states, image, label)
+        return [
+            self.damp(old, layer(below, above))
+            for layer, old, (below, above) in zip(self.layers, states, pairs, strict=True)
+        ]
+
+    def train_step(self, x: Tensor, y: Tensor) -> Tensor:
+        with category("inputs"):
+            image, label = positive_and_negative_rows(x, y)  # (2B, 784), (2B, C)
+        with torch.no_grad():
+            states = self.bottom_up(image, label)
+        losses = []
+        for _ in range(self.iterations):
+            states, step_losses = self._train_iteration(states, image, label)
+            losses.append(step_losses)
+        return torch.stack(losses)  # (iterations, n_layers)
+
+    def _train_iteration(
+        self, states: list[Tensor], image: Tensor, label: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
+        """Every layer's new state (detached) and one local update per layer on it."""
+        pairs = self.neighbours(states, image, label)
+        new_states, losses = [], []
+        for index, (old, (below, above)) in enumerate(zip(states, pairs, strict=True)):
+            new = self.damp(old, self.layers[index](below, above))  # (2B, hidden)
+            loss = ff_loss(self.goodness(new), self.threshold, len(new) // 2)
+            loss.backward()
+            self.optimizers[index].step()
+            self.optimizers[index].zero_grad(set_to_none=True)
+            new_states.append(new.detach())
+            losses.append(loss.detach())
+        return new_states, torch.stack(losses)
+
+    @torch.no_grad()
+    def readout_goodness(self, x: Tensor) -> Tensor:
+        """(n_layers, E * C): each layer's goodness of every image x candidate label (row
+        i*C + c has label c), summed over the readout iterations."""
+        with category("eval_replication"):
+            image, label = every_label_rows(x)  # (E * C, 784), (E * C, C)
+        states = self.bottom_up(image, label)
+        score = torch.zeros(len(self.layers), len(image), device=x.device, dtype=x.dtype)
+        for iteration in range(1, self.readout.stop):
+            states = self.iterate(states, image, label)
+            if iteration in self.readout:
+                score += torch.stack([self.goodness(state) for state in states])
+        return score
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        return torch.cat([
+            self.readout_goodness(part).sum(dim=0).view(-1, MNIST_CLASSES).argmax(dim=1)
+            for part in eval_chunks(x, self.spec)
+        ])
+
+    @torch.no_grad()
+    def layer_predictions(self, x: Tensor) -> Tensor:
+        parts = [
+            self.readout_goodness(part).view(len(self.layers), -1, MNIST_CLASSES).argmax(dim=2)
+            for part in eval_chunks(x, self.spec)
+        ]
+        return torch.cat(parts, dim=1)  # (n_layers, E)
+
+    def _pass_flops(self, rows: int, with_top_down: bool) -> int:
+        """Matmul FLOPs of one pass over every layer; iteration 0 has only the label from above."""
+        flops = 0
+        for index, layer in enumerate(self.layers):
+            linears = [layer.bottom_up]
+            if with_top_down or index == len(self.layers) - 1:
+                linears.append(layer.top_down)
+            flops += sum(2 * rows * m.in_features * m.out_features for m in linears)
+        return flops
+
+    def train_flops_per_step(self) -> int:
+        # bottom-up pass (no grad), then per iteration forward + weight gradient
+        rows = self.rows_per_step
+        return self._pass_flops(rows, False) + 2 * self.iterations * self._pass_flops(rows, True)
+
+    def eval_flops_per_batch(self) -> int:
+        assert self.spec.eval_batch_size is not None
+        rows = self.spec.eval_batch_size * MNIST_CLASSES
+        iterations = self.readout.stop - 1  # prediction stops after the last readout iteration
+        return self._pass_flops(rows, False) + iterations * self._pass_flops(rows, True)
+
+
+def positive_and_negative_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Images (2B, 784), twice, and one-hot labels (2B, C): the true ones, then wrong ones."""
+    both = torch.cat([labels, wrong_labels(labels)])
+    return x.repeat(2, 1), F.one_hot(both, MNIST_CLASSES).to(x.dtype)
+
+
+def every_label_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Each image once per candidate label, image-major: (E * C, 784) and (E * C, C)."""
+    labels = torch.arange(MNIST_CLASSES, device=x.device).repeat(len(x))
+    return x.repeat_interleave(MNIST_CLASSES, dim=0), F.one_hot(labels, MNIST_CLASSES).to(x.dtype)
+
+
+ALGORITHM = RecurrentFF

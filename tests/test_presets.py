@@ -1,0 +1,71 @@
+"""Presets: named settings on `ffbench run`, explicit flags winning."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ffbench.presets import PRESETS, apply_preset, preset_fields
+from ffbench.spec import BadInput, CellSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "ffbench", "run", *args], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def test_published_preset_is_the_published_benchmark() -> None:
+    ff = preset_fields("published", "ff")
+    assert (ff["hidden"], ff["batch_size"], ff["lr"], ff["goodness"], ff["threshold"]) == (
+        2000, 2500, 0.03, "meansq", 2.0
+    )
+    assert preset_fields("published", "bp")["batch_size"] == 5000  # backprop: all real images
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("algorithm", ["bp", "ff", "rff", "ff-progressive", "ff-layerwise"])
+def test_every_preset_makes_a_valid_cell(name: str, algorithm: str) -> None:
+    fields = {"n_layers": 2, **preset_fields(name, algorithm)}
+    if fields.get("dataset") == "mnist":
+        fields["dataset"] = "mnist-5k"  # no MNIST directory here; the rest must still hold
+    CellSpec(algorithm=algorithm, **fields)
+
+
+def test_explicit_settings_win_and_options_merge() -> None:
+    given = {"hidden": 64, "batch_size": 5000, "options": {"readout_from_layer": 1}}
+    merged = apply_preset("mnist-5k-accuracy", "ff", given, explicit={"hidden", "options"})
+    assert merged["hidden"] == 64  # explicit
+    assert merged["batch_size"] == preset_fields("mnist-5k-accuracy", "ff")["batch_size"]
+    assert merged["options"] == {"readout_from_layer": 1}
+
+
+def test_unknown_preset_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="unknown preset"):
+        preset_fields("nope", "ff")
+
+
+@pytest.mark.slow
+def test_run_with_a_preset_and_an_override(tmp_path: Path) -> None:
+    out = tmp_path / "row.json"
+    result = run("ff", "--preset", "published", "--hidden", "64", "--batch-size", "32",
+                 "--device", "meta", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    row = json.loads(out.read_text())
+    assert (row["hidden"], row["batch_size"], row["lr"], row["threshold"]) == (64, 32, 0.03, 2.0)
+
+
+def test_run_with_an_unknown_preset_fails_in_one_line(tmp_path: Path) -> None:
+    result = run("ff", "--preset", "nope", "--out", str(tmp_path / "row.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown preset" in result.stderr
+    assert not (tmp_path / "row.json").exists()
