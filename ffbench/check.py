@@ -92,10 +92,10 @@ def compare(
     if common.empty:
         raise BadInput("no cell of the results is in the baseline (cells match by cell_id)")
     report = CheckReport(compared_cells=len(common))
-    report.new_cells = [_label(results.loc[i]) for i in results.index.difference(baseline.index)]
-    report.missing_cells = [
-        _label(baseline.loc[i]) for i in baseline.index.difference(results.index)
-    ]
+    report.new_cells = sorted(
+        _label(results.loc[i]) for i in results.index.difference(baseline.index))
+    report.missing_cells = sorted(
+        _label(baseline.loc[i]) for i in baseline.index.difference(results.index))
     for cell_id in common:
         now, before = results.loc[cell_id], baseline.loc[cell_id]
         _compare_cell(report, cell_id, now, before, rtol, metrics)
