@@ -378,8 +378,13 @@ def run_sweep_with_progress(spec: Any, out_dir: Path, *, retry_failed: bool) -> 
 
 @app.command("explain")
 def explain_command(
+    ctx: typer.Context,
     algorithm: Annotated[str, typer.Argument(help="Registered algorithm.")],
     *,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Named settings (see `ffbench presets`); explicit flags win."),
+    ] = None,
     layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 2,
     hidden: Annotated[int, typer.Option(help="Units per hidden layer.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Real images per train step.")] = 5000,
@@ -401,13 +406,14 @@ def explain_command(
     ] = None,
 ) -> None:
     """Memory by category at each phase's peak: analytic model, tracked, predicted (meta)."""
-    spec = CellSpec(
-        algorithm=algorithm, n_layers=layers, hidden=hidden, batch_size=batch_size,
-        eval_batch_size=eval_batch_size, warmup_steps=warmup, device=device, dtype=dtype,
-        goodness=goodness, threads=threads, dataset=dataset,
-        data_dir=str(data_dir) if data_dir else None, eval_chunk=eval_chunk,
-        options=parse_options(option or []),
-    )
+    fields: dict[str, Any] = {
+        "algorithm": algorithm, "n_layers": layers, "hidden": hidden, "batch_size": batch_size,
+        "eval_batch_size": eval_batch_size, "warmup_steps": warmup, "device": device,
+        "dtype": dtype, "goodness": goodness, "threads": threads, "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None, "eval_chunk": eval_chunk,
+        "options": parse_options(option or []),
+    }
+    spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
     check_device_available(spec.device)
 
     from ffbench.explain import cache_lines, explain, peak_lines, phase_table, slope_lines
