@@ -10,7 +10,7 @@ predicted by a near-constant few tens of MiB (cuBLAS / cuBLASLt workspaces, allo
 PyTorch's caching allocator once a matmul runs) plus each block's rounding up to 512 bytes;
 `max_memory_reserved` adds the allocator's segment rounding (2 MiB small-pool segments,
 larger segments for big blocks); the CUDA context (hundreds of MiB) is in NVML's number only.
-About two minutes on an H100.
+About three minutes on an H100.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ CELLS = [
     ("bp", 2, []), ("bp", 7, []),
     ("ff", 2, []), ("ff", 7, []),
     ("ff", 2, ["--eval-chunk", "10000"]),
+    ("rff", 2, []),
+    ("ff-progressive", 2, ["--option", "cache=true"]),
+    ("ff-layerwise", 2, []),
 ]
 CELL_TIMEOUT_S = 600
 
@@ -40,7 +43,7 @@ def mib(value: float | None) -> str:
 
 def run_cells(out: Path) -> None:
     for algorithm, layers, extra in CELLS:
-        name = "-".join([algorithm, str(layers), *[e.strip("-") for e in extra]])
+        name = "-".join([algorithm, str(layers), *[e.strip("-").replace("=", "-") for e in extra]])
         command = [
             sys.executable, "-m", "ffbench", "run", algorithm, "--layers", str(layers),
             "--hidden", str(HIDDEN), "--batch-size", str(BATCH), "--device", "cuda",
