@@ -50,7 +50,10 @@ def run_cells(out: Path) -> None:
             "--steps", "3", *extra, "--out", str(out / CELLS_DIR / f"{name}.json"),
         ]
         print(" ".join(command[2:]), flush=True)
-        subprocess.run(command, check=False, timeout=CELL_TIMEOUT_S, stdout=subprocess.DEVNULL)
+        try:
+            subprocess.run(command, check=False, timeout=CELL_TIMEOUT_S, stdout=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            print(f"  timed out after {CELL_TIMEOUT_S} s; no row", flush=True)
 
 
 def report(out: Path) -> None:
