@@ -219,7 +219,8 @@ def test_cuda_cells_without_a_gpu_are_skipped_rows(tmp_path: Path) -> None:
     if sweeps.gpu_ids():
         pytest.skip("this machine has a GPU")
     out = tmp_path / "g"
-    result = ffbench_sweep("ci-cpu", "--layers", "1", "--device", "cuda", "--out", out)
+    result = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1",
+                           "--device", "cuda", "--out", out)
     assert result.returncode == 0, result.stderr
     frame = read_parquet(out / PARQUET_NAME)
     assert list(frame["status"]) == ["skipped", "skipped"]
