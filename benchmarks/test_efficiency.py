@@ -1,70 +1,87 @@
-"""Performance targets (issue 7), each cell in a fresh process as users run them:
-CPU, one thread, hidden 1024, 4 layers, batch 1024.
+"""Performance targets (issue 7) on the CPU, one thread, hidden 1024, 4 layers, batch 1024:
 
 - every algorithm's train step reaches >= 70% of the calibrated matmul rate at its shapes;
 - FF's step time over backprop's is within 15% of their FLOP ratio.
 
-Run: `python -m pytest benchmarks/test_efficiency.py -s` (prints the README's table).
+All algorithms are built in this one process and their steps interleaved round by round, so
+a change in the machine's load hits every algorithm alike. Run:
+`python -m pytest benchmarks/test_efficiency.py -s` (prints the README's table).
 Not in CI: it needs a quiet machine.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import statistics
 from typing import Any
 
 import pytest
+import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.cell import Built, build, warm_up
+from ffbench.data import load
+from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
+from ffbench.measure.timer import time_calls
+from ffbench.spec import CellSpec
 
-SIZE = ["--layers", "4", "--hidden", "1024", "--batch-size", "1024"]
+SIZE = {"n_layers": 4, "hidden": 1024, "batch_size": 1024}
+ROUNDS = 7
 MIN_EFFICIENCY = 0.70
 RATIO_TOLERANCE = 0.15
-REPO = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
 
 
-def measure(algorithm: str, out: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(
-        [sys.executable, "-m", "ffbench", "run", algorithm, *SIZE, "--device", "cpu",
-         "--threads", "1", "--steps", "7", "--out", str(out)],
-        check=True, env=env, capture_output=True,
-    )
-    row: dict[str, Any] = json.loads(out.read_text())
-    return row
+def built_cell(algorithm: str) -> Built:
+    spec = CellSpec(algorithm, threads=1, **SIZE).resolved()  # type: ignore[arg-type]
+    built = build(spec, load(spec), CPU)
+    warm_up(built, 2)
+    return built
+
+
+def step_times_s(cells: dict[str, Built]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in cells}
+    for _ in range(ROUNDS):
+        for name, built in cells.items():
+            batch = built.train.next()
+            times[name] += time_calls(lambda b=built, x=batch: b.algorithm.train_step(*x), 1, CPU)
+    return times
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("efficiency")
-    measured = {name: measure(name, out / f"{name}.json") for name in ALGORITHMS}
+def measured() -> dict[str, dict[str, Any]]:
+    torch.set_num_threads(1)
+    cells = {name: built_cell(name) for name in ALGORITHMS}
+    times = step_times_s(cells)
+    rows = {}
     print("\n| algorithm | step time (median) | train GFLOP/step | achieved GFLOP/s "
-          "| efficiency | train peak (tracked) |")
+          "| calibrated GFLOP/s | efficiency |")
     print("|---|---|---|---|---|---|")
-    for name, row in measured.items():
-        print(f"| {name} | {row['step_time_median_s'] * 1e3:.0f} ms "
-              f"| {row['train_flops_per_step'] / 1e9:.2f} "
-              f"| {row['achieved_flops_per_s'] / 1e9:.1f} | {row['efficiency']:.0%} "
-              f"| {row['train_peak_tracked_bytes'] / 2**20:.1f} MiB |")
-    return measured
+    for name, built in cells.items():
+        median_s = statistics.median(times[name])
+        flops = built.algorithm.train_flops_per_step()
+        calibrated = calibrated_flops_per_s(
+            matmul_shapes(built.algorithm.model, built.algorithm.rows_per_step), CPU,
+            torch.float32)
+        rows[name] = {"median_s": median_s, "flops": flops,
+                      "efficiency": flops / median_s / calibrated}
+        print(f"| {name} | {median_s * 1e3:.0f} ms | {flops / 1e9:.2f} "
+              f"| {flops / median_s / 1e9:.1f} | {calibrated / 1e9:.1f} "
+              f"| {rows[name]['efficiency']:.0%} |")
+    return rows
 
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_train_step_reaches_the_calibrated_matmul_rate(
-    rows: dict[str, dict[str, Any]], algorithm: str
+    measured: dict[str, dict[str, Any]], algorithm: str
 ) -> None:
-    assert rows[algorithm]["efficiency"] >= MIN_EFFICIENCY
+    assert measured[algorithm]["efficiency"] >= MIN_EFFICIENCY
 
 
 @pytest.mark.parametrize("algorithm", [name for name in ALGORITHMS if name != "bp"])
 def test_ff_time_ratio_follows_flop_ratio(
-    rows: dict[str, dict[str, Any]], algorithm: str
+    measured: dict[str, dict[str, Any]], algorithm: str
 ) -> None:
-    bp, other = rows["bp"], rows[algorithm]
-    time_ratio = other["step_time_median_s"] / bp["step_time_median_s"]
-    flop_ratio = other["train_flops_per_step"] / bp["train_flops_per_step"]
+    bp, other = measured["bp"], measured[algorithm]
+    time_ratio = other["median_s"] / bp["median_s"]
+    flop_ratio = other["flops"] / bp["flops"]
     assert time_ratio / flop_ratio == pytest.approx(1, abs=RATIO_TOLERANCE)

@@ -20,11 +20,6 @@ from ffbench.spec import CellSpec
 SIZE = {"n_layers": 4, "hidden": 512, "batch_size": 512}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def built_cell(algorithm: str) -> Built:
     spec = CellSpec(algorithm, threads=1, **SIZE).resolved()  # type: ignore[arg-type]
     built = build(spec, load(spec), torch.device("cpu"))
