@@ -42,8 +42,7 @@ def step_times_s(cells: dict[str, Built]) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in cells}
     for _ in range(ROUNDS):
         for name, built in cells.items():
-            batch = built.train.next()
-            times[name] += time_calls(lambda b=built, x=batch: b.algorithm.train_step(*x), 1, CPU)
+            times[name] += time_calls(lambda b=built: b.algorithm.step(b.train), 1, CPU)
     return times
 
 

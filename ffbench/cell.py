@@ -96,7 +96,7 @@ def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
 def warm_up(built: Built, steps: int, eval_batches: int = 1) -> None:
     """Lazily created state (optimizer moments, workspaces) appears here, not in a peak."""
     for _ in range(steps):
-        built.algorithm.train_step(*built.train.next())
+        built.algorithm.step(built.train)
     for _ in range(eval_batches):
         built.algorithm.predict(built.eval.next()[0])
 
@@ -135,7 +135,7 @@ def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak
         host_tracker(built.algorithm) as host,
     ):
         for _ in range(steps):
-            built.algorithm.train_step(*built.train.next())
+            built.algorithm.step(built.train)
         train = PhasePeak(
             tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
             host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
@@ -156,7 +156,7 @@ def timing_pass(built: Built, steps: int) -> tuple[TimeSummary, float, float]:
     losses: list[torch.Tensor] = []
 
     def step() -> None:
-        losses.append(built.algorithm.train_step(*built.train.next()))
+        losses.append(built.algorithm.step(built.train))
 
     train = TimeSummary.of(time_calls(step, steps, device))
     x_eval, _ = built.eval.next()

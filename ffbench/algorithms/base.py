@@ -86,10 +86,15 @@ class Algorithm(ABC):
         for module in modules:
             module.compile()
 
+    def step(self, stream: BatchStream) -> Tensor:
+        """One train step on the stream's next batch: the unit the harness measures and times.
+        An algorithm that feeds itself (a cache) overrides it and draws no batch."""
+        return self.train_step(*stream.next())
+
     def fit(self, stream: BatchStream, epochs: int) -> None:
         """Train for `epochs` passes over the stream's dataset."""
         for _ in range(epochs * stream.steps_per_epoch):
-            self.train_step(*stream.next())
+            self.step(stream)
 
     def persistent_tensors(self) -> dict[str, list[Tensor]]:
         """Tensors that outlive a step, by memory category (see measure.tracker)."""

@@ -72,13 +72,22 @@ class ProgressiveFF(ForwardForward):
             for _ in range(epochs * stream.steps_per_epoch):
                 self.train_current(self._next_rows(stream))
 
+    def step(self, stream: BatchStream) -> Tensor:
+        """One update of the deepest layer (see the module docstring); reading the cache, it
+        draws no batch from the stream."""
+        self._move_to_deepest()
+        return self.train_current(self._next_rows(stream))
+
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One update of the deepest layer (see the module docstring). Reading the cache,
-        it does not use the batch (x, y): its rows come from the cache."""
-        while self.current < len(self.layers) - 1:
-            self.advance()
+        """One update of the deepest layer on the batch (x, y), or on cached rows (then the
+        batch is not used)."""
+        self._move_to_deepest()
         rows = self._cached_rows() if self._reads_cache() else self._streamed_rows(x, y)
         return self.train_current(rows)
+
+    def _move_to_deepest(self) -> None:
+        while self.current < len(self.layers) - 1:
+            self.advance()
 
     def train_current(self, rows: Tensor) -> Tensor:
         """One local update of the current layer on its input rows ([positive; negative])."""

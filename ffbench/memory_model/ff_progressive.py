@@ -119,8 +119,12 @@ def streamed_rows(t: Timeline, spec: CellSpec, s: Sizes) -> str:
 
 def train_step(t: Timeline, spec: CellSpec, place: Placement, s: Sizes) -> None:
     """One update of the deepest layer on its rows; its output is dropped at once."""
-    load_batch(t, spec.batch_size, s)  # the batch is drawn even when the cache feeds the step
-    rows = cached_rows(t, spec, place, s) if reads_cache(spec, place) else streamed_rows(t, spec, s)
+    if reads_cache(spec, place):  # the cache feeds the step: no batch is drawn
+        rows = cached_rows(t, spec, place, s)
+    else:
+        load_batch(t, spec.batch_size, s)
+        rows = streamed_rows(t, spec, s)
+        t.free("x", "y")  # only the streaming held the batch
     deepest = spec.n_layers - 1
     train_layer(t, deepest, spec, layer_params(spec, s)[deepest], s)
     t.free(f"out {deepest}", rows)
