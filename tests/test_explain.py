@@ -203,16 +203,21 @@ def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
+CUDA_UNTRACKED_ALLOWANCE_BYTES = 4 * 32 * 2**20  # cuBLAS + cuBLASLt, two threads
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(("algorithm", "layers"), [("bp", 2), ("ff", 2), ("ff", 4)])
 def test_predicted_peak_is_close_to_cuda_max_memory_allocated(algorithm: str, layers: int) -> None:
-    """The allocator rounds each block up to 512 bytes and may add cuBLAS workspace: the
-    measured peak is at least the prediction and within a few MiB + 5% of it."""
+    """The CUDA peak is the predicted tensors plus what no tensor owns: cuBLAS / cuBLASLt
+    workspaces (32 MiB per handle on Hopper; the main thread and the autograd engine's
+    device thread each have theirs: 67-78 MiB measured on an H200, results/gpu/) and block
+    rounding (512 bytes; a cached block reused whole when the rest would be under 1 MiB)."""
     spec = CellSpec(algorithm, n_layers=layers, hidden=1000, batch_size=1000, device="cuda",
                     steps=1).resolved()
     row = run_cell(spec)
     for phase in ("train", "eval"):
         predicted, allocated = row[f"predicted_{phase}_peak_bytes"], row[
             f"{phase}_peak_allocated_bytes"]
-        assert predicted <= allocated <= predicted * 1.05 + 64 * 2**20, phase
+        assert predicted <= allocated <= predicted * 1.05 + CUDA_UNTRACKED_ALLOWANCE_BYTES, phase
