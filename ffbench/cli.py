@@ -338,6 +338,8 @@ def sweep(
     failed = sum(row["status"] not in ("ok", "skipped") for row in grid_rows)
     if failed and not retry_failed:
         console.print(f"{failed} cell(s) failed; run them again by adding --retry-failed")
+    console.print(f"draw it: ffbench plot {out_dir}   one page: ffbench report {out_dir}",
+                  highlight=False)
 
 
 def run_sweep_with_progress(spec: Any, out_dir: Path, *, retry_failed: bool) -> None:

@@ -55,10 +55,10 @@ PINNED = {
         {"parameters": 7144000, "optimizer_state": 14288000, "activations": 30730240,
          "inputs": 802816}),
     ("bp", 3, 300, 700, "meta", ()): (
-        11442168, 9744520, 11442168, 9744520, 5029320,
+        11442168, 8904520, 11442168, 8904520, 5029320,
         {"parameters": 1676440, "gradients": 12040, "optimizer_state": 3352880,
          "activations": 4200008, "inputs": 2200800},
-        {"parameters": 1676440, "optimizer_state": 3352880, "activations": 2520000,
+        {"parameters": 1676440, "optimizer_state": 3352880, "activations": 1680000,
          "inputs": 2195200}),
     ("ff", 3, 256, 512, "meta", ()): (  # peak in the goodness' backward
         15177736, 42972160, 15177736, 42972160, 3990528,

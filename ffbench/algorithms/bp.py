@@ -21,7 +21,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.linears:
-            x = F.relu(layer(x))  # (B, hidden)
+            x = F.relu(layer(x), inplace=True)  # (B, hidden); the Linear's backward needs no output
         return self.head(x)  # (B, classes) logits
 
 

@@ -32,7 +32,8 @@ class FFLayer(nn.Module):
         self.linear = linear
 
     def forward(self, h: Tensor) -> Tensor:
-        return F.relu(self.linear(normalize(h)))
+        # ReLU in place: the Linear's output is not needed by its backward, so no copy
+        return F.relu(self.linear(normalize(h)), inplace=True)
 
 
 def eval_chunks(x: Tensor, spec: CellSpec) -> tuple[Tensor, ...]:

@@ -45,7 +45,7 @@ class RecurrentLayer(nn.Module):
         pre = self.bottom_up(normalize(below))  # (R, hidden)
         if above is not None:
             pre = pre + self.top_down(normalize(above))
-        return F.relu(pre)
+        return F.relu(pre, inplace=True)  # no backward here needs `pre` itself
 
 
 class RecurrentFF(Algorithm):

@@ -40,12 +40,10 @@ def model(spec: CellSpec) -> CellModel:
 
 
 def forward(t: Timeline, spec: CellSpec, rows: int, s: Sizes) -> None:
-    """x = relu(layer(x)) per layer: the Linear output goes once ReLU has made its own;
-    autograd keeps every ReLU output (ReLU's and the next Linear's backward need it)."""
+    """x = relu(layer(x)) per layer, ReLU in place on the Linear's output; autograd keeps
+    every ReLU output (ReLU's and the next Linear's backward need it)."""
     for i, (_, fan_out) in enumerate(layer_widths(spec)):
-        t.alloc(f"linear {i} out", s.matrix(rows, fan_out))
         t.alloc(f"relu {i} out", s.matrix(rows, fan_out))
-        t.free(f"linear {i} out")
 
 
 def cross_entropy(t: Timeline, rows: int, s: Sizes) -> None:
@@ -91,9 +89,7 @@ def predict(t: Timeline, spec: CellSpec, rows: int, s: Sizes) -> None:
     t.free("y")  # predict gets x only
     previous = "x"
     for i, (_, fan_out) in enumerate(layer_widths(spec)):
-        t.alloc(f"linear {i} out", s.matrix(rows, fan_out))
-        t.alloc(f"relu {i} out", s.matrix(rows, fan_out))
-        t.free(f"linear {i} out")
+        t.alloc(f"relu {i} out", s.matrix(rows, fan_out))  # in place on the Linear's output
         if previous != "x":  # the caller still holds x
             t.free(previous)
         previous = f"relu {i} out"

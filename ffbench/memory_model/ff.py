@@ -64,16 +64,14 @@ def positive_and_negative(t: Timeline, rows: int, s: Sizes) -> None:
 
 
 def layer_forward(t: Timeline, i: int, rows: int, widths: tuple[int, int], s: Sizes) -> None:
-    """relu(linear(h / (h.norm(dim=1) + eps))); the Linear's output goes once ReLU made its own."""
+    """relu(linear(h / (h.norm(dim=1) + eps))); ReLU works in place on the Linear's output."""
     fan_in, fan_out = widths
     t.alloc(f"norm {i}", s.matrix(rows, 1))
     t.alloc(f"norm + eps {i}", s.matrix(rows, 1))
     t.free(f"norm {i}")
     t.alloc(f"normalized {i}", s.matrix(rows, fan_in))
     t.free(f"norm + eps {i}")
-    t.alloc(f"linear {i} out", s.matrix(rows, fan_out))
     t.alloc(f"out {i}", s.matrix(rows, fan_out))
-    t.free(f"linear {i} out")
 
 
 def goodness(t: Timeline, i: object, rows: int, spec: CellSpec, s: Sizes, train: bool) -> None:
@@ -228,10 +226,8 @@ def frozen_layer(t: Timeline, tag: str, rows: int, widths: tuple[int, int], s: S
     t.free(f"norm {tag}")
     t.alloc(f"normalized {tag}", s.matrix(rows, fan_in))
     t.free(f"norm + eps {tag}")
-    t.alloc(f"linear {tag} out", s.matrix(rows, fan_out))
-    t.free(f"normalized {tag}")
-    t.alloc(f"out {tag}", s.matrix(rows, fan_out))
-    t.free(f"linear {tag} out", *(p.name for p in copies))
+    t.alloc(f"out {tag}", s.matrix(rows, fan_out))  # ReLU in place on the Linear's output
+    t.free(f"normalized {tag}", *(p.name for p in copies))
     return f"out {tag}"
 
 

@@ -97,8 +97,9 @@ def normalized(t: Timeline, tag: str, rows: int, width: int, s: Sizes) -> str:
 
 def recurrent_layer(t: Timeline, tag: str, rows: int, below: int, above: int | None,
                     hidden: int, s: Sizes, grad: bool) -> str:
-    """ReLU(bottom_up(normalize(below)) [+ top_down(normalize(above))]); returns the ReLU
-    output's name. With grad, the normalized inputs stay (the weights' gradients need them)."""
+    """ReLU(bottom_up(normalize(below)) [+ top_down(normalize(above))]), ReLU in place;
+    returns the output's name. With grad, the normalized inputs stay (the weights' gradients
+    need them)."""
     x_below = normalized(t, f"{tag} below", rows, below, s)
     pre = f"bottom_up {tag}"
     t.alloc(pre, s.matrix(rows, hidden))
@@ -112,9 +113,7 @@ def recurrent_layer(t: Timeline, tag: str, rows: int, below: int, above: int | N
         t.alloc(f"pre {tag}", s.matrix(rows, hidden))
         t.free(f"top_down {tag}", pre)
         pre = f"pre {tag}"
-    t.alloc(f"relu {tag}", s.matrix(rows, hidden))
-    t.free(pre)
-    return f"relu {tag}"
+    return pre
 
 
 def damp(t: Timeline, tag: str, computed: str, rows: int, hidden: int, s: Sizes) -> str:
