@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 # sumsq, meansq and neg_sumsq are computed as a squared L2 norm: the same numbers as
-# h.pow(2).sum(dim=1), but the backward pass makes one (rows, units) temporary (h * scale)
-# instead of four, and the forward pass makes none: less memory and fewer passes over the
-# activations.
+# h.pow(2).sum(dim=1), with no (rows, units) temporary in the forward pass. In training, FF
+# goes further for the goodness functions that declare `sumsq_divisor` below: it computes
+# them with a custom op whose backward makes one (rows, units) tensor (algorithms/ff.py).
 
 
 def sumsq(h: Tensor) -> Tensor:
@@ -56,11 +56,16 @@ class Goodness:
     fn: Callable[[Tensor], Tensor]
     # Default threshold theta as a function of the layer width.
     default_threshold: Callable[[int], float]
+    # Set where fn(h) == sum of squares of h / divisor(width): FF training then computes
+    # ReLU and goodness as one op with a cheaper backward (algorithms/ff.py).
+    sumsq_divisor: Callable[[int], int] | None = None
 
 
 GOODNESS: dict[str, Goodness] = {
-    "sumsq": Goodness(sumsq, default_threshold=lambda hidden: 2.0 * hidden),
-    "meansq": Goodness(meansq, default_threshold=lambda hidden: 2.0),
+    "sumsq": Goodness(sumsq, default_threshold=lambda hidden: 2.0 * hidden,
+                      sumsq_divisor=lambda hidden: 1),
+    "meansq": Goodness(meansq, default_threshold=lambda hidden: 2.0,
+                       sumsq_divisor=lambda hidden: hidden),
     "topk_meansq": Goodness(topk_meansq, default_threshold=lambda hidden: 2.0),
     # the mirror image of sumsq: activity below 2 per unit is "good"
     "neg_sumsq": Goodness(neg_sumsq, default_threshold=lambda hidden: -2.0 * hidden),

@@ -51,18 +51,20 @@ def bp_train_peak_by_hand(n_layers: int, hidden: int, batch: int) -> int:
 
 
 def ff_train_peak_by_hand(n_layers: int, hidden: int, batch: int) -> int:
-    """hidden < 784: the peak is in layer 0's backward. Alive: persistent state (no gradients:
-    they are freed after each layer's step), the batch, the 2B embedded rows [pos; neg], their
-    normalized copy (saved for the matmul's backward), the ReLU output, and the two 2B x hidden
-    temporaries of the goodness backward (the squared norm's: h / |h|, then times the incoming
-    gradient)."""
+    """hidden < 784: the peak is in layer 0's backward, as its weight gradient is made.
+    Alive: persistent state (no gradients: they are freed after each layer's step), the
+    batch, the 2B embedded rows [pos; neg], their normalized copy (saved for the matmul's
+    backward), the ReLU output (made in place on the Linear's output), the one 2B x hidden
+    gradient of the fused ReLU + goodness (2 h dL/dg), and the new weight and bias gradients
+    (not yet the parameters' .grad)."""
     rows = 2 * batch
     batch_inputs = batch * PIXELS * F32 + batch * INT64
     embedded_and_normalized = 2 * rows * PIXELS * F32
-    relu_and_backward_temps = 3 * rows * hidden * F32
-    per_row_norms = 2 * rows * F32  # |h| and the incoming gradient per row
+    relu_out_and_its_gradient = 2 * rows * hidden * F32
+    new_gradients = (PIXELS * hidden + hidden) * F32
+    scalars = 2 * F32  # the loss's gradient seed and its quotient
     return (static_by_hand("ff", n_layers, hidden) + batch_inputs + embedded_and_normalized
-            + relu_and_backward_temps + per_row_norms)
+            + relu_out_and_its_gradient + new_gradients + scalars)
 
 
 def small_cell(algorithm: str, n_layers: int, hidden: int, batch: int) -> CellSpec:

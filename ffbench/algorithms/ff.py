@@ -8,6 +8,8 @@ label in turn and picks the one with the most goodness summed over the readout l
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,9 +33,57 @@ class FFLayer(nn.Module):
         super().__init__()
         self.linear = linear
 
+    def pre_activation(self, h: Tensor) -> Tensor:
+        return self.linear(normalize(h))
+
     def forward(self, h: Tensor) -> Tensor:
         # ReLU in place: the Linear's output is not needed by its backward, so no copy
-        return F.relu(self.linear(normalize(h)), inplace=True)
+        return F.relu(self.pre_activation(h), inplace=True)
+
+
+class SumOfSquares(torch.autograd.Function):
+    """Per-row sum of squares of h, (rows,), with a one-tensor backward: 2 h dL/dg (the
+    squared norm's own backward makes three (rows, hidden) temporaries)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor) -> Tensor:
+        ctx.save_for_backward(h)
+        return torch.linalg.vector_norm(h, dim=1).square()
+
+    @staticmethod
+    def backward(ctx: Any, grad_g: Tensor) -> Tensor:
+        (h,) = ctx.saved_tensors
+        return h * (2 * grad_g).unsqueeze(1)
+
+
+def scaled(sum_of_squares: Tensor, divisor: int) -> Tensor:
+    """A sum-of-squares goodness from the sum of squares (goodness.Goodness.sumsq_divisor)."""
+    return sum_of_squares if divisor == 1 else sum_of_squares / divisor
+
+
+class ReluSumOfSquares(torch.autograd.Function):
+    """(h, g) = (ReLU(z) in place, per-row sum of squares of h), as one autograd op.
+
+    Its backward is one (rows, hidden) product, 2 h dL/dg: h is 0 wherever ReLU cut, so
+    ReLU's mask comes free, and neither threshold_backward's tensor nor the squared norm's
+    backward temporaries are made. Same values as relu then goodness.sumsq."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.set_materialize_grads(False)  # h's gradient stays None where h feeds nothing
+        h = z.relu_()
+        ctx.mark_dirty(z)
+        ctx.save_for_backward(h)
+        return h, torch.linalg.vector_norm(h, dim=1).square()
+
+    @staticmethod
+    def backward(ctx: Any, grad_h: Tensor | None, grad_g: Tensor | None) -> Tensor | None:
+        (h,) = ctx.saved_tensors
+        grad = None if grad_g is None else h * (2 * grad_g).unsqueeze(1)
+        if grad_h is not None:
+            through_relu = grad_h * (h > 0)
+            grad = through_relu if grad is None else grad + through_relu
+        return grad
 
 
 def eval_chunks(x: Tensor, spec: CellSpec) -> tuple[Tensor, ...]:
@@ -60,7 +110,9 @@ class ForwardForward(Algorithm):
         self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
         self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.layers]
-        self.goodness = GOODNESS[spec.goodness].fn
+        goodness = GOODNESS[spec.goodness]
+        self.goodness = goodness.fn
+        self.sumsq_divisor = goodness.sumsq_divisor and goodness.sumsq_divisor(spec.hidden)
         self.threshold = spec.threshold
         self.readout_from = min(int(spec.options["readout_from_layer"]), spec.n_layers - 1)
 
@@ -72,13 +124,24 @@ class ForwardForward(Algorithm):
         """One local update of layer `index` on rows `h` ([positive; negative]).
 
         Returns the layer's output (detached: the next layer's input) and its loss."""
-        out = self.layers[index](h)  # (2B, hidden)
-        loss = ff_loss(self.goodness(out), self.threshold, len(h) // 2)
+        out, goodness = self.layer_and_goodness(index, h)
+        loss = ff_loss(goodness, self.threshold, len(h) // 2)
+        del goodness  # (2B,): the loss's graph does not need it through backward and Adam
         loss.backward()
         optimizer = self.optimizers[index]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return out.detach(), loss.detach()
+
+    def layer_and_goodness(self, index: int, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer `index`'s output (2B, hidden) and goodness (2B,), with grad: ReLU and a
+        sum-of-squares goodness fused into one op where the goodness is one."""
+        layer = self.layers[index]
+        if self.sumsq_divisor is None:
+            out = layer(h)
+            return out, self.goodness(out)
+        out, sum_of_squares = ReluSumOfSquares.apply(layer.pre_activation(h))
+        return out, scaled(sum_of_squares, self.sumsq_divisor)
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         with category("inputs"):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ffbench.algorithms.base import Algorithm, adam
-from ffbench.algorithms.ff import eval_chunks, ff_loss, normalize
+from ffbench.algorithms.ff import SumOfSquares, eval_chunks, ff_loss, normalize, scaled
 from ffbench.data import wrong_labels
 from ffbench.goodness import GOODNESS
 from ffbench.measure.tracker import category
@@ -61,7 +61,9 @@ class RecurrentFF(Algorithm):
         self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
         self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.model]
-        self.goodness = GOODNESS[spec.goodness].fn
+        goodness = GOODNESS[spec.goodness]
+        self.goodness = goodness.fn
+        self.sumsq_divisor = goodness.sumsq_divisor and goodness.sumsq_divisor(spec.hidden)
         self.threshold = spec.threshold
         options = spec.options
         self.iterations = int(options["iterations"])
@@ -91,7 +93,9 @@ class RecurrentFF(Algorithm):
         return list(zip([image, *states[:-1]], [*states[1:], label], strict=True))
 
     def damp(self, old: Tensor, computed: Tensor) -> Tensor:
-        return self.damping_old * old + self.damping_new * computed
+        """damping_old * old + damping_new * computed, as one new tensor and one in-place add
+        (old is detached, so the add needs nothing saved)."""
+        return (computed * self.damping_new).add_(old, alpha=self.damping_old)
 
     def iterate(self, states: list[Tensor], image: Tensor, label: Tensor) -> list[Tensor]:
         """One synchronous, damped update of every layer from the previous iteration's states."""
@@ -120,13 +124,20 @@ class RecurrentFF(Algorithm):
         new_states, losses = [], []
         for index, (old, (below, above)) in enumerate(zip(states, pairs, strict=True)):
             new = self.damp(old, self.layers[index](below, above))  # (2B, hidden)
-            loss = ff_loss(self.goodness(new), self.threshold, len(new) // 2)
+            loss = ff_loss(self.train_goodness(new), self.threshold, len(new) // 2)
             loss.backward()
             self.optimizers[index].step()
             self.optimizers[index].zero_grad(set_to_none=True)
             new_states.append(new.detach())
             losses.append(loss.detach())
         return new_states, torch.stack(losses)
+
+    def train_goodness(self, state: Tensor) -> Tensor:
+        """The goodness of a new state, with grad: a sum-of-squares goodness through
+        SumOfSquares (one-tensor backward), any other through its function."""
+        if self.sumsq_divisor is None:
+            return self.goodness(state)
+        return scaled(SumOfSquares.apply(state), self.sumsq_divisor)
 
     @torch.no_grad()
     def readout_goodness(self, x: Tensor) -> Tensor:

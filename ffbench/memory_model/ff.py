@@ -1,9 +1,9 @@
 """Memory model of `ff` (algorithms/ff.py): every layer updated on every batch, one Adam each.
 
 Per layer, rows = 2B ([positive; negative]): the normalized input (saved by the Linear),
-the ReLU output (saved by ReLU and the goodness; also the next layer's input), and in
-backward two (rows, hidden) temporaries from the goodness' norm (out / norm, then times
-the incoming gradient) and ReLU's gradient.
+the ReLU output (made in place on the Linear's output, saved by the fused ReLU + goodness
+op; also the next layer's input), and in backward one (rows, hidden) tensor, the Linear
+output's gradient 2 h dL/dg. (Prediction, without grad, runs ReLU and goodness apart.)
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, BadInput, CellSpec
 # Goodness is out.norm(dim=1).square(), for meansq then divided by hidden (goodness.py):
 # one more (rows,) tensor forward and backward.
 DIVIDED_BY_WIDTH = {"meansq": True, "sumsq": False}
-BOOL_BYTES = 1
 
 
 def layer_params(spec: CellSpec, s: Sizes) -> list[list[Param]]:
@@ -74,15 +73,14 @@ def layer_forward(t: Timeline, i: int, rows: int, widths: tuple[int, int], s: Si
     t.alloc(f"out {i}", s.matrix(rows, fan_out))
 
 
-def goodness(t: Timeline, i: object, rows: int, spec: CellSpec, s: Sizes, train: bool) -> None:
-    """norm (rows,) -> square [-> / hidden]: no (rows, hidden) tensor. In training autograd
-    keeps the norm (its backward and the square's need it); without grad it goes at once."""
+def goodness(t: Timeline, i: object, rows: int, spec: CellSpec, s: Sizes) -> None:
+    """norm (rows,) -> square [-> / hidden]: no (rows, hidden) tensor; the norm goes at once.
+    The same with grad, where training runs (Relu)SumOfSquares, which saves only its input."""
     divided = DIVIDED_BY_WIDTH[spec.goodness]
     square = f"norm^2 {i}" if divided else f"goodness {i}"
     t.alloc(f"norm {i}", s.matrix(rows, 1))
     t.alloc(square, s.matrix(rows, 1))
-    if not train:
-        t.free(f"norm {i}")
+    t.free(f"norm {i}")
     if divided:
         t.alloc(f"goodness {i}", s.matrix(rows, 1))
         t.free(square)
@@ -126,33 +124,6 @@ def ff_loss_backward(t: Timeline, i: object, rows: int, s: Sizes) -> str:
     return f"grad goodness {i}"
 
 
-def goodness_backward(t: Timeline, i: object, grad: str, spec: CellSpec, s: Sizes) -> str:
-    """[/ hidden], square's backward 2 * norm * grad on (rows,), then the norm's:
-    grad * out / norm, (rows, hidden); returns the name of the last (the layer output's
-    gradient). The norm, kept since forward, goes here."""
-    rows = 2 * spec.batch_size
-    row, block = s.matrix(rows, 1), s.matrix(rows, spec.hidden)
-    if DIVIDED_BY_WIDTH[spec.goodness]:
-        t.alloc(f"grad norm^2 {i}", row)
-        t.free(grad)
-        grad = f"grad norm^2 {i}"
-    t.alloc(f"pow(norm, 1) {i}", row)
-    t.alloc(f"2 * norm {i}", row)
-    t.alloc(f"grad norm {i}", row)
-    t.free(f"2 * norm {i}", f"pow(norm, 1) {i}", grad)
-    t.alloc(f"out / norm {i}", block)
-    t.alloc(f"norm == 0 {i}", rows * BOOL_BYTES)  # rows with zero norm get zero gradient
-    t.alloc(f"grad out {i}", block)
-    t.free(f"norm == 0 {i}", f"out / norm {i}", f"grad norm {i}", f"norm {i}")
-    return f"grad out {i}"
-
-
-def loss_backward(t: Timeline, i: object, spec: CellSpec, s: Sizes) -> str:
-    """From the FF loss down to the layer output: returns its gradient's name."""
-    grad = ff_loss_backward(t, i, 2 * spec.batch_size, s)
-    return goodness_backward(t, i, grad, spec, s)
-
-
 def relu_backward(t: Timeline, i: object, grad: str, out: str, rows: int, hidden: int,
                   s: Sizes) -> str:
     """threshold_backward; ReLU's saved output goes with it (unless kept elsewhere: `out` None)."""
@@ -161,14 +132,31 @@ def relu_backward(t: Timeline, i: object, grad: str, out: str, rows: int, hidden
     return f"grad relu {i}"
 
 
+def fused_backward(t: Timeline, i: object, grad: str, spec: CellSpec, s: Sizes) -> str:
+    """[/ hidden's backward,] then (Relu)SumOfSquares': 2 * grad (rows,) and the one
+    (rows, hidden) gradient h * 2 grad (of the Linear's output, or of rff's state);
+    returns its name."""
+    rows = 2 * spec.batch_size
+    row = s.matrix(rows, 1)
+    if DIVIDED_BY_WIDTH[spec.goodness]:
+        t.alloc(f"grad sum of squares {i}", row)
+        t.free(grad)
+        grad = f"grad sum of squares {i}"
+    t.alloc(f"2 grad {i}", row)
+    t.alloc(f"grad h {i}", s.matrix(rows, spec.hidden))
+    t.free(f"2 grad {i}", grad)
+    return f"grad h {i}"
+
+
 def train_layer(t: Timeline, i: int, spec: CellSpec, params: list[Param], s: Sizes) -> None:
+    """Trained with ReLU and goodness fused (ForwardForward.layer_and_goodness); the ReLU
+    output stays after the step: it is the next layer's input."""
     rows = 2 * spec.batch_size
     widths = layer_widths(spec)[i]
     layer_forward(t, i, rows, widths, s)
-    goodness(t, i, rows, spec, s, train=True)
+    goodness(t, i, rows, spec, s)
     ff_loss(t, i, rows, s)
-    # the ReLU output stays: it is the next layer's input
-    grad = relu_backward(t, i, loss_backward(t, i, spec, s), "", rows, spec.hidden, s)
+    grad = fused_backward(t, i, ff_loss_backward(t, i, rows, s), spec, s)
     # the input is detached: no input gradient; the normalized input goes with the graph
     linear_backward(t, f"{i}.linear", grad, (rows, *widths), s, input_grad=False)
     t.free(f"normalized {i}", f"grad root {i}")
@@ -244,7 +232,7 @@ def predict_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes,
         t.free(previous)
         previous = out
         if i >= readout_from:
-            goodness(t, i, rows, spec, s, train=False)
+            goodness(t, i, rows, spec, s)
             t.free(f"goodness {i}")  # added into score in place
     t.alloc(f"argmax {c}", images * INT64_BYTES)
     t.free(previous, f"score {c}")

@@ -26,9 +26,10 @@ from ffbench.memory_model.core import (
 from ffbench.memory_model.ff import (
     check_goodness,
     ff_loss,
+    ff_loss_backward,
+    fused_backward,
     goodness,
     images_per_chunk,
-    loss_backward,
     relu_backward,
 )
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
@@ -117,11 +118,9 @@ def recurrent_layer(t: Timeline, tag: str, rows: int, below: int, above: int | N
 
 
 def damp(t: Timeline, tag: str, computed: str, rows: int, hidden: int, s: Sizes) -> str:
-    """damping_old * old + damping_new * computed: returns the new state's name."""
-    t.alloc(f"damped old {tag}", s.matrix(rows, hidden))
-    t.alloc(f"damped computed {tag}", s.matrix(rows, hidden))
+    """(damping_new * computed).add_(old, alpha=damping_old): one new tensor, the state;
+    returns its name."""
     t.alloc(f"state {tag}", s.matrix(rows, hidden))
-    t.free(f"damped old {tag}", f"damped computed {tag}")
     return f"state {tag}"
 
 
@@ -142,9 +141,9 @@ def train_update(t: Timeline, tag: str, i: int, spec: CellSpec, params: list[Par
     below, above = widths(spec)[i]
     computed = recurrent_layer(t, tag, rows, below, above, hidden, s, grad=True)
     damp(t, tag, computed, rows, hidden, s)
-    goodness(t, tag, rows, spec, s, train=True)
+    goodness(t, tag, rows, spec, s)  # RecurrentFF.train_goodness: SumOfSquares
     ff_loss(t, tag, rows, s)
-    grad_state = loss_backward(t, tag, spec, s)
+    grad_state = fused_backward(t, tag, ff_loss_backward(t, tag, rows, s), spec, s)
     t.alloc(f"grad computed {tag}", s.matrix(rows, hidden))  # damping_new * grad
     t.free(grad_state)
     grad = relu_backward(t, tag, f"grad computed {tag}", computed, rows, hidden, s)
@@ -205,7 +204,7 @@ def readout_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes) ->
         states = iterate(t, f"{c}.{iteration}", states, rows, spec, s)
         if iteration >= first:
             for i in range(spec.n_layers):
-                goodness(t, f"{c}.{iteration}.{i}", rows, spec, s, train=False)
+                goodness(t, f"{c}.{iteration}.{i}", rows, spec, s)
             t.alloc(f"stacked goodness {c}.{iteration}", s.matrix(spec.n_layers, rows))
             t.free(*(f"goodness {c}.{iteration}.{i}" for i in range(spec.n_layers)),
                    f"stacked goodness {c}.{iteration}")  # added into score in place
