@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import socket
 import subprocess
@@ -16,13 +17,17 @@ if TYPE_CHECKING:  # torch is imported where needed: the sweep parent writes row
     import torch
 
 
+GIT_SHA_VARIABLE = "FFBENCH_GIT_SHA"
+
+
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 @cache
 def git_sha() -> str | None:
-    """The commit of the ffbench checkout this code runs from, if it runs from one."""
+    """The commit of the ffbench checkout this code runs from, if it runs from one; else
+    $FFBENCH_GIT_SHA (for a copy of a checkout without its .git, e.g. on a cluster node)."""
     source = Path(ffbench.__file__).resolve().parent.parent
     try:
         out = subprocess.run(
@@ -30,8 +35,8 @@ def git_sha() -> str | None:
             capture_output=True, text=True, timeout=5, check=True,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+        return os.environ.get(GIT_SHA_VARIABLE) or None
+    return out.stdout.strip() or os.environ.get(GIT_SHA_VARIABLE) or None
 
 
 def cpu_model() -> str:
