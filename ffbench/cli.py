@@ -77,48 +77,62 @@ def explicit_fields(ctx: typer.Context) -> set[str]:
     }
 
 
+# Options of the commands that describe one cell (run, explain): one definition each.
+PresetOption = Annotated[
+    str | None, typer.Option(help="Named settings (see `ffbench presets`); explicit flags win.")
+]
+LayersOption = Annotated[int, typer.Option(help="Number of hidden layers.")]
+HiddenOption = Annotated[int, typer.Option(help="Units per hidden layer.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Real images per train step.")]
+EvalBatchSizeOption = Annotated[
+    int | None, typer.Option(help="Images per eval batch (default: batch size).")
+]
+WarmupOption = Annotated[int, typer.Option(help="Warm-up train steps before measuring.")]
+DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")]
+DtypeOption = Annotated[str, typer.Option(help="float32 or bfloat16.")]
+GoodnessOption = Annotated[str, typer.Option(help="FF goodness function.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads (default: torch's).")]
+DatasetOption = Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")]
+DataDirOption = Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")]
+EvalChunkOption = Annotated[
+    int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
+]
+AlgorithmOptions = Annotated[
+    list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
+]
+
+
 @app.command()
 def run(
     ctx: typer.Context,
     algorithm: Annotated[str, typer.Argument(help="Registered algorithm (`ffbench algorithms`).")],
     *,
-    preset: Annotated[
-        str | None,
-        typer.Option(help="Named settings (see `ffbench presets`); explicit flags win."),
-    ] = None,
-    layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 2,
-    hidden: Annotated[int, typer.Option(help="Units per hidden layer.")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Real images per train step.")] = 5000,
-    eval_batch_size: Annotated[
-        int | None, typer.Option(help="Images per eval batch [default: batch size].")
-    ] = None,
+    preset: PresetOption = None,
+    layers: LayersOption = 2,
+    hidden: HiddenOption = 2000,
+    batch_size: BatchSizeOption = 5000,
+    eval_batch_size: EvalBatchSizeOption = None,
     steps: Annotated[int, typer.Option(help="Timed train steps.")] = 5,
-    warmup: Annotated[int, typer.Option(help="Warm-up train steps before measuring.")] = 2,
+    warmup: WarmupOption = 2,
     epochs: Annotated[int, typer.Option(help="Training epochs for test accuracy (real data).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
-    goodness: Annotated[str, typer.Option(help="FF goodness function.")] = "meansq",
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
+    goodness: GoodnessOption = "meansq",
     threshold: Annotated[
-        float | None, typer.Option(help="FF goodness threshold [default: per goodness].")
+        float | None, typer.Option(help="FF goodness threshold (default: per goodness).")
     ] = None,
     lr: Annotated[
-        float | None, typer.Option(help="Adam learning rate [default: per algorithm].")
+        float | None, typer.Option(help="Adam learning rate (default: per algorithm).")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads [default: torch's].")] = None,
+    threads: ThreadsOption = None,
     seed: Annotated[int, typer.Option(help="Seed for data, weights and negatives.")] = 0,
-    dataset: Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")] = "synthetic",
-    data_dir: Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")] = (
-        None
-    ),
-    eval_chunk: Annotated[
-        int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
-    ] = 0,
+    dataset: DatasetOption = "synthetic",
+    data_dir: DataDirOption = None,
+    eval_chunk: EvalChunkOption = 0,
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile each layer (timed; memory eager).")
     ] = False,
-    option: Annotated[
-        list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
-    ] = None,
+    option: AlgorithmOptions = None,
     out: Annotated[Path | None, typer.Option(help="Write the full result row here (JSON).")] = None,
 ) -> None:
     """Measure one cell in this process and print a summary."""
@@ -383,29 +397,20 @@ def explain_command(
     ctx: typer.Context,
     algorithm: Annotated[str, typer.Argument(help="Registered algorithm.")],
     *,
-    preset: Annotated[
-        str | None,
-        typer.Option(help="Named settings (see `ffbench presets`); explicit flags win."),
-    ] = None,
-    layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 2,
-    hidden: Annotated[int, typer.Option(help="Units per hidden layer.")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Real images per train step.")] = 5000,
-    eval_batch_size: Annotated[
-        int | None, typer.Option(help="Images per eval batch [default: batch size].")
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
-    goodness: Annotated[str, typer.Option(help="FF goodness function.")] = "meansq",
-    warmup: Annotated[int, typer.Option(help="Warm-up train steps before measuring.")] = 2,
-    threads: Annotated[int | None, typer.Option(help="CPU threads [default: torch's].")] = None,
-    dataset: Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")] = "synthetic",
-    data_dir: Annotated[Path | None, typer.Option(help="torchvision's MNIST directory.")] = None,
-    eval_chunk: Annotated[
-        int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
-    ] = 0,
-    option: Annotated[
-        list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
-    ] = None,
+    preset: PresetOption = None,
+    layers: LayersOption = 2,
+    hidden: HiddenOption = 2000,
+    batch_size: BatchSizeOption = 5000,
+    eval_batch_size: EvalBatchSizeOption = None,
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
+    goodness: GoodnessOption = "meansq",
+    warmup: WarmupOption = 2,
+    threads: ThreadsOption = None,
+    dataset: DatasetOption = "synthetic",
+    data_dir: DataDirOption = None,
+    eval_chunk: EvalChunkOption = 0,
+    option: AlgorithmOptions = None,
 ) -> None:
     """Memory by category at each phase's peak: analytic model, tracked, predicted (meta)."""
     fields: dict[str, Any] = {
@@ -435,8 +440,8 @@ def check_command(
     rtol: Annotated[float, typer.Option(help="Relative change allowed before it counts.")] = 0.02,
     metric: Annotated[
         list[str] | None,
-        typer.Option(help="Memory column to compare (repeatable) [default: tracked, predicted "
-                     "and static bytes; CUDA peaks when both rows come from the same GPU]."),
+        typer.Option(help="Memory column to compare (repeatable) (default: tracked, predicted "
+                     "and static bytes; CUDA peaks when both rows come from the same GPU)."),
     ] = None,
     refresh_baseline: Annotated[
         bool, typer.Option(help="Write RESULTS' successful rows as the new baseline, on purpose.")
