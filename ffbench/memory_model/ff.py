@@ -50,14 +50,19 @@ def model(spec: CellSpec) -> CellModel:
     return CellModel(train.peak, evaluation.peak, static_bytes(start))
 
 
-def positive_and_negative(t: Timeline, rows: int, s: Sizes) -> None:
-    """data.positive_and_negative: wrong labels, [y; wrong] (2B,), x.repeat(2, 1) labelled."""
+def true_and_wrong_labels(t: Timeline, rows: int) -> None:
+    """data.wrong_labels (offsets drawn, added, wrapped), then [y; wrong]: "both labels" (2B,)."""
     t.alloc("randint offsets", rows * INT64_BYTES, "inputs")
     t.alloc("labels + offsets", rows * INT64_BYTES, "inputs")
     t.alloc("wrong labels", rows * INT64_BYTES, "inputs")
     t.free("labels + offsets", "randint offsets")
     t.alloc("both labels", 2 * rows * INT64_BYTES, "inputs")
     t.free("wrong labels")
+
+
+def positive_and_negative(t: Timeline, rows: int, s: Sizes) -> None:
+    """data.positive_and_negative: [y; wrong] (2B,), x.repeat(2, 1) labelled in place."""
+    true_and_wrong_labels(t, rows)
     t.alloc("h", s.matrix(2 * rows, MNIST_PIXELS), "inputs")
     t.free("both labels")
 

@@ -31,6 +31,7 @@ from ffbench.memory_model.ff import (
     goodness,
     images_per_chunk,
     relu_backward,
+    true_and_wrong_labels,
 )
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
@@ -75,13 +76,8 @@ def one_hot(t: Timeline, tag: str, labels: str, rows: int, s: Sizes, category: s
 
 
 def positive_and_negative_rows(t: Timeline, batch: int, s: Sizes) -> None:
-    """Wrong labels, [y; wrong] (2B,), images x.repeat(2, 1) (2B, 784), labels one-hot."""
-    t.alloc("randint offsets", batch * INT64_BYTES, "inputs")
-    t.alloc("labels + offsets", batch * INT64_BYTES, "inputs")
-    t.alloc("wrong labels", batch * INT64_BYTES, "inputs")
-    t.free("labels + offsets", "randint offsets")
-    t.alloc("both labels", 2 * batch * INT64_BYTES, "inputs")
-    t.free("wrong labels")
+    """[y; wrong] (2B,), images x.repeat(2, 1) (2B, 784), labels one-hot."""
+    true_and_wrong_labels(t, batch)
     t.alloc("image", s.matrix(2 * batch, MNIST_PIXELS), "inputs")
     one_hot(t, "train", "both labels", 2 * batch, s, "inputs")
 
