@@ -14,7 +14,7 @@ from ffbench.memory_model.core import (
     linear_backward,
     linear_params,
     load_batch,
-    static_bytes,
+    replay,
     zero_grad,
 )
 from ffbench.spec import MNIST_CLASSES, CellSpec
@@ -31,12 +31,7 @@ def params(spec: CellSpec, s: Sizes) -> list[Param]:
 
 def model(spec: CellSpec) -> CellModel:
     s = Sizes.of(spec)
-    start = adam_state(params(spec, s), s)
-    train, evaluation = Timeline(start), Timeline(start)
-    train_step(train, spec, s)
-    assert spec.eval_batch_size is not None
-    predict(evaluation, spec, spec.eval_batch_size, s)
-    return CellModel(train.peak, evaluation.peak, static_bytes(start))
+    return replay(spec, s, adam_state(params(spec, s), s), train_step, predict)
 
 
 def forward(t: Timeline, spec: CellSpec, rows: int, s: Sizes) -> None:
@@ -83,8 +78,10 @@ def train_step(t: Timeline, spec: CellSpec, s: Sizes) -> None:
     zero_grad(t, params(spec, s))
 
 
-def predict(t: Timeline, spec: CellSpec, rows: int, s: Sizes) -> None:
+def predict(t: Timeline, spec: CellSpec, s: Sizes) -> None:
     """No grad: each ReLU output is dropped once the next one exists; argmax of the logits."""
+    assert spec.eval_batch_size is not None
+    rows = spec.eval_batch_size
     load_batch(t, rows, s)
     t.free("y")  # predict gets x only
     previous = "x"

@@ -10,6 +10,7 @@ index tensor and Adam's float32 step counters count; on cuda and meta they do no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ffbench.measure.categories import CATEGORIES, DEFAULT_CATEGORY
@@ -125,6 +126,18 @@ def adam_state(params: list[Param], s: Sizes) -> dict[str, Block]:
 
 def static_bytes(start: dict[str, Block]) -> int:
     return sum(b.nbytes for b in start.values() if b.category in ("parameters", "optimizer_state"))
+
+
+Phase = Callable[[Timeline, CellSpec, Sizes], None]
+
+
+def replay(spec: CellSpec, s: Sizes, start: dict[str, Block], train_step: Phase,
+           predict: Phase) -> CellModel:
+    """Both phases from the same persistent state: one train step, one eval batch."""
+    train, evaluation = Timeline(start), Timeline(start)
+    train_step(train, spec, s)
+    predict(evaluation, spec, s)
+    return CellModel(train.peak, evaluation.peak, static_bytes(start))
 
 
 def load_batch(t: Timeline, rows: int, s: Sizes) -> None:

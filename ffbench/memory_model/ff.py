@@ -20,7 +20,7 @@ from ffbench.memory_model.core import (
     linear_backward,
     linear_params,
     load_batch,
-    static_bytes,
+    replay,
     zero_grad,
 )
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, BadInput, CellSpec
@@ -44,10 +44,7 @@ def model(spec: CellSpec) -> CellModel:
     check_goodness(spec)
     s = Sizes.of(spec)
     start = adam_state([p for layer in layer_params(spec, s) for p in layer], s)
-    train, evaluation = Timeline(start), Timeline(start)
-    train_step(train, spec, s)
-    predict(evaluation, spec, s)
-    return CellModel(train.peak, evaluation.peak, static_bytes(start))
+    return replay(spec, s, start, train_step, predict)
 
 
 def true_and_wrong_labels(t: Timeline, rows: int) -> None:

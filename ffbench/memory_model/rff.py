@@ -20,7 +20,7 @@ from ffbench.memory_model.core import (
     adam_step,
     linear_backward,
     load_batch,
-    static_bytes,
+    replay,
     zero_grad,
 )
 from ffbench.memory_model.ff import (
@@ -59,10 +59,7 @@ def model(spec: CellSpec) -> CellModel:
     check_goodness(spec)
     s = Sizes.of(spec)
     start = adam_state([p for layer in layer_params(spec, s) for p in layer], s)
-    train, evaluation = Timeline(start), Timeline(start)
-    train_step(train, spec, s)
-    predict(evaluation, spec, s)
-    return CellModel(train.peak, evaluation.peak, static_bytes(start))
+    return replay(spec, s, start, train_step, predict)
 
 
 def one_hot(t: Timeline, tag: str, labels: str, rows: int, s: Sizes, category: str) -> None:
