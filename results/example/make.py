@@ -7,7 +7,7 @@ bp and ff on 5,000 real MNIST digits (mnist-5k), hidden 1024, batch 128 and 512,
 as the sweep runner does. The cells at 16 and 24 layers run with the process's data
 segment capped (RLIMIT_DATA) at CAP_BYTES above what it held once torch and the data
 were loaded, so the set also holds genuine failed cells: an allocation past the cap
-fails and the cell becomes an error row (a cell that fits under the cap stays ok).
+fails and the cell becomes an oom row (a cell that fits under the cap stays ok).
 The notebook and the tests read whatever this writes; nothing depends on its numbers,
 and a real sweep's results.parquet can replace it.
 """
