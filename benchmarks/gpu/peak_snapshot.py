@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import pickle
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ffbench.cell import MEMORY_PASS_STEPS, build, load_dataset, warm_up
+from ffbench.measure import cuda
 from ffbench.measure.tracker import TensorTracker
 from ffbench.spec import CellSpec
 
@@ -64,18 +66,14 @@ def origin(block: dict[str, Any]) -> str:
 def train_phase(built: Any, tracked: bool) -> tuple[int, int | None]:
     """(max_memory_allocated, tracked peak) over the memory pass's train steps."""
     device = built.algorithm.device
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    if not tracked:
+    cuda.reset_peaks(device)
+    tracker = TensorTracker(device, built.algorithm.persistent_tensors) if tracked else None
+    with nullcontext() if tracker is None else tracker:
         for _ in range(MEMORY_PASS_STEPS):
             built.algorithm.step(built.train)
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device), None
-    with TensorTracker(device, built.algorithm.persistent_tensors) as tracker:
-        for _ in range(MEMORY_PASS_STEPS):
-            built.algorithm.step(built.train)
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device), tracker.peak_bytes
+    allocated_bytes, _ = cuda.read_peaks(device)
+    assert allocated_bytes is not None
+    return allocated_bytes, None if tracker is None else tracker.peak_bytes
 
 
 def main(algorithm: str, layers: int, out_dir: Path) -> None:
