@@ -296,9 +296,7 @@ def sweep(
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile each layer.")
     ] = None,
-    option: Annotated[
-        list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
-    ] = None,
+    option: AlgorithmOptions = None,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before a cell is killed (status timeout).")
     ] = None,
@@ -316,6 +314,7 @@ def sweep(
 ) -> None:
     """Run a grid of cells, each in a fresh process; rerun the same command to resume."""
     from ffbench import sweep as sweeps
+    from ffbench.results import FAILED_STATUSES
     from ffbench.sweep_spec import check_runnable, load_sweep
 
     given = {
@@ -330,10 +329,10 @@ def sweep(
     spec = load_sweep(sweep_file, {k: v for k, v in given.items() if v is not None})
     cells = spec.cells()
     check_runnable(spec)
-    out_dir = sweeps.results_dir(out, spec.name, fresh=no_resume)
-    if no_resume and out_dir != (out or sweeps.RESULTS_ROOT / spec.name):
-        err_console.print(f"--no-resume: {out or sweeps.RESULTS_ROOT / spec.name} exists; "
-                          f"starting over in {out_dir}")
+    requested = out if out is not None else sweeps.RESULTS_ROOT / spec.name
+    out_dir = sweeps.results_dir(requested, fresh=no_resume)
+    if out_dir != requested:
+        err_console.print(f"--no-resume: {requested} exists; starting over in {out_dir}")
     warning = sweeps.timing_warning(spec)
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}")
@@ -349,7 +348,7 @@ def sweep(
     from ffbench.summary import sweep_table
 
     console.print(sweep_table(grid_rows, title=f"{spec.name}: {len(grid_rows)} cells in {out_dir}"))
-    failed = sum(row["status"] not in ("ok", "skipped") for row in grid_rows)
+    failed = sum(row["status"] in FAILED_STATUSES for row in grid_rows)
     if failed and not retry_failed:
         console.print(f"{failed} cell(s) failed; run them again by adding --retry-failed")
     console.print(f"draw it: ffbench plot {out_dir}   one page: ffbench report {out_dir}",

@@ -119,9 +119,9 @@ def validate(spec: CellSpec) -> None:
         _positive("threads", spec.threads)
     if spec.lr is not None and not spec.lr > 0:
         raise BadInput(f"--lr must be positive, got {spec.lr}")
-    _one_of("dataset", spec.dataset, DATASETS)
-    _one_of("dtype", spec.dtype, DTYPES)
-    _one_of("goodness", spec.goodness, tuple(GOODNESS))
+    one_of("dataset", spec.dataset, DATASETS)
+    one_of("dtype", spec.dtype, DTYPES)
+    one_of("goodness", spec.goodness, tuple(GOODNESS))
     if not _DEVICE_PATTERN.match(spec.device):
         raise BadInput(f"unknown device {spec.device!r} (use cpu, cuda, cuda:N or meta)")
     if spec.dataset == "mnist":
@@ -159,7 +159,7 @@ def _at_least_zero(flag: str, value: int) -> None:
         raise BadInput(f"--{flag} must be 0 or more, got {value}")
 
 
-def _one_of(flag: str, value: str, choices: tuple[str, ...]) -> None:
+def one_of(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise BadInput(f"unknown {flag} {value!r} (use one of: {', '.join(choices)})")
 
@@ -192,5 +192,5 @@ def parse_names(text: str, *, flag: str, known: tuple[str, ...]) -> list[str]:
     if not names:
         raise BadInput(f"--{flag}: no names given")
     for name in names:
-        _one_of(flag.rstrip("s"), name, known)
+        one_of(flag.rstrip("s"), name, known)
     return names

@@ -46,10 +46,9 @@ STDERR_TAIL_CHARS = 2000
 SLURM_MARGIN_MIN = 5
 
 
-def results_dir(out: Path | None, name: str, *, fresh: bool) -> Path:
-    """Where the sweep writes: `out` (default results/NAME); with `fresh`, the first of
-    NAME, NAME.2, NAME.3, ... that does not exist yet. Nothing is created here."""
-    base = out if out is not None else RESULTS_ROOT / name
+def results_dir(base: Path, *, fresh: bool) -> Path:
+    """Where the sweep writes: `base` (--out, default results/NAME); with `fresh`, the first
+    of NAME, NAME.2, NAME.3, ... that does not exist yet. Nothing is created here."""
     if base.exists() and not base.is_dir():
         raise BadInput(f"--out {base} is a file; give a directory for the sweep's results")
     _check_creatable(base)
@@ -199,8 +198,8 @@ class SweepDir:
         self.row_path(spec).unlink(missing_ok=True)
         self.rows.pop(spec.cell_id, None)
 
-    def record(self, row: dict[str, Any]) -> None:
-        self.rows[row["cell_id"]] = row
+    def record(self, *rows: dict[str, Any]) -> None:
+        self.rows.update((row["cell_id"], row) for row in rows)
         self.consolidate()
 
     def sync(self) -> None:
@@ -233,10 +232,14 @@ def run_sweep(
     ]
     yield Planned(total=len(cells), to_run=len(todo))
     runnable, skipped = _split_runnable(sweep, todo)
-    for spec in skipped:
-        row = failure_row(spec, out_dir.name, "skipped", "no CUDA device on this machine")
+    skipped_cells = [
+        (spec, failure_row(spec, out_dir.name, "skipped", "no CUDA device on this machine"))
+        for spec in skipped
+    ]
+    for spec, row in skipped_cells:
         write_row_json(row, store.row_path(spec))
-        store.record(row)
+    store.record(*(row for _, row in skipped_cells))  # one parquet write for all of them
+    for spec, row in skipped_cells:
         yield Finished(spec, row)
 
     def jobs() -> Iterator[CellJob]:
@@ -263,10 +266,9 @@ def _split_runnable(
 ) -> tuple[list[CellSpec], list[CellSpec]]:
     """(cells to run, cells to skip): CUDA cells cannot run locally without a GPU (a Slurm
     node may well have one, so the slurm executor runs them all)."""
-    on_cuda = [spec for spec in cells if spec.device.startswith("cuda")]
-    if sweep.executor != "local" or not on_cuda or gpu_ids():
+    if sweep.executor != "local" or not sweep.device.startswith("cuda") or gpu_ids():
         return cells, []
-    return [spec for spec in cells if spec not in on_cuda], on_cuda
+    return [], cells
 
 
 def _pool(sweep: SweepSpec, out_dir: Path) -> LocalPool | SubmititPool:
@@ -282,12 +284,12 @@ def timing_warning(sweep: SweepSpec) -> str | None:
     """Parallel cells on one CPU (or one GPU) share it: their times are not comparable."""
     if sweep.executor != "local" or sweep.jobs == 1:
         return None
-    devices = {spec.device.partition(":")[0] for spec in sweep.cells()}
-    if "cpu" in devices:
+    device = sweep.device.partition(":")[0]
+    if device == "cpu":
         return (f"--jobs {sweep.jobs} runs CPU cells side by side: their step times distort "
                 "each other (memory is unaffected); use --jobs 1 for timings")
     gpus = len(gpu_ids())
-    if "cuda" in devices and sweep.jobs > gpus > 0:
+    if device == "cuda" and sweep.jobs > gpus > 0:
         return (f"--jobs {sweep.jobs} on {gpus} GPU(s): cells share a GPU, so their times and "
                 "NVML device memory mix; use at most one job per GPU")
     return None

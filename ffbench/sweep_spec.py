@@ -21,7 +21,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import ffbench
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.spec import BadInput, CellSpec, parse_int_range, parse_names
+from ffbench.spec import BadInput, CellSpec, one_of, parse_int_range, parse_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,6 +58,11 @@ class SweepSpec:
     jobs: int = 1
     executor: str = "local"
     slurm: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        """Every cell's device: it is a setting of the sweep, not a grid key."""
+        return str(self.cell.get("device", CellSpec.device))
 
     def cells(self) -> list[CellSpec]:
         """Every cell, validated (BadInput on the first bad one); depth-major so that all
@@ -199,8 +204,7 @@ def _positive_int(key: str, value: Any) -> int:
 
 
 def _executor(value: Any) -> str:
-    if value not in EXECUTORS:
-        raise BadInput(f"unknown executor {value!r} (use one of: {', '.join(EXECUTORS)})")
+    one_of("executor", value, EXECUTORS)
     return str(value)
 
 

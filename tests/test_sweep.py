@@ -84,12 +84,12 @@ def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: 
 
 def test_fresh_results_dir_never_reuses_one(tmp_path: Path) -> None:
     base = tmp_path / "r"
-    assert sweeps.results_dir(base, "x", fresh=True) == base
+    assert sweeps.results_dir(base, fresh=True) == base
     base.mkdir()
-    assert sweeps.results_dir(base, "x", fresh=False) == base
-    assert sweeps.results_dir(base, "x", fresh=True) == tmp_path / "r.2"
+    assert sweeps.results_dir(base, fresh=False) == base
+    assert sweeps.results_dir(base, fresh=True) == tmp_path / "r.2"
     (tmp_path / "r.2").mkdir()
-    assert sweeps.results_dir(base, "x", fresh=True) == tmp_path / "r.3"
+    assert sweeps.results_dir(base, fresh=True) == tmp_path / "r.3"
     assert not (tmp_path / "r.3").exists()
 
 
