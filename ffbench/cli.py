@@ -147,8 +147,6 @@ def run(
     spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
     check_out_path(out)
     check_device_available(spec.device)
-    if spec.device == "meta" and spec.epochs:
-        raise BadInput("--device meta predicts memory only; it cannot train for accuracy")
 
     from ffbench.cell import run_cell_row
     from ffbench.results import write_row_json

@@ -128,6 +128,8 @@ def validate(spec: CellSpec) -> None:
         _check_mnist_dir(spec.data_dir)
     if spec.epochs > 0 and spec.dataset == "synthetic":
         raise BadInput("--epochs needs real data: use --dataset mnist or mnist-5k")
+    if spec.epochs > 0 and spec.device == "meta":
+        raise BadInput("--device meta predicts memory only; it cannot train for accuracy")
     ALGORITHMS[spec.algorithm].check_options(spec.options)
 
 

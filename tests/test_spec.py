@@ -35,6 +35,8 @@ def test_bad_ranges_are_refused(text: str) -> None:
         ({"dataset": "mnist"}, "--data-dir"),
         ({"dtype": "float8"}, "dtype"),
         ({"options": {"no_such_option": 1}}, "unknown option"),
+        ({"epochs": 1}, "needs real data"),
+        ({"epochs": 1, "dataset": "mnist-5k", "device": "meta"}, "cannot train for accuracy"),
     ],
 )
 def test_bad_specs_name_the_problem(change: dict[str, object], words: str) -> None:
