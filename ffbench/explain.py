@@ -20,12 +20,11 @@ from rich.table import Table
 from ffbench.cell import PhasePeak, load_dataset, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.memory_model import CellModel, Peak, cell_model
-from ffbench.memory_model.core import DTYPE_BYTES
+from ffbench.memory_model.core import Sizes
 from ffbench.spec import BadInput, CellSpec
-from ffbench.summary import mib
+from ffbench.summary import MIB, mib
 
 MB = 10**6  # the published per-layer figures are decimal megabytes
-MIB = 2**20
 SLOPE_PART_MIN_FRACTION = 0.01  # smaller per-layer parts (a loss scalar) are summed as "other"
 ADAM_MOMENTS = 2  # exp_avg and exp_avg_sq, each the size of its parameter
 
@@ -59,20 +58,11 @@ GRADIENT_NOTES = {
 
 
 @dataclass(frozen=True)
-class PhaseView:
-    """One phase at its peak: total and split, and where it was reached."""
-
-    nbytes: int
-    split: dict[str, int]
-    at: str
-
-
-@dataclass(frozen=True)
 class Phase:
     name: str  # "train" or "eval"
-    analytic: PhaseView | None  # None: no analytic model for this algorithm
-    tracked: PhaseView
-    predicted: PhaseView
+    analytic: Peak | None  # None: no analytic model for this algorithm
+    tracked: Peak
+    predicted: Peak
     allocated_bytes: int | None  # CUDA max_memory_allocated, on cuda only
 
 
@@ -91,14 +81,10 @@ class Explanation:
     slope: Slope
 
 
-def _view(peak: Peak) -> PhaseView:
-    return PhaseView(peak.nbytes, peak.split, peak.at)
-
-
-def _tracked_view(phase: PhasePeak) -> PhaseView:
+def _tracked_view(phase: PhasePeak) -> Peak:
     # the newest storage alive at the peak is the one that reached it
     at = phase.storages[-1].op if phase.storages else "start of phase"
-    return PhaseView(phase.tracked_bytes, phase.split, at)
+    return Peak(phase.tracked_bytes, phase.split, at)
 
 
 def explain(spec: CellSpec) -> Explanation:
@@ -118,7 +104,7 @@ def explain(spec: CellSpec) -> Explanation:
     deeper = dataclasses.replace(spec, n_layers=spec.n_layers + 1)
     deeper_predicted, _ = predicted_peaks(deeper, dataset)
     slope = Slope(
-        analytic_slope(spec) if model else None,
+        analytic_slope(spec, model) if model else None,
         deeper_predicted.tracked_bytes - peaks.predicted_train.tracked_bytes,
     )
     return Explanation(spec, phases, slope)
@@ -133,22 +119,22 @@ def analytic_model(spec: CellSpec) -> CellModel | None:
         return None
 
 
-def _analytic(model: CellModel | None, phase: str) -> PhaseView | None:
+def _analytic(model: CellModel | None, phase: str) -> Peak | None:
     if model is None:
         return None
-    return _view(model.train if phase == "train" else model.eval)
+    return model.train if phase == "train" else model.eval
 
 
-def analytic_slope(spec: CellSpec) -> dict[str, int]:
-    """Per-category growth of the analytic train peak from n to n + 1 layers."""
-    now = cell_model(spec).train
+def analytic_slope(spec: CellSpec, model: CellModel) -> dict[str, int]:
+    """Per-category growth of the analytic train peak from n (`model`) to n + 1 layers."""
+    now = model.train
     deeper = cell_model(dataclasses.replace(spec, n_layers=spec.n_layers + 1)).train
     return {name: deeper.split[name] - now.split[name] for name in CATEGORIES}
 
 
 def published_per_layer_bytes(spec: CellSpec) -> dict[str, int]:
     """The published accounting at this width: weights + gradients + Adam moments."""
-    weights = spec.hidden * spec.hidden * DTYPE_BYTES[spec.dtype]
+    weights = Sizes.of(spec).matrix(spec.hidden, spec.hidden)
     return {"parameters": weights, "gradients": weights, "optimizer_state": ADAM_MOMENTS * weights}
 
 
@@ -194,7 +180,7 @@ def phase_table(phase: Phase) -> Table:
     return table
 
 
-def largest_category(view: PhaseView) -> str:
+def largest_category(view: Peak) -> str:
     return max(CATEGORIES, key=lambda name: view.split.get(name, 0))
 
 
@@ -222,10 +208,11 @@ def cache_lines(explanation: Explanation) -> list[str]:
     cache = train.split.get("cache", 0)
     if not cache:
         return []
-    rows = cache // (spec.hidden * DTYPE_BYTES[spec.dtype])
+    s = Sizes.of(spec)
+    rows = cache // s.matrix(1, spec.hidden)
     return [
         f"cache: {_mb(cache)} = {rows:,} rows (each training image positive and negative) x "
-        f"{spec.hidden} units x {DTYPE_BYTES[spec.dtype]} B, refilled in place layer by layer",
+        f"{spec.hidden} units x {s.element_bytes} B, refilled in place layer by layer",
         f"  building the next layer's cache while the old one is alive (as the published code "
         f"did) holds two: about {_mb(train.nbytes + cache)} at this train peak",
     ]

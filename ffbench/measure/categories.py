@@ -9,5 +9,4 @@ CATEGORIES = (
     "eval_replication",  # eval images replicated once per candidate label
     "cache",  # whole-dataset layer-input caches (ff-progressive)
 )
-PERSISTENT_CATEGORIES = ("parameters", "gradients", "optimizer_state", "cache")
 DEFAULT_CATEGORY = "activations"

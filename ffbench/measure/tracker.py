@@ -143,10 +143,6 @@ class TensorTracker(TorchDispatchMode):
             split[storage.category] += storage.nbytes
         return split
 
-    def storages(self) -> list[Storage]:
-        """Every live storage right now, with its category."""
-        return _classify(self.live, self._owners())
-
     def _owners(self) -> dict[int, str]:
         """Storage key -> category of every persistent tensor right now."""
         return {
@@ -167,19 +163,21 @@ class TensorTracker(TorchDispatchMode):
         grew = False
         for value in flat:
             if isinstance(value, torch.Tensor):
-                grew |= self._track(value, _current_category[0], str(func))
+                grew |= self._track(value, _current_category[0], func)
         if grew and self.live_bytes > self.peak_bytes:
             self._record_peak()
         return out
 
-    def _track(self, tensor: torch.Tensor, name: str, op: str) -> bool:
+    def _track(self, tensor: torch.Tensor, name: str, op: object) -> bool:
+        """Count the tensor's storage if new; `op` (an aten op, or "persistent") is named
+        with str() only then (views, in-place results and other devices' outputs skip it)."""
         if tensor.device.type != self.device_type:
             return False
         storage = tensor.untyped_storage()
         key = int(storage._cdata)
         if key in self.ledger.live:
             return False
-        self.ledger.add(storage, key, (storage.nbytes(), name, op))
+        self.ledger.add(storage, key, (storage.nbytes(), name, str(op)))
         return True
 
 

@@ -74,8 +74,9 @@ def train_step(t: Timeline, spec: CellSpec, s: Sizes) -> None:
     forward(t, spec, rows, s)
     cross_entropy(t, rows, s)
     backward(t, spec, rows, s)
-    adam_step(t, params(spec, s))
-    zero_grad(t, params(spec, s))
+    trained = params(spec, s)
+    adam_step(t, trained)
+    zero_grad(t, trained)
 
 
 def predict(t: Timeline, spec: CellSpec, s: Sizes) -> None:

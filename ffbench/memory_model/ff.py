@@ -8,6 +8,9 @@ output's gradient 2 h dL/dg. (Prediction, without grad, runs ReLU and goodness a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from ffbench.memory_model.core import (
     INT64_BYTES,
     CellModel,
@@ -64,15 +67,23 @@ def positive_and_negative(t: Timeline, rows: int, s: Sizes) -> None:
     t.free("both labels")
 
 
-def layer_forward(t: Timeline, i: int, rows: int, widths: tuple[int, int], s: Sizes) -> None:
-    """relu(linear(h / (h.norm(dim=1) + eps))); ReLU works in place on the Linear's output."""
+def normalized(t: Timeline, tag: object, rows: int, width: int, s: Sizes) -> str:
+    """h / (h.norm(dim=1, keepdim=True) + eps): returns the result's name."""
+    t.alloc(f"norm {tag}", s.matrix(rows, 1))
+    t.alloc(f"norm + eps {tag}", s.matrix(rows, 1))
+    t.free(f"norm {tag}")
+    t.alloc(f"normalized {tag}", s.matrix(rows, width))
+    t.free(f"norm + eps {tag}")
+    return f"normalized {tag}"
+
+
+def layer_forward(t: Timeline, tag: object, rows: int, widths: tuple[int, int], s: Sizes) -> str:
+    """relu(linear(h / (h.norm(dim=1) + eps))); ReLU works in place on the Linear's output.
+    Returns the output's name; the normalized input stays (the Linear saves it)."""
     fan_in, fan_out = widths
-    t.alloc(f"norm {i}", s.matrix(rows, 1))
-    t.alloc(f"norm + eps {i}", s.matrix(rows, 1))
-    t.free(f"norm {i}")
-    t.alloc(f"normalized {i}", s.matrix(rows, fan_in))
-    t.free(f"norm + eps {i}")
-    t.alloc(f"out {i}", s.matrix(rows, fan_out))
+    normalized(t, tag, rows, fan_in, s)
+    t.alloc(f"out {tag}", s.matrix(rows, fan_out))
+    return f"out {tag}"
 
 
 def goodness(t: Timeline, i: object, rows: int, spec: CellSpec, s: Sizes) -> None:
@@ -180,45 +191,53 @@ def images_per_chunk(spec: CellSpec, images: int) -> int:
     return max(1, spec.eval_chunk // MNIST_CLASSES) if spec.eval_chunk else images
 
 
-def predict(t: Timeline, spec: CellSpec, s: Sizes, streamed: frozenset[int] = frozenset()) -> None:
-    """ForwardForward.predict; layers in `streamed` have their weights copied in per call."""
+# One chunk of an eval batch: (timeline, chunk index, images in the chunk, spec, sizes).
+Chunk = Callable[[Timeline, int, int, CellSpec, Sizes], None]
+
+
+def predict_in_chunks(t: Timeline, spec: CellSpec, s: Sizes, chunk: Chunk) -> None:
+    """The eval batch (x only) in chunks of `images_per_chunk`; the chunks' argmax concatenated."""
     assert spec.eval_batch_size is not None
     images = spec.eval_batch_size
     load_batch(t, images, s)
     t.free("y")  # predict gets x only
     per_chunk = images_per_chunk(spec, images)
-    chunks = [min(per_chunk, images - start) for start in range(0, images, per_chunk)]
-    for c, chunk_images in enumerate(chunks):
-        predict_chunk(t, c, chunk_images, spec, s, streamed)
+    for c, start in enumerate(range(0, images, per_chunk)):
+        chunk(t, c, min(per_chunk, images - start), spec, s)
     t.alloc("predictions", images * INT64_BYTES)  # torch.cat of the chunks' argmax
+
+
+def predict(t: Timeline, spec: CellSpec, s: Sizes, streamed: frozenset[int] = frozenset()) -> None:
+    """ForwardForward.predict; layers in `streamed` have their weights copied in per call."""
+    predict_in_chunks(t, spec, s, partial(predict_chunk, streamed=streamed))
+
+
+def candidate_labels(t: Timeline, c: int, rows: int) -> str:
+    """arange(classes) repeated for each image: (rows,) int64; returns its name."""
+    t.alloc(f"arange {c}", MNIST_CLASSES * INT64_BYTES, "eval_replication")
+    t.alloc(f"candidate labels {c}", rows * INT64_BYTES, "eval_replication")
+    t.free(f"arange {c}")
+    return f"candidate labels {c}"
 
 
 def replicate_per_class(t: Timeline, c: int, images: int, s: Sizes) -> None:
     """Each image once per class, with that class embedded: (images * classes, 784)."""
     rows = images * MNIST_CLASSES
-    t.alloc(f"arange {c}", MNIST_CLASSES * INT64_BYTES, "eval_replication")
-    t.alloc(f"candidate labels {c}", rows * INT64_BYTES, "eval_replication")
-    t.free(f"arange {c}")
+    labels = candidate_labels(t, c, rows)
     t.alloc(f"replicated {c}", s.matrix(rows, MNIST_PIXELS), "eval_replication")
-    t.free(f"candidate labels {c}")
+    t.free(labels)
 
 
 def frozen_layer(t: Timeline, tag: str, rows: int, widths: tuple[int, int], s: Sizes,
                  streamed_weights: bool = False) -> str:
     """relu(linear(normalize(h))) without grad: each temporary goes once used; returns the
     output's name. `streamed_weights`: the layer's weights are copied to the device for it."""
-    fan_in, fan_out = widths
-    copies = linear_params(f"copy {tag}", fan_in, fan_out, s) if streamed_weights else []
+    copies = linear_params(f"copy {tag}", *widths, s) if streamed_weights else []
     for p in copies:
         t.alloc(p.name, p.nbytes, "parameters")
-    t.alloc(f"norm {tag}", s.matrix(rows, 1))
-    t.alloc(f"norm + eps {tag}", s.matrix(rows, 1))
-    t.free(f"norm {tag}")
-    t.alloc(f"normalized {tag}", s.matrix(rows, fan_in))
-    t.free(f"norm + eps {tag}")
-    t.alloc(f"out {tag}", s.matrix(rows, fan_out))  # ReLU in place on the Linear's output
+    out = layer_forward(t, tag, rows, widths, s)
     t.free(f"normalized {tag}", *(p.name for p in copies))
-    return f"out {tag}"
+    return out
 
 
 def predict_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes,

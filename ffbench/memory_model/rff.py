@@ -24,12 +24,14 @@ from ffbench.memory_model.core import (
     zero_grad,
 )
 from ffbench.memory_model.ff import (
+    candidate_labels,
     check_goodness,
     ff_loss,
     ff_loss_backward,
     fused_backward,
     goodness,
-    images_per_chunk,
+    normalized,
+    predict_in_chunks,
     relu_backward,
     true_and_wrong_labels,
 )
@@ -79,16 +81,6 @@ def positive_and_negative_rows(t: Timeline, batch: int, s: Sizes) -> None:
     one_hot(t, "train", "both labels", 2 * batch, s, "inputs")
 
 
-def normalized(t: Timeline, tag: str, rows: int, width: int, s: Sizes) -> str:
-    """h / (h.norm(dim=1, keepdim=True) + eps): returns the result's name."""
-    t.alloc(f"norm {tag}", s.matrix(rows, 1))
-    t.alloc(f"norm + eps {tag}", s.matrix(rows, 1))
-    t.free(f"norm {tag}")
-    t.alloc(f"normalized {tag}", s.matrix(rows, width))
-    t.free(f"norm + eps {tag}")
-    return f"normalized {tag}"
-
-
 def recurrent_layer(t: Timeline, tag: str, rows: int, below: int, above: int | None,
                     hidden: int, s: Sizes, grad: bool) -> str:
     """ReLU(bottom_up(normalize(below)) [+ top_down(normalize(above))]), ReLU in place;
@@ -110,7 +102,7 @@ def recurrent_layer(t: Timeline, tag: str, rows: int, below: int, above: int | N
     return pre
 
 
-def damp(t: Timeline, tag: str, computed: str, rows: int, hidden: int, s: Sizes) -> str:
+def damp(t: Timeline, tag: str, rows: int, hidden: int, s: Sizes) -> str:
     """(damping_new * computed).add_(old, alpha=damping_old): one new tensor, the state;
     returns its name."""
     t.alloc(f"state {tag}", s.matrix(rows, hidden))
@@ -133,7 +125,7 @@ def train_update(t: Timeline, tag: str, i: int, spec: CellSpec, params: list[Par
     rows, hidden = 2 * spec.batch_size, spec.hidden
     below, above = widths(spec)[i]
     computed = recurrent_layer(t, tag, rows, below, above, hidden, s, grad=True)
-    damp(t, tag, computed, rows, hidden, s)
+    damp(t, tag, rows, hidden, s)
     goodness(t, tag, rows, spec, s)  # RecurrentFF.train_goodness: SumOfSquares
     ff_loss(t, tag, rows, s)
     grad_state = fused_backward(t, tag, ff_loss_backward(t, tag, rows, s), spec, s)
@@ -166,11 +158,9 @@ def train_step(t: Timeline, spec: CellSpec, s: Sizes) -> None:
 def every_label_rows(t: Timeline, c: int, images: int, s: Sizes) -> None:
     """Each image once per label (E * C, 784), and the labels one-hot (E * C, C)."""
     rows = images * MNIST_CLASSES
-    t.alloc(f"arange {c}", MNIST_CLASSES * INT64_BYTES, "eval_replication")
-    t.alloc(f"candidate labels {c}", rows * INT64_BYTES, "eval_replication")
-    t.free(f"arange {c}")
+    labels = candidate_labels(t, c, rows)
     t.alloc(f"image {c}", s.matrix(rows, MNIST_PIXELS), "eval_replication")
-    one_hot(t, str(c), f"candidate labels {c}", rows, s, "eval_replication")
+    one_hot(t, str(c), labels, rows, s, "eval_replication")
 
 
 def iterate(t: Timeline, tag: str, states: list[str], rows: int, spec: CellSpec,
@@ -180,7 +170,7 @@ def iterate(t: Timeline, tag: str, states: list[str], rows: int, spec: CellSpec,
     for i, (below, above) in enumerate(widths(spec)):
         computed = recurrent_layer(t, f"{tag}.{i}", rows, below, above, spec.hidden, s,
                                    grad=False)
-        new.append(damp(t, f"{tag}.{i}", computed, rows, spec.hidden, s))
+        new.append(damp(t, f"{tag}.{i}", rows, spec.hidden, s))
         t.free(computed)
     t.free(*states)
     return new
@@ -209,11 +199,4 @@ def readout_chunk(t: Timeline, c: int, images: int, spec: CellSpec, s: Sizes) ->
 
 
 def predict(t: Timeline, spec: CellSpec, s: Sizes) -> None:
-    assert spec.eval_batch_size is not None
-    images = spec.eval_batch_size
-    load_batch(t, images, s)
-    t.free("y")  # predict gets x only
-    per_chunk = images_per_chunk(spec, images)
-    for c, start in enumerate(range(0, images, per_chunk)):
-        readout_chunk(t, c, min(per_chunk, images - start), spec, s)
-    t.alloc("predictions", images * INT64_BYTES)  # torch.cat of the chunks' argmax
+    predict_in_chunks(t, spec, s, readout_chunk)
