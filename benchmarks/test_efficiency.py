@@ -19,9 +19,7 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import Built, build, warm_up
-from ffbench.data import load
-from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
+from ffbench.cell import Built, calibrated_rate, warmed_up
 from ffbench.measure.timer import time_calls
 from ffbench.spec import CellSpec
 
@@ -33,15 +31,7 @@ CPU = torch.device("cpu")
 
 
 def built_cell(algorithm: str) -> Built:
-    spec = CellSpec(algorithm, threads=1, **SIZE).resolved()  # type: ignore[arg-type]
-    built = build(spec, load(spec), CPU)
-    warm_up(built, 2)
-    return built
-
-
-def calibrated(built: Built) -> float:
-    shapes = matmul_shapes(built.algorithm.model, built.algorithm.rows_per_step)
-    return calibrated_flops_per_s(shapes, CPU, torch.float32)
+    return warmed_up(CellSpec(algorithm, threads=1, **SIZE).resolved(), 2)  # type: ignore[arg-type]
 
 
 def interleaved(cells: dict[str, Built]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
@@ -51,7 +41,7 @@ def interleaved(cells: dict[str, Built]) -> tuple[dict[str, list[float]], dict[s
     for _ in range(ROUNDS):
         for name, built in cells.items():
             times[name] += time_calls(lambda b=built: b.algorithm.step(b.train), 1, CPU)
-            rates[name].append(calibrated(built))
+            rates[name].append(calibrated_rate(built))
     return times, rates
 
 

@@ -11,18 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.cell import run_cell
 from ffbench.spec import CellSpec
 
 PUBLISHED = {"hidden": 2000, "batch_size": 5000}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("layers", [2, 47])

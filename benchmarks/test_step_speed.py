@@ -10,21 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import Built, build, warm_up
-from ffbench.data import load
+from ffbench.cell import Built, warmed_up
 from ffbench.spec import CellSpec
 
 SIZE = {"n_layers": 4, "hidden": 512, "batch_size": 512}
 
 
 def built_cell(algorithm: str) -> Built:
-    spec = CellSpec(algorithm, threads=1, **SIZE).resolved()  # type: ignore[arg-type]
-    built = build(spec, load(spec), torch.device("cpu"))
-    warm_up(built, 2)
-    return built
+    return warmed_up(CellSpec(algorithm, threads=1, **SIZE).resolved(), 2)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))

@@ -101,6 +101,20 @@ def warm_up(built: Built, steps: int, eval_batches: int = 1) -> None:
         built.algorithm.predict(built.eval.next()[0])
 
 
+def warmed_up(spec: CellSpec, steps: int) -> Built:
+    """The cell built on its own device and warmed up: ready to time or profile."""
+    built = build(spec, load_dataset(spec), torch.device(spec.device))
+    warm_up(built, steps)
+    return built
+
+
+def calibrated_rate(built: Built) -> float:
+    """FLOP/s of this cell's own matmul shapes on its device (measure.calibrate)."""
+    algorithm = built.algorithm
+    shapes = matmul_shapes(algorithm.model, algorithm.rows_per_step)
+    return calibrated_flops_per_s(shapes, algorithm.device, algorithm.dtype)
+
+
 def static_bytes(algorithm: Algorithm) -> int:
     """Bytes on the algorithm's device that persist between steps: parameters + optimizer state."""
     persistent = algorithm.persistent_tensors()
@@ -261,10 +275,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     if device.type != "meta":
         step_times, eval_time_s, last_loss = timing_pass(built, spec.steps)
         achieved = values["train_flops_per_step"] / step_times.median_s
-        calibrated = calibrated_flops_per_s(
-            matmul_shapes(built.algorithm.model, built.algorithm.rows_per_step),
-            device, DTYPES[spec.dtype],
-        )
+        calibrated = calibrated_rate(built)
         values |= {
             "step_time_median_s": step_times.median_s,
             "step_time_iqr_s": step_times.iqr_s,

@@ -7,7 +7,6 @@ only the current batch (memory category "inputs"), never the whole dataset.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import importlib.util
 from collections.abc import Iterator
@@ -46,13 +45,9 @@ def load(spec: CellSpec) -> Dataset:
 
 
 def synthetic(spec: CellSpec) -> Dataset:
-    """Deterministic random digits and labels: memory and time do not depend on pixel values."""
-    return _synthetic(spec.seed)
-
-
-@functools.cache  # a sweep worker running many meta cells draws them once (~0.5 s each time)
-def _synthetic(seed: int) -> Dataset:
-    gen = torch.Generator().manual_seed(seed)
+    """Deterministic random digits and labels: memory and time do not depend on pixel values.
+    Drawn anew on each call (~0.5 s): cell.load_dataset keeps one for cells that share it."""
+    gen = torch.Generator().manual_seed(spec.seed)
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         images = torch.randint(0, 256, (n, MNIST_PIXELS), generator=gen, dtype=torch.uint8)
@@ -96,8 +91,7 @@ def mnist_5k_path() -> Path:
 def mnist_5k(spec: CellSpec) -> Dataset:
     """5,000 real digits (rows sorted by class); a fixed split: per class 400 train, 100 test."""
     with gzip.open(mnist_5k_path(), "rt") as f:
-        rows = [list(map(int, line.split(","))) for line in f]
-    table = torch.tensor(rows, dtype=torch.int64)
+        table = torch.from_numpy(np.loadtxt(f, delimiter=",", dtype=np.int64))
     images, labels = table[:, :MNIST_PIXELS].to(torch.uint8), table[:, MNIST_PIXELS]
     is_test = torch.zeros(len(labels), dtype=torch.bool)
     for digit in range(MNIST_CLASSES):

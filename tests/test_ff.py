@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import torch
 
-from ffbench.cell import Built, build
-from ffbench.data import load
+from ffbench.cell import Built, build, load_dataset
 from ffbench.spec import CellSpec
 
 
 def built_ff(**fields: object) -> Built:
     spec = CellSpec(**({"algorithm": "ff", "n_layers": 3, "hidden": 64, "batch_size": 256}
                        | fields)).resolved()  # type: ignore[arg-type]
-    return build(spec, load(spec), torch.device("cpu"))
+    return build(spec, load_dataset(spec), torch.device("cpu"))
 
 
 def test_every_layer_loss_falls_on_synthetic_data() -> None:

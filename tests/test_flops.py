@@ -8,8 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import build, warm_up
-from ffbench.data import load
+from ffbench.cell import build, load_dataset, warm_up
 from ffbench.spec import CellSpec
 
 
@@ -17,7 +16,7 @@ from ffbench.spec import CellSpec
 def test_analytic_flops_match_flop_counter(algorithm: str) -> None:
     spec = CellSpec(algorithm, n_layers=3, hidden=48, batch_size=32, eval_batch_size=16,
                     warmup_steps=1).resolved()
-    built = build(spec, load(spec), torch.device("cpu"))
+    built = build(spec, load_dataset(spec), torch.device("cpu"))
     warm_up(built, 1)
     x, y = built.train.next()
     with FlopCounterMode(display=False) as train_counter:

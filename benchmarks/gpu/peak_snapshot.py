@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ffbench.cell import MEMORY_PASS_STEPS, build, load_dataset, warm_up
+from ffbench.cell import MEMORY_PASS_STEPS, warmed_up
 from ffbench.measure import cuda
 from ffbench.measure.tracker import TensorTracker
 from ffbench.spec import CellSpec
@@ -77,12 +77,10 @@ def train_phase(built: Any, tracked: bool) -> tuple[int, int | None]:
 
 
 def main(algorithm: str, layers: int, out_dir: Path) -> None:
-    device = torch.device("cuda")
     torch.cuda.memory._record_memory_history(max_entries=1_000_000, stacks="all")
     spec = CellSpec(algorithm, n_layers=layers, hidden=2000, batch_size=5000,
                     device="cuda").resolved()
-    built = build(spec, load_dataset(spec), device)
-    warm_up(built, spec.warmup_steps)
+    built = warmed_up(spec, spec.warmup_steps)
     bare_bytes, _ = train_phase(built, tracked=False)
     start = len(torch.cuda.memory._snapshot()["device_traces"][torch.cuda.current_device()])
     allocated_bytes, tracked_bytes = train_phase(built, tracked=True)

@@ -8,6 +8,7 @@ label in turn and picks the one with the most goodness summed over the readout l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -86,6 +87,13 @@ class ReluSumOfSquares(torch.autograd.Function):
         return grad
 
 
+def local_goodness(spec: CellSpec) -> tuple[Callable[[Tensor], Tensor], int | None]:
+    """The cell's goodness function and, where it is a sum of squares over a divisor
+    (goodness.Goodness.sumsq_divisor), that divisor at the cell's width."""
+    goodness = GOODNESS[spec.goodness]
+    return goodness.fn, goodness.sumsq_divisor and goodness.sumsq_divisor(spec.hidden)
+
+
 def eval_chunks(x: Tensor, spec: CellSpec) -> tuple[Tensor, ...]:
     """Eval images in parts small enough that at most `spec.eval_chunk` replicated rows
     (one per image and candidate label) are alive at once; 0 means all at once."""
@@ -110,9 +118,7 @@ class ForwardForward(Algorithm):
         self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
         self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.layers]
-        goodness = GOODNESS[spec.goodness]
-        self.goodness = goodness.fn
-        self.sumsq_divisor = goodness.sumsq_divisor and goodness.sumsq_divisor(spec.hidden)
+        self.goodness, self.sumsq_divisor = local_goodness(spec)
         self.threshold = spec.threshold
         self.readout_from = min(int(spec.options["readout_from_layer"]), spec.n_layers - 1)
 

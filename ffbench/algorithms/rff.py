@@ -22,10 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffbench.algorithms.base import Algorithm, adam
-from ffbench.algorithms.ff import SumOfSquares, eval_chunks, ff_loss, normalize, scaled
+from ffbench.algorithms.base import Algorithm, adam, matmul_flops
+from ffbench.algorithms.ff import (
+    SumOfSquares,
+    eval_chunks,
+    ff_loss,
+    local_goodness,
+    normalize,
+    scaled,
+)
 from ffbench.data import wrong_labels
-from ffbench.goodness import GOODNESS
 from ffbench.measure.tracker import category
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
@@ -61,9 +67,7 @@ class RecurrentFF(Algorithm):
         self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
         self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.model]
-        goodness = GOODNESS[spec.goodness]
-        self.goodness = goodness.fn
-        self.sumsq_divisor = goodness.sumsq_divisor and goodness.sumsq_divisor(spec.hidden)
+        self.goodness, self.sumsq_divisor = local_goodness(spec)
         self.threshold = spec.threshold
         options = spec.options
         self.iterations = int(options["iterations"])
@@ -175,7 +179,7 @@ class RecurrentFF(Algorithm):
             linears = [layer.bottom_up]
             if with_top_down or index == len(self.layers) - 1:
                 linears.append(layer.top_down)
-            flops += sum(2 * rows * m.in_features * m.out_features for m in linears)
+            flops += matmul_flops(rows, linears)
         return flops
 
     def train_flops_per_step(self) -> int:
