@@ -161,15 +161,21 @@ def fused_backward(t: Timeline, i: object, grad: str, spec: CellSpec, s: Sizes) 
     return f"grad h {i}"
 
 
+
+def local_loss(t: Timeline, i: object, rows: int, spec: CellSpec, s: Sizes) -> str:
+    """A layer's goodness and FF loss, and their backward down to the (rows, hidden)
+    gradient of what the goodness was taken of (ff: the Linear's output; rff: the state)."""
+    goodness(t, i, rows, spec, s)
+    ff_loss(t, i, rows, s)
+    return fused_backward(t, i, ff_loss_backward(t, i, rows, s), spec, s)
+
 def train_layer(t: Timeline, i: int, spec: CellSpec, params: list[Param], s: Sizes) -> None:
     """Trained with ReLU and goodness fused (ForwardForward.layer_and_goodness); the ReLU
     output stays after the step: it is the next layer's input."""
     rows = 2 * spec.batch_size
     widths = layer_widths(spec)[i]
     layer_forward(t, i, rows, widths, s)
-    goodness(t, i, rows, spec, s)
-    ff_loss(t, i, rows, s)
-    grad = fused_backward(t, i, ff_loss_backward(t, i, rows, s), spec, s)
+    grad = local_loss(t, i, rows, spec, s)
     # the input is detached: no input gradient; the normalized input goes with the graph
     linear_backward(t, f"{i}.linear", grad, (rows, *widths), s, input_grad=False)
     t.free(f"normalized {i}", f"grad root {i}")

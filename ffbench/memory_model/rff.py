@@ -26,10 +26,8 @@ from ffbench.memory_model.core import (
 from ffbench.memory_model.ff import (
     candidate_labels,
     check_goodness,
-    ff_loss,
-    ff_loss_backward,
-    fused_backward,
     goodness,
+    local_loss,
     normalized,
     predict_in_chunks,
     relu_backward,
@@ -126,9 +124,7 @@ def train_update(t: Timeline, tag: str, i: int, spec: CellSpec, params: list[Par
     below, above = widths(spec)[i]
     computed = recurrent_layer(t, tag, rows, below, above, hidden, s, grad=True)
     damp(t, tag, rows, hidden, s)
-    goodness(t, tag, rows, spec, s)  # RecurrentFF.train_goodness: SumOfSquares
-    ff_loss(t, tag, rows, s)
-    grad_state = fused_backward(t, tag, ff_loss_backward(t, tag, rows, s), spec, s)
+    grad_state = local_loss(t, tag, rows, spec, s)  # RecurrentFF.train_goodness: SumOfSquares
     t.alloc(f"grad computed {tag}", s.matrix(rows, hidden))  # damping_new * grad
     t.free(grad_state)
     grad = relu_backward(t, tag, f"grad computed {tag}", computed, rows, hidden, s)
