@@ -9,7 +9,7 @@ built on `matplotlib.figure.Figure` (no pyplot), so no display and no global sta
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,19 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.registry import (
+    ALGORITHMS,
+    algorithm_order,
+    algorithm_rank,
+    by_algorithm_order,
+)
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import measured_peak_bytes
-from ffbench.summary import MIB
+from ffbench.summary import MIB, MS_PER_S, PHASES
 
 GIB = 2**30
 GIB_ABOVE_BYTES = 4 * GIB  # draw in GiB once the largest value passes this
-MS_PER_S = 1e3
 PERCENT = 100
-PHASES = ("train", "eval")
 SPLIT_PREFIX = {"train": "mem_", "eval": "eval_mem_"}  # category columns of each phase's peak
 
 THEME = "whitegrid"
@@ -55,12 +58,6 @@ class NoData(Exception):
 
 
 # ---- colors, units, captions -----------------------------------------------------------
-
-
-def algorithm_order(names: Iterable[str]) -> list[str]:
-    """Registered algorithms in registry order, then unknown names sorted."""
-    present = set(names)
-    return [n for n in ALGORITHMS if n in present] + sorted(present - set(ALGORITHMS))
 
 
 def algorithm_colors(names: Iterable[str] = ()) -> dict[str, Any]:
@@ -115,12 +112,15 @@ def _peak_kind(frame: pd.DataFrame, phase: str) -> str:
 
 
 def prepared(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a depth, a `config` label per batch size and width, and a `source`."""
+    """Rows with a depth, a `config` label per batch size and width, a `source`, and each
+    phase's measured peak as `<phase>_peak` (CUDA allocated, else tracked; bytes)."""
     data = frame.dropna(subset=["n_layers", "algorithm", "batch_size", "hidden"]).copy()
     if "source" not in data:
         data["source"] = "results"
     pairs = zip(data["batch_size"], data["hidden"], strict=True)
     data["config"] = [f"batch {int(b)}, hidden {int(h)}" for b, h in pairs]
+    for phase in PHASES:
+        data[f"{phase}_peak"] = measured_peak_bytes(data, phase)
     return data.sort_values(["batch_size", "hidden", "n_layers"], kind="stable")
 
 
@@ -155,21 +155,26 @@ def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
+def _line_points(data: pd.DataFrame, style: LineStyle,
+                 *columns: str) -> Iterator[tuple[str, Any, pd.DataFrame]]:
+    """(algorithm, style key, points) per line, over the successful cells with all `columns`:
+    points are their medians (of repeated cells) at each depth."""
+    ok = ok_rows(data, *columns)
+    for (algorithm, key), line in ok.groupby(["algorithm", style.column], sort=False):
+        yield algorithm, key, line.groupby("n_layers")[list(columns)].median()
+
+
 def _draw_lines(ax: Axes, data: pd.DataFrame, y: str, style: LineStyle) -> None:
     """One line per algorithm and style key: median of repeated cells at each depth."""
-    ok = ok_rows(data, y)
-    for (algorithm, key), line in ok.groupby(["algorithm", style.column], sort=False):
-        points = line.groupby("n_layers")[y].median()
+    for algorithm, key, points in _line_points(data, style, y):
         dash = style.dashes[key]
-        ax.plot(points.index, points.to_numpy(), color=style.colors[algorithm], marker="o",
+        ax.plot(points.index, points[y].to_numpy(), color=style.colors[algorithm], marker="o",
                 markersize=4, linestyle=(0, dash) if dash else "-")
 
 
 def _draw_bands(ax: Axes, data: pd.DataFrame, mid: str, width: str, style: LineStyle) -> None:
     """A band of `width` (the IQR) centred on `mid` (the median) along each line."""
-    ok = ok_rows(data, mid, width)
-    for (algorithm, _), line in ok.groupby(["algorithm", style.column], sort=False):
-        points = line.groupby("n_layers")[[mid, width]].median()
+    for algorithm, _, points in _line_points(data, style, mid, width):
         low, high = points[mid] - points[width] / 2, points[mid] + points[width] / 2
         ax.fill_between(points.index, low, high, color=style.colors[algorithm],
                         alpha=BAND_ALPHA, linewidth=0)
@@ -179,7 +184,7 @@ def _mark_failed(ax: Axes, data: pd.DataFrame, colors: dict[str, Any]) -> None:
     """Failed cells at their depth on the top edge of the panel, where the line would go;
     a row per algorithm, so that two failing at one depth both show."""
     failed = data[data["status"] != "ok"]
-    rank = {name: i for i, name in enumerate(algorithm_order(failed["algorithm"]))}
+    rank = algorithm_rank(failed["algorithm"])
     for status, cells in failed.groupby("status"):
         ax.scatter(
             cells["n_layers"],
@@ -252,8 +257,6 @@ def _configs(data: pd.DataFrame) -> list[str]:
 def memory_vs_layers(frame: pd.DataFrame) -> Figure:
     """Peak memory vs hidden layers, train and eval side by side, a row per batch size."""
     data = prepared(frame)
-    for phase in PHASES:
-        data[f"{phase}_peak"] = measured_peak_bytes(data, phase)
     if ok_rows(data, "train_peak").empty and ok_rows(data, "eval_peak").empty:
         raise NoData("no successful cell with a memory peak")
     divisor, unit = memory_unit(pd.concat([data["train_peak"], data["eval_peak"]]))
@@ -305,9 +308,7 @@ def _bar_slots(panel: pd.DataFrame) -> pd.DataFrame:
     failed = failed.merge(ok[keys], on=keys, how="left", indicator=True)
     failed = failed[failed["_merge"] == "left_only"].drop(columns="_merge")
     slots = pd.concat([ok.assign(status="ok"), failed], ignore_index=True)
-    rank = {name: i for i, name in enumerate(algorithm_order(slots["algorithm"]))}
-    return slots.sort_values(["algorithm", "n_layers", "source"],
-                             key=lambda c: c.map(rank) if c.name == "algorithm" else c)
+    return slots.sort_values(["algorithm", "n_layers", "source"], key=by_algorithm_order)
 
 
 def _stacked_bars(ax: Axes, panel: pd.DataFrame, phase: str, shown: Sequence[str],
@@ -372,16 +373,14 @@ def _scale_axes(ax: Axes, values: pd.Series) -> None:
 def measured_vs_predicted(frame: pd.DataFrame) -> Figure:
     """Measured peak (CUDA allocated, else tracked) against the fake-tensor prediction."""
     data = prepared(frame)
-    for phase in PHASES:
-        data[f"{phase}_measured"] = measured_peak_bytes(data, phase)
-    pairs = [(p, ok_rows(data, f"{p}_measured", f"predicted_{p}_peak_bytes")) for p in PHASES]
+    pairs = [(p, ok_rows(data, f"{p}_peak", f"predicted_{p}_peak_bytes")) for p in PHASES]
     if all(rows.empty for _, rows in pairs):
         raise NoData("no successful cell with both a measured and a predicted peak")
-    divisor, unit = memory_unit(pd.concat([rows[f"{p}_measured"] for p, rows in pairs]))
+    divisor, unit = memory_unit(pd.concat([rows[f"{p}_peak"] for p, rows in pairs]))
     fig, axes = _grid(1, len(PHASES))
     for ax, (phase, rows) in zip(axes[0], pairs, strict=True):
         rows = rows.assign(x=rows[f"predicted_{phase}_peak_bytes"] / divisor,
-                           y=rows[f"{phase}_measured"] / divisor)
+                           y=rows[f"{phase}_peak"] / divisor)
         sns.scatterplot(data=rows, x="x", y="y", hue="algorithm",
                         palette=algorithm_colors(rows["algorithm"]), legend=False, ax=ax)
         both = pd.concat([rows["x"], rows["y"]])
@@ -397,7 +396,6 @@ def measured_vs_predicted(frame: pd.DataFrame) -> Figure:
 def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
     """Test accuracy against the train peak it cost, each point labelled with its depth."""
     data = prepared(frame)
-    data["train_peak"] = measured_peak_bytes(data, "train")
     rows = ok_rows(data, "test_accuracy", "train_peak")
     if rows.empty:
         raise NoData("no test accuracy in these results (it needs --epochs and real data)")
@@ -424,7 +422,6 @@ def compare_inputs(frame: pd.DataFrame) -> Figure:
     sources = list(dict.fromkeys(data.sort_index()["source"]))  # in the order given
     if len(sources) < 2:
         raise NoData("one input; give several results to compare them side by side")
-    data["train_peak"] = measured_peak_bytes(data, "train")
     divisor, unit = memory_unit(data["train_peak"])
     data = data.assign(mem=data["train_peak"] / divisor,
                        step_ms=data["step_time_median_s"] * MS_PER_S)
@@ -463,16 +460,24 @@ def figures(depths: Sequence[int] | None = None) -> dict[str, Callable[[pd.DataF
     }
 
 
+def render(frame: pd.DataFrame,
+           depths: Sequence[int] | None = None) -> Iterator[tuple[str, Figure | None, str | None]]:
+    """(name, figure, None) for each figure in turn, or (name, None, why) where it has no data."""
+    for name, draw in figures(depths).items():
+        try:
+            yield name, draw(frame), None
+        except NoData as why:
+            yield name, None, str(why)
+
+
 def draw_all(frame: pd.DataFrame, out_dir: Path, fmt: str = "png",
              depths: Sequence[int] | None = None) -> list[Drawn]:
     """Every figure that has data, as `out_dir/<name>.<fmt>`; the others say why not."""
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = []
-    for name, draw in figures(depths).items():
-        try:
-            fig = draw(frame)
-        except NoData as why:
-            drawn.append(Drawn(name, None, str(why)))
+    for name, fig, why in render(frame, depths):
+        if fig is None:
+            drawn.append(Drawn(name, None, why))
             continue
         path = out_dir / f"{name}.{fmt}"
         fig.savefig(path, format=fmt, dpi=DPI)

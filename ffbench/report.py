@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ffbench.algorithms.registry import by_algorithm_order
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import STATUSES, measured_peak_bytes
-from ffbench.summary import MIB
+from ffbench.summary import MIB, MS_PER_S, PHASES
 
-MS_PER_S = 1e3
-PHASES = ("train", "eval")
 GROUP = ["source", "algorithm", "batch_size", "hidden"]
 FIT_COLUMNS = [
     "cells", "train_slope_bytes_per_layer", "train_intercept_bytes",
@@ -53,12 +52,8 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
-    from ffbench.plots import algorithm_order
-
-    rank = {name: i for i, name in enumerate(algorithm_order(frame["algorithm"]))}
     return frame.sort_values(
-        ["source", "batch_size", "hidden", "algorithm"],
-        key=lambda c: c.map(rank) if c.name == "algorithm" else c, kind="stable",
+        ["source", "batch_size", "hidden", "algorithm"], key=by_algorithm_order, kind="stable",
     ).reset_index(drop=True)
 
 
@@ -192,13 +187,21 @@ def category_findings(largest: pd.DataFrame) -> list[str]:
     ]
 
 
-def failure_findings(frame: pd.DataFrame) -> list[str]:
-    failed = failed_cells(frame)
+def failure_findings(frame: pd.DataFrame, failed: pd.DataFrame) -> list[str]:
+    """How many of the cells (`frame`) failed (`failed_cells(frame)`), by status."""
     if failed.empty:
         return [f"All {len(frame)} cells succeeded."]
     per_status = failed["status"].value_counts()
     counts = ", ".join(f"{s}: {per_status[s]}" for s in STATUSES if s in per_status)
     return [f"{len(failed)} of {len(frame)} cells failed ({counts}); see the list below."]
+
+
+def findings(frame: pd.DataFrame, slopes: pd.DataFrame, largest: pd.DataFrame,
+             failed: pd.DataFrame) -> list[str]:
+    """The report's findings, from `slope_table`, `largest_categories` and `failed_cells`
+    of `frame`."""
+    return (slope_findings(slopes) + depth_ratio_findings(frame)
+            + category_findings(largest) + failure_findings(frame, failed))
 
 
 # ---- the page --------------------------------------------------------------------------
@@ -258,13 +261,14 @@ def slope_rows(slopes: pd.DataFrame) -> Table:
     return Table(columns + (["source"] if several else []), rows)
 
 
-def failed_rows(frame: pd.DataFrame) -> Table:
+def failed_rows(frame: pd.DataFrame, failed: pd.DataFrame) -> Table:
+    """`failed` (`failed_cells(frame)`), a row each; a source column when `frame` has several."""
     several = "source" in frame and frame["source"].nunique() > 1
     columns = ["algorithm", "layers", "batch", "hidden", "status", "error"]
     rows = [
         [str(r.algorithm), _int(r.n_layers), _int(r.batch_size), _int(r.hidden),
          str(r.status), str(r.error or "")[:ERROR_CHARS]] + ([str(r.source)] if several else [])
-        for r in failed_cells(frame).itertuples()
+        for r in failed.itertuples()
     ]
     return Table(columns + (["source"] if several else []), rows)
 
@@ -286,18 +290,17 @@ def build(frame: pd.DataFrame, drawn: Sequence[Any], base: Path) -> list[Block]:
 
     slopes = slope_table(frame)
     largest = largest_categories(frame)
+    failed = failed_cells(frame)
     sources = ", ".join(dict.fromkeys(frame["source"])) if "source" in frame else "results"
-    findings = (slope_findings(slopes) + depth_ratio_findings(frame)
-                + category_findings(largest) + failure_findings(frame))
     return [
         Heading(f"ffbench report: {sources}", 1),
         Paragraph(caption(frame)),
         Heading("Findings"),
-        Bullets(findings),
+        Bullets(findings(frame, slopes, largest, failed)),
         Heading("Least-squares fits vs hidden layers (successful cells)"),
         slope_rows(slopes),
         Heading("Failed cells"),
-        failed_rows(frame) if not failed_cells(frame).empty else Paragraph("None."),
+        failed_rows(frame, failed) if not failed.empty else Paragraph("None."),
         Heading("Figures"),
         *figure_blocks(drawn, base),
     ]

@@ -11,6 +11,8 @@ from ffbench.measure.categories import CATEGORIES
 from ffbench.results import FAILED_STATUSES
 
 MIB = 2**20
+MS_PER_S = 1e3
+PHASES = ("train", "eval")  # the two measured phases of a cell
 
 
 def mib(value: int | float | None) -> str:
@@ -18,7 +20,7 @@ def mib(value: int | float | None) -> str:
 
 
 def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:,.2f} ms"
+    return "-" if value is None else f"{value * MS_PER_S:,.2f} ms"
 
 
 def cell_table(row: dict[str, Any]) -> Table:

@@ -7,11 +7,13 @@ Adding an algorithm = one file in this package exporting `ALGORITHM` (a subclass
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ffbench.algorithms.base import Algorithm
 
 
@@ -102,3 +104,19 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
         options={"readout_from_layer": 1},
     ),
 }
+
+
+def algorithm_order(names: Iterable[str]) -> list[str]:
+    """Registered algorithms in registry order, then unknown names sorted."""
+    present = set(names)
+    return [n for n in ALGORITHMS if n in present] + sorted(present - set(ALGORITHMS))
+
+
+def algorithm_rank(names: Iterable[str]) -> dict[str, int]:
+    """Each name's position in `algorithm_order`."""
+    return {name: i for i, name in enumerate(algorithm_order(names))}
+
+
+def by_algorithm_order(column: pd.Series) -> pd.Series:
+    """A `sort_values` key: the `algorithm` column by registry order, others as they are."""
+    return column.map(algorithm_rank(column)) if column.name == "algorithm" else column
