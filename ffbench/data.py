@@ -91,7 +91,8 @@ def mnist_5k_path() -> Path:
 def mnist_5k(spec: CellSpec) -> Dataset:
     """5,000 real digits (rows sorted by class); a fixed split: per class 400 train, 100 test."""
     with gzip.open(mnist_5k_path(), "rt") as f:
-        table = torch.from_numpy(np.loadtxt(f, delimiter=",", dtype=np.int64))
+        rows = [list(map(int, line.split(","))) for line in f]
+    table = torch.tensor(rows, dtype=torch.int64)
     images, labels = table[:, :MNIST_PIXELS].to(torch.uint8), table[:, MNIST_PIXELS]
     is_test = torch.zeros(len(labels), dtype=torch.bool)
     for digit in range(MNIST_CLASSES):

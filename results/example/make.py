@@ -39,11 +39,12 @@ def data_segment_bytes() -> int:
 
 
 def run_one(fields: dict[str, Any], capped: bool) -> dict[str, Any]:
-    from ffbench.cell import load_dataset, run_cell_row
+    from ffbench.cell import run_cell_row
+    from ffbench.data import load
     from ffbench.spec import CellSpec
 
-    if capped:  # torch and the data (which the cell reuses) first: the cap bounds the cell alone
-        load_dataset(CellSpec(**fields))
+    if capped:  # torch and one copy of the data loaded first: the cap bounds the cell alone
+        load(CellSpec(**fields))
         hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
         resource.setrlimit(resource.RLIMIT_DATA, (data_segment_bytes() + CAP_BYTES, hard))
     return run_cell_row(CellSpec(**fields), sweep_id="example")
