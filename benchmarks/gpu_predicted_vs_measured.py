@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from ffbench.results import CELLS_DIR, PARQUET_NAME, load, read_row_json, write_parquet
-from ffbench.summary import mib as _mib
+from ffbench.units import mib as _mib
 
 HIDDEN, BATCH = 2000, 5000  # the published width and batch
 # (algorithm, layers, extra flags): shallow and deeper; FF eval chunked and whole

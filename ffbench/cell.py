@@ -13,23 +13,25 @@ import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ffbench.algorithms import registry
 from ffbench.algorithms.base import DTYPES, Algorithm
-from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.data import BatchStream, Dataset, in_order, load
 from ffbench.measure import cpu, cuda
 from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
-from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
-from ffbench.measure.tracker import Storage, TensorTracker, storage_bytes
-from ffbench.results import OOM_MARKERS, make_row
+from ffbench.measure.tracker import Storage, TensorTracker, TrackerEvent, storage_bytes
+from ffbench.results import OOM_MARKERS, make_row, row_problem
 from ffbench.spec import CellSpec, identity_columns
+
+if TYPE_CHECKING:
+    from ffbench.allocator_view import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class PhasePeak:
     # host-side tracked peak up to the end of this phase (None where host is the device)
     host_tracked_bytes: int | None = None
     storages: tuple[Storage, ...] = ()  # alive at the peak, oldest first (for `explain`)
+    # the tracker's event log up to the phase's end, and where the phase begins in it
+    events: tuple[TrackerEvent, ...] = ()
+    phase_start: int = 0
 
 
 _datasets: dict[tuple[str, int, str | None], Dataset] = {}
@@ -78,7 +83,7 @@ def load_dataset(spec: CellSpec) -> Dataset:
 def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
     """Model, optimizers and streams, seeded so every build of a spec is the same."""
     torch.manual_seed(spec.seed)
-    algorithm = ALGORITHMS[spec.algorithm].load()(spec, device)
+    algorithm = registry.load(spec.algorithm)(spec, device)
     if spec.compile and device.type != "meta":  # predictions are of the eager steps
         algorithm.compile()
     dtype = DTYPES[spec.dtype]
@@ -142,30 +147,53 @@ def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak
     """Peaks of `steps` train steps, then of one eval batch, each phase on its own
     (the host-side peak, where tracked, runs over both phases)."""
     device = built.algorithm.device
+    # module paths come from forward hooks, which a compiled forward would recompile for
+    model = None if built.algorithm.spec.compile else built.algorithm.model
     settle_heap()
     cuda.reset_peaks(device)
     with (
-        TensorTracker(device, built.algorithm.persistent_tensors) as tracker,
+        TensorTracker(device, built.algorithm.persistent_tensors, model) as tracker,
         host_tracker(built.algorithm) as host,
     ):
+        train_start = len(tracker.events)  # after the persistent storages' allocations
         for _ in range(steps):
             built.algorithm.step(built.train)
         train = PhasePeak(
             tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
             host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
+            events=tuple(tracker.events), phase_start=train_start,
         )
         cuda.reset_peaks(device)
         tracker.reset_peak()
+        eval_start = len(tracker.events)
         built.algorithm.predict(built.eval.next()[0])
         evaluation = PhasePeak(
             tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
             host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
+            events=tuple(tracker.events), phase_start=eval_start,
         )
     return train, evaluation
 
 
-def timing_pass(built: Built, steps: int) -> tuple[TimeSummary, float, float]:
-    """(train step times, eval batch median seconds, last train loss)."""
+@dataclass(frozen=True)
+class Timing:
+    train: TimeSummary
+    eval_s: float  # median seconds per eval batch
+    last_loss: float  # the last timed step's loss (mean over its parts)
+    diverged_at_step: int | None  # 1-based timed step whose loss was first NaN or infinite
+
+
+def first_non_finite(losses: list[torch.Tensor]) -> int | None:
+    """1-based index of the first loss with a NaN or infinite entry (read after timing, so
+    that no step waits for the host)."""
+    for index, loss in enumerate(losses, start=1):
+        if not bool(torch.isfinite(loss.float()).all()):
+            return index
+    return None
+
+
+def timing_pass(built: Built, steps: int) -> Timing:
+    """Train step times, eval batch median, the losses' last value and where they diverged."""
     device = built.algorithm.device
     losses: list[torch.Tensor] = []
 
@@ -176,7 +204,7 @@ def timing_pass(built: Built, steps: int) -> tuple[TimeSummary, float, float]:
     x_eval, _ = built.eval.next()
     eval_times = time_calls(lambda: built.algorithm.predict(x_eval), EVAL_TIMING_REPEATS, device)
     last_loss = float(losses[-1].float().mean())
-    return train, TimeSummary.of(eval_times).median_s, last_loss
+    return Timing(train, TimeSummary.of(eval_times).median_s, last_loss, first_non_finite(losses))
 
 
 def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> tuple[float, str | None]:
@@ -202,43 +230,68 @@ def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> tuple[fl
 
 
 def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhasePeak]:
-    """The same steps on the meta device: fake tensors, no memory, no arithmetic."""
-    return meta_memory_pass(build(spec, dataset, torch.device("meta")))
+    """The same steps on the meta device: fake tensors, no memory, no arithmetic; the
+    fewest steps that give the same peaks, each op's output shapes worked out once per
+    arguments (see measure.meta_cache)."""
+    from ffbench.allocator_view import traced_sequence
 
-
-def meta_memory_pass(built: Built) -> tuple[PhasePeak, PhasePeak]:
-    """The memory pass on meta, with the fewest steps that give the same peaks, each op's
-    output shapes worked out once per arguments (see measure.meta_cache)."""
-    with MetaShapeCache():
-        warm_up(built, META_WARMUP_STEPS, eval_batches=0)
-        return memory_pass(built, META_MEMORY_PASS_STEPS)
+    built = build(spec, dataset, torch.device("meta"))
+    traced = traced_sequence(built, META_WARMUP_STEPS, META_MEMORY_PASS_STEPS,
+                             warm_up_eval=False)
+    return traced.train, traced.eval
 
 
 @dataclass(frozen=True)
 class MemoryPeaks:
-    """A cell's tracked peaks on its device and its predicted (meta) ones."""
+    """A cell's tracked peaks on its device, its predicted (meta) ones, and the predicted
+    event log that allocator_view replays for what CUDA's allocator will report."""
 
     built: Built
     train: PhasePeak
     eval: PhasePeak
     predicted_train: PhasePeak
     predicted_eval: PhasePeak
+    log: EventLog
 
 
 def memory_peaks(spec: CellSpec, dataset: Dataset) -> MemoryPeaks:
     """Build on the cell's device and run its memory pass, after predicting it on meta
-    (on meta, the measured pass is itself the prediction)."""
+    (on meta, the predicting pass is itself the measured one). One traced pass on meta
+    gives both the tracked peaks and the event log: a warm-up step and a measured step give
+    the peaks and the allocator's view of the cell's own warm-up and memory pass, to the
+    byte (tests/test_allocator_view.py)."""
+    from ffbench.allocator_view import traced_sequence
+
     built = build(spec, dataset, torch.device(spec.device))
-    if built.algorithm.device.type == "meta":
-        train, evaluation = meta_memory_pass(built)
-        return MemoryPeaks(built, train, evaluation, train, evaluation)
-    predicted_train, predicted_eval = predicted_peaks(spec, dataset)
+    meta = built if built.algorithm.device.type == "meta" else build(
+        spec, dataset, torch.device("meta"))
+    # a cpu cell has no allocator view: its pass skips the warm-up's eval batch
+    traced = traced_sequence(meta, META_WARMUP_STEPS, META_MEMORY_PASS_STEPS,
+                             warm_up_eval=spec.device != "cpu")
+    if built is meta:
+        return MemoryPeaks(built, traced.train, traced.eval, traced.train, traced.eval,
+                           traced.log)
     warm_up(built, spec.warmup_steps)
-    return MemoryPeaks(built, *memory_pass(built), predicted_train, predicted_eval)
+    return MemoryPeaks(built, *memory_pass(built), traced.train, traced.eval, traced.log)
 
 
 def _split_columns(prefix: str, split: dict[str, int]) -> dict[str, int]:
     return {f"{prefix}mem_{name}_bytes": split.get(name, 0) for name in CATEGORIES}
+
+
+def allocator_columns(events: EventLog, spec: CellSpec) -> dict[str, int]:
+    """What CUDA's caching allocator will report (allocator_view): for the GPU in use, or on
+    meta for the cell's target GPU."""
+    from ffbench.allocator_view import replay
+    from ffbench.gpus import Gpu, cublas_workspace_bytes, gpu
+
+    if spec.device.startswith("cuda"):
+        properties = torch.cuda.get_device_properties(torch.device(spec.device))
+        target = Gpu(properties.name, properties.total_memory,
+                     (properties.major, properties.minor))
+    else:
+        target = gpu(spec.target_gpu)
+    return replay(events, cublas_workspace_bytes(target)).columns()
 
 
 def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
@@ -272,8 +325,16 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
         "train_flops_per_step": built.algorithm.train_flops_per_step(),
         "eval_flops_per_batch": built.algorithm.eval_flops_per_batch(),
     }
+    outcome: dict[str, Any] = {"status": "ok"}
+    if device.type in ("meta", "cuda"):
+        values |= allocator_columns(peaks.log, spec)
     if device.type != "meta":
-        step_times, eval_time_s, last_loss = timing_pass(built, spec.steps)
+        timing = timing_pass(built, spec.steps)
+        step_times, eval_time_s, last_loss = timing.train, timing.eval_s, timing.last_loss
+        if timing.diverged_at_step is not None:
+            outcome = {"status": "diverged", "diverged_at_step": timing.diverged_at_step,
+                       "error": f"the train loss became NaN or infinite at timed step "
+                                f"{timing.diverged_at_step} of {spec.steps}"}
         achieved = values["train_flops_per_step"] / step_times.median_s
         calibrated = calibrated_rate(built)
         values |= {
@@ -296,7 +357,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     values |= identity_columns(spec, sweep_id) | {"threads": torch.get_num_threads()}
     return make_row(
         rows_per_step=built.algorithm.rows_per_step,
-        status="ok",
+        **outcome,
         cell_wall_s=time.perf_counter() - wall_start,
         cpu_peak_rss_bytes=cpu.peak_rss_bytes(),
         started_at=started_at,
@@ -320,7 +381,11 @@ def run_cell_row(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     """Like `run_cell`, but a failure becomes a row with its status and error text."""
     started_at, wall_start = utc_now(), time.perf_counter()
     try:
-        return run_cell(spec, sweep_id)
+        row = run_cell(spec, sweep_id)
+        problem = row_problem(row)
+        if problem:  # e.g. a byte count beyond 64 bits (meta cells of absurd sizes)
+            raise ValueError(f"the result cannot be stored: {problem}")
+        return row
     except Exception as exc:
         log.exception("cell %s failed", spec.cell_id)
         return make_row(

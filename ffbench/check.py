@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from ffbench.errors import BadInput
 from ffbench.results import MEMORY, write_parquet
-from ffbench.spec import BadInput
-from ffbench.summary import mib
+from ffbench.units import mib
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,6 +79,13 @@ def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     return tuple(metrics)
 
 
+def check_rtol(rtol: float) -> float:
+    """A relative tolerance: finite and 0 or more (nan would let every change pass)."""
+    if not (math.isfinite(rtol) and rtol >= 0):
+        raise BadInput(f"--rtol must be a finite number, 0 or more, got {rtol}")
+    return rtol
+
+
 def compare(
     results: pd.DataFrame,
     baseline: pd.DataFrame,
@@ -86,8 +93,7 @@ def compare(
     metrics: Sequence[str] = (),
 ) -> CheckReport:
     """Every common cell's memory columns, against the baseline's within `rtol`."""
-    if rtol < 0:
-        raise BadInput(f"--rtol must be 0 or more, got {rtol}")
+    check_rtol(rtol)
     common = results.index.intersection(baseline.index)
     if common.empty:
         raise BadInput("no cell of the results is in the baseline (cells match by cell_id)")

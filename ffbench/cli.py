@@ -6,18 +6,32 @@ them, after the input is validated, so bad input is refused in a fraction of a s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from ffbench.algorithms.registry import ALGORITHMS
+from ffbench import __version__
+from ffbench.console import (
+    error_line,
+    resume_command,
+    show,
+    show_library_warnings,
+    sweep_progress,
+    warn,
+)
+from ffbench.errors import BadInput
+from ffbench.gpus import DEFAULT_GPU, GPUS
+from ffbench.paths import check_creatable, check_out_file
 from ffbench.presets import PRESETS, apply_preset
-from ffbench.spec import BadInput, CellSpec, parse_int_range
+from ffbench.spec import CellSpec, check_data, parse_int_range, whole_number
+from ffbench.sweep_plan import defaults_help as sweep_defaults_help
+from ffbench.sweep_spec import DEFAULT_MAX_CELLS, MAX_CELLS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,8 +42,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Measure what Forward-Forward training costs against backprop.",
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        print(f"ffbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Print ffbench's version and exit.")] = False,
+) -> None:
+    """Measure what Forward-Forward training costs against backprop."""
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -59,47 +85,115 @@ def check_device_available(device: str) -> None:
         raise BadInput(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
 
 
-def check_out_path(out: Path | None) -> None:
-    if out is not None and out.is_dir():
-        raise BadInput(f"--out {out} is a directory; give a file name like result.json")
+# command-line parameter -> CellSpec field: the one table run, explain and sweep read
+CELL_FIELDS = {
+    "layers": "n_layers", "hidden": "hidden", "batch_size": "batch_size",
+    "eval_batch_size": "eval_batch_size", "steps": "steps", "warmup": "warmup_steps",
+    "epochs": "epochs", "device": "device", "dtype": "dtype", "goodness": "goodness",
+    "threshold": "threshold", "lr": "lr", "optimizer": "optimizer", "threads": "threads",
+    "seed": "seed", "target_gpu": "target_gpu",
+    "dataset": "dataset", "data_dir": "data_dir", "eval_chunk": "eval_chunk",
+    "compile": "compile", "option": "options",
+}
+_CONVERT: dict[str, Callable[[Any], Any]] = {"data_dir": str, "option": parse_options}
 
 
-# command-line parameter -> CellSpec field, where the names differ
-_FIELD_OF_PARAMETER = {"layers": "n_layers", "warmup": "warmup_steps", "option": "options"}
+def cell_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """CellSpec fields from a command's parameters: the ones given (not None), converted."""
+    return {
+        CELL_FIELDS[name]: _CONVERT.get(name, lambda v: v)(value)
+        for name, value in params.items()
+        if name in CELL_FIELDS and value is not None
+    }
 
 
 def explicit_fields(ctx: typer.Context) -> set[str]:
     """CellSpec fields the user set on the command line (not left at their defaults)."""
     return {
-        _FIELD_OF_PARAMETER.get(name, name)
+        CELL_FIELDS.get(name, name)
         for name in ctx.params
         if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")  # type: ignore[union-attr]
     }
 
 
-# Options of the commands that describe one cell (run, explain): one definition each.
+def cell_spec(ctx: typer.Context, algorithm: str, preset: str | None) -> CellSpec:
+    """The cell the command line describes: its flags, a preset under them, CellSpec's
+    defaults for the rest; checked against this machine (CUDA, data)."""
+    fields = {"algorithm": algorithm, **cell_fields(ctx.params)}
+    spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
+    check_data(spec)
+    check_device_available(spec.device)
+    return spec
+
+
+def _default(name: str) -> str:
+    return f" (default: {CellSpec.__dataclass_fields__[name].default})"
+
+
+# The options that describe a cell, defined once for run, explain and sweep. None means
+# "not given": the preset's value, else CellSpec's default (shown in the help).
 PresetOption = Annotated[
     str | None, typer.Option(help="Named settings (see `ffbench presets`); explicit flags win.")
 ]
 LayersOption = Annotated[int, typer.Option(help="Number of hidden layers.")]
-HiddenOption = Annotated[int, typer.Option(help="Units per hidden layer.")]
-BatchSizeOption = Annotated[int, typer.Option(help="Real images per train step.")]
+HiddenOption = Annotated[
+    int | None, typer.Option(help="Units per hidden layer" + _default("hidden"))
+]
+BatchSizeOption = Annotated[
+    int | None, typer.Option(help="Real images per train step" + _default("batch_size"))
+]
 EvalBatchSizeOption = Annotated[
     int | None, typer.Option(help="Images per eval batch (default: batch size).")
 ]
-WarmupOption = Annotated[int, typer.Option(help="Warm-up train steps before measuring.")]
-DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only).")]
-DtypeOption = Annotated[str, typer.Option(help="float32 or bfloat16.")]
-GoodnessOption = Annotated[str, typer.Option(help="FF goodness function.")]
+StepsOption = Annotated[int | None, typer.Option(help="Timed train steps" + _default("steps"))]
+WarmupOption = Annotated[
+    int | None, typer.Option(help="Warm-up train steps before measuring" + _default("warmup_steps"))
+]
+EpochsOption = Annotated[
+    int | None,
+    typer.Option(help="Training epochs for test accuracy (real data)" + _default("epochs")),
+]
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu, cuda, cuda:N, or meta (predict only)" + _default("device"))
+]
+DtypeOption = Annotated[str | None, typer.Option(help="float32 or bfloat16" + _default("dtype"))]
+GoodnessOption = Annotated[
+    str | None, typer.Option(help="FF goodness function" + _default("goodness"))
+]
+ThresholdOption = Annotated[
+    float | None, typer.Option(help="FF goodness threshold (default: per goodness).")
+]
+LrOption = Annotated[
+    float | None, typer.Option(help="Learning rate (default: per algorithm).")
+]
+OptimizerOption = Annotated[
+    str | None,
+    typer.Option(help="adam, sgd or momentum, for every algorithm" + _default("optimizer")),
+]
+TargetGpuOption = Annotated[
+    str | None,
+    typer.Option(help="With --device meta: the GPU whose allocator view is predicted: "
+                 f"{', '.join(GPUS)}" + _default("target_gpu")),
+]
 ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads (default: torch's).")]
-DatasetOption = Annotated[str, typer.Option(help="synthetic, mnist or mnist-5k.")]
+SeedOption = Annotated[
+    int | None, typer.Option(help="Seed for data, weights and negatives" + _default("seed"))
+]
+DatasetOption = Annotated[
+    str | None, typer.Option(help="synthetic, mnist or mnist-5k" + _default("dataset"))
+]
 DataDirOption = Annotated[Path | None, typer.Option(help="Directory with torchvision's MNIST.")]
 EvalChunkOption = Annotated[
-    int, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
+    int | None, typer.Option(help="FF eval: replicated rows alive at once (0 = all).")
+]
+CompileOption = Annotated[
+    bool | None, typer.Option("--compile/--no-compile",
+                              help="torch.compile each layer (timed; memory eager).")
 ]
 AlgorithmOptions = Annotated[
     list[str] | None, typer.Option(help="Algorithm setting NAME=VALUE (repeatable).")
 ]
+DEFAULT_LAYERS = 2  # run and explain describe one cell; a sweep's depths are a grid
 
 
 @app.command()
@@ -108,57 +202,44 @@ def run(
     algorithm: Annotated[str, typer.Argument(help="Registered algorithm (`ffbench algorithms`).")],
     *,
     preset: PresetOption = None,
-    layers: LayersOption = 2,
-    hidden: HiddenOption = 2000,
-    batch_size: BatchSizeOption = 5000,
+    layers: LayersOption = DEFAULT_LAYERS,
+    hidden: HiddenOption = None,
+    batch_size: BatchSizeOption = None,
     eval_batch_size: EvalBatchSizeOption = None,
-    steps: Annotated[int, typer.Option(help="Timed train steps.")] = 5,
-    warmup: WarmupOption = 2,
-    epochs: Annotated[int, typer.Option(help="Training epochs for test accuracy (real data).")] = 0,
-    device: DeviceOption = "cpu",
-    dtype: DtypeOption = "float32",
-    goodness: GoodnessOption = "meansq",
-    threshold: Annotated[
-        float | None, typer.Option(help="FF goodness threshold (default: per goodness).")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Adam learning rate (default: per algorithm).")
-    ] = None,
+    steps: StepsOption = None,
+    warmup: WarmupOption = None,
+    epochs: EpochsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    goodness: GoodnessOption = None,
+    threshold: ThresholdOption = None,
+    lr: LrOption = None,
+    optimizer: OptimizerOption = None,
+    target_gpu: TargetGpuOption = None,
     threads: ThreadsOption = None,
-    seed: Annotated[int, typer.Option(help="Seed for data, weights and negatives.")] = 0,
-    dataset: DatasetOption = "synthetic",
+    seed: SeedOption = None,
+    dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
-    eval_chunk: EvalChunkOption = 0,
-    compile: Annotated[
-        bool, typer.Option("--compile", help="torch.compile each layer (timed; memory eager).")
-    ] = False,
+    eval_chunk: EvalChunkOption = None,
+    compile: CompileOption = None,
     option: AlgorithmOptions = None,
     out: Annotated[Path | None, typer.Option(help="Write the full result row here (JSON).")] = None,
 ) -> None:
     """Measure one cell in this process and print a summary."""
-    fields: dict[str, Any] = {
-        "algorithm": algorithm, "n_layers": layers, "hidden": hidden, "batch_size": batch_size,
-        "eval_batch_size": eval_batch_size, "steps": steps, "warmup_steps": warmup,
-        "epochs": epochs, "device": device, "dtype": dtype, "goodness": goodness,
-        "threshold": threshold, "lr": lr, "threads": threads, "seed": seed, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "eval_chunk": eval_chunk,
-        "compile": compile, "options": parse_options(option or []),
-    }
-    spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
-    check_out_path(out)
-    check_device_available(spec.device)
+    spec = cell_spec(ctx, algorithm, preset)
+    check_out_file(out)
 
     from ffbench.cell import run_cell_row
     from ffbench.results import write_row_json
     from ffbench.summary import cell_table
 
     row = run_cell_row(spec)
-    console.print(cell_table(row))
+    show(cell_table(row))
     if out is not None:
         write_row_json(row, out)
-        console.print(f"wrote {out}")
+        show(f"wrote {out}")
     if row["status"] != "ok":
-        err_console.print(f"cell {row['status']}: {row['error']}")
+        error_line(f"cell {row['status']}: {row['error']}")
         raise typer.Exit(1)
 
 
@@ -168,6 +249,12 @@ def list_presets() -> None:
     width = max(map(len, PRESETS))
     for name, preset in PRESETS.items():
         print(f"{name:<{width}}  {preset.summary}")
+
+
+TogetherOption = Annotated[
+    bool, typer.Option("--together", help="Several results in one comparison (default: each "
+                       "results folder found below a parent on its own).")
+]
 
 
 class FigureFormat(str, Enum):
@@ -184,6 +271,16 @@ def load_results(paths: list[Path]) -> pd.DataFrame:
         return load(paths)
     except ResultsError as exc:
         raise BadInput(str(exc)) from None
+
+
+def result_sets(paths: list[Path], *, together: bool) -> list[list[Path]]:
+    """The inputs drawn together, or (a parent of results folders) each folder found below."""
+    from ffbench.sweep_folder import results_below
+
+    found = [folder for path in paths for folder in results_below(path)]
+    if found != paths:
+        show(f"found {len(found)} results folder(s): {', '.join(map(str, found))}")
+    return [found] if together or found == paths else [[folder] for folder in found]
 
 
 def default_out(results: list[Path], name: str) -> Path:
@@ -204,18 +301,28 @@ def plot(
         str | None,
         typer.Option(help="Depths for the category bars, e.g. 2,8 (default: min, middle, max)."),
     ] = None,
+    together: TogetherOption = False,
 ) -> None:
     """Draw the figures (memory, time, categories, prediction, accuracy, comparison)."""
+    from ffbench.sweep_folder import with_missing
+
     chosen = parse_int_range(depths, flag="depths") if depths else None
-    frame = load_results(results)
+    out_root = out or default_out(results, "figures")
+    if out_root.exists() and not out_root.is_dir():
+        raise BadInput(f"--out {out_root} is a file; give a folder for the figures")
+    check_creatable(out_root, "--out")
+    sets = result_sets(results, together=together)
+    frames = [with_missing(load_results(paths)) for paths in sets]
 
     from ffbench.plots import draw_all
 
-    for figure in draw_all(frame, out or default_out(results, "figures"), fmt.value, chosen):
-        if figure.path is None:
-            print(f"skipped {figure.name}: {figure.skipped}")
-        else:
-            print(f"wrote {figure.path}")
+    for paths, frame in zip(sets, frames, strict=True):
+        where = out / paths[0].name if out and len(sets) > 1 else out
+        for figure in draw_all(frame, where or default_out(paths, "figures"), fmt.value, chosen):
+            if figure.path is None:
+                show(f"skipped {figure.name}: {figure.skipped}")
+            else:
+                show(f"wrote {figure.path}")
 
 
 @app.command()
@@ -225,48 +332,40 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="FILE.md or FILE.html (default: RESULTS/report.md).")
     ] = None,
+    together: TogetherOption = False,
 ) -> None:
     """Write a one-page report: findings as numbers, per-layer slopes, failures, figures."""
-    out = out or default_out(results, "report.md")
     from ffbench import report as page
+    from ffbench.sweep_folder import with_missing
 
-    if out.suffix not in page.RENDERERS:
+    if out is not None and out.suffix not in page.RENDERERS:
         raise BadInput(f"--out {out}: give a file ending in {' or '.join(page.RENDERERS)}")
-    frame = load_results(results)
-    for figure in page.write(frame, out):
-        if figure.path is None:
-            print(f"skipped {figure.name}: {figure.skipped}")
-    print(f"wrote {out} (figures in {page.figures_dir(out)})")
+    sets = result_sets(results, together=together)
+    frames = [with_missing(load_results(paths)) for paths in sets]
+    targets = [
+        out.with_stem(f"{out.stem}-{paths[0].name}") if out and len(sets) > 1
+        else out or default_out(paths, "report.md")
+        for paths in sets
+    ]
+    for where in targets:  # every output path checked before anything is written
+        check_out_file(where)
+        check_creatable(page.figures_dir(where), "--out", where)
+    for where, frame in zip(targets, frames, strict=True):
+        for figure in page.write(frame, where):
+            if figure.path is None:
+                show(f"skipped {figure.name}: {figure.skipped}")
+        show(f"wrote {where} (figures in {page.figures_dir(where)})")
 
 
-def resume_command(argv: list[str], out_dir: Path) -> str:
-    """The command line that continues this sweep where it stopped."""
-    import shlex
-
-    args = argv[argv.index("sweep") + 1 :] if "sweep" in argv else []
-    kept: list[str] = []
-    skip_next = False
-    for arg in args:
-        if skip_next or arg == "--no-resume" or arg.startswith("--out="):
-            skip_next = False
-            continue
-        skip_next = arg == "--out"
-        if not skip_next:
-            kept.append(arg)
-    return shlex.join(["ffbench", "sweep", *kept, "--out", str(out_dir)])
 
 
-def cell_label(spec: CellSpec) -> str:
-    return (f"{spec.algorithm} layers={spec.n_layers} hidden={spec.hidden} "
-            f"batch={spec.batch_size} {spec.device}")
-
-
-@app.command()
+@app.command(epilog=sweep_defaults_help())
 def sweep(
+    ctx: typer.Context,
     sweep_file: Annotated[
         str | None,
         typer.Argument(help="Sweep TOML file, or a packaged sweep's name: quick (the "
-                       "default), ci-cpu, seed-figure.", show_default=False),
+                       "default), ci-cpu, seed-figure, fair.", show_default=False),
     ] = None,
     *,
     algorithms: Annotated[str | None, typer.Option(help="Algorithms, e.g. bp,ff,rff.")] = None,
@@ -277,23 +376,23 @@ def sweep(
         str | None, typer.Option(help="Real images per train step (same syntax).")
     ] = None,
     hidden: Annotated[str | None, typer.Option(help="Units per layer (same syntax).")] = None,
-    eval_batch_size: Annotated[int | None, typer.Option(help="Images per eval batch.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Timed train steps per cell.")] = None,
-    warmup: Annotated[int | None, typer.Option(help="Warm-up train steps per cell.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs for test accuracy.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, or meta.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 or bfloat16.")] = None,
-    goodness: Annotated[str | None, typer.Option(help="FF goodness function.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="FF goodness threshold.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads per cell.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for data, weights, negatives.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="synthetic, mnist or mnist-5k.")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="Directory holding MNIST.")] = None,
-    eval_chunk: Annotated[int | None, typer.Option(help="FF eval: rows alive at once.")] = None,
-    compile: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile each layer.")
-    ] = None,
+    eval_batch_size: EvalBatchSizeOption = None,
+    steps: StepsOption = None,
+    warmup: WarmupOption = None,
+    epochs: EpochsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    goodness: GoodnessOption = None,
+    threshold: ThresholdOption = None,
+    lr: LrOption = None,
+    optimizer: OptimizerOption = None,
+    target_gpu: TargetGpuOption = None,
+    threads: ThreadsOption = None,
+    seed: SeedOption = None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
+    eval_chunk: EvalChunkOption = None,
+    compile: CompileOption = None,
     option: AlgorithmOptions = None,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before a cell is killed (status timeout).")
@@ -309,84 +408,62 @@ def sweep(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run failed cells (oom, timeout, ...) again.")
     ] = False,
+    max_cells: Annotated[
+        int, typer.Option(help="Refuse a grid of more cells than this (a typo guard).")
+    ] = DEFAULT_MAX_CELLS,
 ) -> None:
     """Run a grid of cells, each in a fresh process; rerun the same command to resume."""
     from ffbench import sweep as sweeps
-    from ffbench.results import FAILED_STATUSES
-    from ffbench.sweep_spec import check_runnable, load_sweep
+    from ffbench.sweep_plan import plan
+    from ffbench.sweep_spec import GRID_KEYS, check_runnable
 
-    given = {
-        "algorithms": algorithms, "layers": layers, "batch_sizes": batch_sizes, "hidden": hidden,
-        "eval_batch_size": eval_batch_size, "steps": steps, "warmup_steps": warmup,
-        "epochs": epochs, "device": device, "dtype": dtype, "goodness": goodness,
-        "threshold": threshold, "lr": lr, "threads": threads, "seed": seed, "dataset": dataset,
-        "data_dir": data_dir, "eval_chunk": eval_chunk, "compile": compile,
-        "options": parse_options(option) if option else None,
-        "timeout_s": timeout, "jobs": jobs, "executor": executor,
-    }
-    spec = load_sweep(sweep_file, {k: v for k, v in given.items() if v is not None})
+    params = dict(ctx.params)
+    grid = {key: params.pop(key) for key in GRID_KEYS}  # ranges, not one cell's values
+    runner = {"timeout_s": timeout, "jobs": jobs, "executor": executor}
+    given = {**grid, **cell_fields(params), **runner}
+    whole_number("max-cells", max_cells, 1, MAX_CELLS)
+    planned = plan(sweep_file, {k: v for k, v in given.items() if v is not None}, out,
+                   sweeps.RESULTS_ROOT, max_cells)
+    for one in planned:
+        one.spec.cells()  # every cell validated before anything runs
+        check_runnable(one.spec)
+    for one in planned:
+        show(one.why)
+        run_one_sweep(one.spec, one.out, no_resume=no_resume, retry_failed=retry_failed)
+
+
+def run_one_sweep(spec: Any, requested: Path, *, no_resume: bool, retry_failed: bool) -> None:
+    """Run one sweep into `requested` (a fresh folder beside it with --no-resume)."""
+    from ffbench import sweep as sweeps
+    from ffbench.results import FAILED_STATUSES
+    from ffbench.sweep_plan import is_predicted
+
     cells = spec.cells()
-    check_runnable(spec)
-    requested = out if out is not None else sweeps.RESULTS_ROOT / spec.name
     out_dir = sweeps.results_dir(requested, fresh=no_resume)
     if out_dir != requested:
-        err_console.print(f"--no-resume: {requested} exists; starting over in {out_dir}")
+        show(f"--no-resume: {requested} exists; starting over in {out_dir}", to_stderr=True)
     warning = sweeps.timing_warning(spec)
     if warning:
-        err_console.print(f"[yellow]warning:[/] {warning}")
+        warn(warning)
+    events = sweeps.run_sweep(spec, out_dir, retry_failed=retry_failed)
+    first = next(events)  # the folder's lock is taken here: refused before any display
     try:
-        run_sweep_with_progress(spec, out_dir, retry_failed=retry_failed)
+        sweep_progress(spec, out_dir, first, events)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: every finished cell is kept in {out_dir}; resume with\n"
-                          f"  {resume_command(sys.argv, out_dir)}",
-                          soft_wrap=True, markup=False, highlight=False)  # to copy whole
+        show(f"interrupted: every finished cell is kept in {out_dir}; resume with\n"
+             f"  {resume_command(sys.argv, out_dir)}", to_stderr=True)
         raise typer.Exit(130) from None
     rows = sweeps.load_cells(out_dir)
     grid_rows = [rows[c.cell_id] for c in cells if c.cell_id in rows]
     from ffbench.summary import sweep_table
 
-    console.print(sweep_table(grid_rows, title=f"{spec.name}: {len(grid_rows)} cells in {out_dir}"))
+    kind = "PREDICTED on meta (no compute), " if is_predicted(spec.device) else ""
+    show(sweep_table(grid_rows, title=f"{spec.name}: {kind}{len(grid_rows)} of "
+                     f"{len(cells)} cells in {out_dir}"))
     failed = sum(row["status"] in FAILED_STATUSES for row in grid_rows)
     if failed and not retry_failed:
-        console.print(f"{failed} cell(s) failed; run them again by adding --retry-failed")
-    console.print(f"draw it: ffbench plot {out_dir}   one page: ffbench report {out_dir}",
-                  highlight=False)
-
-
-def run_sweep_with_progress(spec: Any, out_dir: Path, *, retry_failed: bool) -> None:
-    """Drive ffbench.sweep.run_sweep under a progress bar (cells done, current cell, ETA)."""
-    from contextlib import closing
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from ffbench import sweep as sweeps
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with closing(sweeps.run_sweep(spec, out_dir, retry_failed=retry_failed)) as events, \
-            Progress(*columns, console=err_console) as progress:
-        task = progress.add_task("starting", total=None)
-        for event in events:
-            if isinstance(event, sweeps.Planned):
-                done = event.total - event.to_run
-                progress.console.print(f"{spec.name}: {event.total} cells, {done} already "
-                                       f"finished in {out_dir}, {event.to_run} to run")
-                progress.update(task, total=event.to_run)
-            elif isinstance(event, sweeps.Started):
-                progress.update(task, description=cell_label(event.spec))
-            else:
-                progress.advance(task)
-                if event.row["status"] != "ok":
-                    reason = (event.row["error"] or "").strip().splitlines()[:1]
-                    progress.console.print(f"[yellow]{event.row['status']}[/] "
-                                           f"{cell_label(event.spec)}: {''.join(reason)}")
+        show(f"{failed} cell(s) failed; run them again by adding --retry-failed")
+    show(f"draw it: ffbench plot {out_dir}   one page: ffbench report {out_dir}")
 
 
 @app.command("explain")
@@ -395,38 +472,31 @@ def explain_command(
     algorithm: Annotated[str, typer.Argument(help="Registered algorithm.")],
     *,
     preset: PresetOption = None,
-    layers: LayersOption = 2,
-    hidden: HiddenOption = 2000,
-    batch_size: BatchSizeOption = 5000,
+    layers: LayersOption = DEFAULT_LAYERS,
+    hidden: HiddenOption = None,
+    batch_size: BatchSizeOption = None,
     eval_batch_size: EvalBatchSizeOption = None,
-    device: DeviceOption = "cpu",
-    dtype: DtypeOption = "float32",
-    goodness: GoodnessOption = "meansq",
-    warmup: WarmupOption = 2,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    goodness: GoodnessOption = None,
+    optimizer: OptimizerOption = None,
+    target_gpu: TargetGpuOption = None,
+    warmup: WarmupOption = None,
     threads: ThreadsOption = None,
-    dataset: DatasetOption = "synthetic",
+    dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
-    eval_chunk: EvalChunkOption = 0,
+    eval_chunk: EvalChunkOption = None,
     option: AlgorithmOptions = None,
 ) -> None:
     """Memory by category at each phase's peak: analytic model, tracked, predicted (meta)."""
-    fields: dict[str, Any] = {
-        "algorithm": algorithm, "n_layers": layers, "hidden": hidden, "batch_size": batch_size,
-        "eval_batch_size": eval_batch_size, "warmup_steps": warmup, "device": device,
-        "dtype": dtype, "goodness": goodness, "threads": threads, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "eval_chunk": eval_chunk,
-        "options": parse_options(option or []),
-    }
-    spec = CellSpec(**apply_preset(preset, algorithm, fields, explicit_fields(ctx)))
-    check_device_available(spec.device)
+    spec = cell_spec(ctx, algorithm, preset)
 
     from ffbench.explain import cache_lines, explain, peak_lines, phase_table, slope_lines
 
     explanation = explain(spec)
     for phase in explanation.phases:
-        console.print(phase_table(phase))
-    for line in peak_lines(explanation) + cache_lines(explanation) + slope_lines(explanation):
-        console.print(line, highlight=False)
+        show(phase_table(phase))
+    show(*peak_lines(explanation), *cache_lines(explanation), *slope_lines(explanation))
 
 
 @app.command("check")
@@ -445,59 +515,114 @@ def check_command(
     ] = False,
 ) -> None:
     """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline."""
-    from ffbench.check import by_cell, changes_table, check_metrics, compare
+    from ffbench.check import by_cell, changes_table, check_metrics, check_rtol, compare
     from ffbench.check import refresh_baseline as write_baseline
 
     metrics = check_metrics(metric or [])
+    rtol = check_rtol(rtol)
+    if refresh_baseline:
+        check_out_file(baseline, "--baseline")
+    elif not baseline.exists():
+        raise BadInput(f"--baseline {baseline}: no such file or directory")
     now = by_cell(load_results(results))
     if refresh_baseline:
         count = write_baseline(now, baseline)
-        console.print(f"wrote {count} cells to {baseline}")
+        show(f"wrote {count} cells to {baseline}")
         return
-    if not baseline.exists():
-        raise BadInput(f"--baseline {baseline}: no such file or directory")
     report = compare(now, by_cell(load_results([baseline])), rtol=rtol, metrics=metrics)
     if report.regressions:
-        console.print(changes_table(f"regressions beyond {rtol:.1%}", report.regressions))
+        show(changes_table(f"regressions beyond {rtol:.1%}", report.regressions))
     if report.improvements:
-        console.print(changes_table(f"improvements beyond {rtol:.1%}", report.improvements))
+        show(changes_table(f"improvements beyond {rtol:.1%}", report.improvements))
     for what, labels in (("new (not in the baseline)", report.new_cells),
                          ("missing (in the baseline only)", report.missing_cells)):
-        for label in labels:
-            console.print(f"{what}: {label}", highlight=False)
+        show(*(f"{what}: {label}" for label in labels))
     verdict = "FAIL" if report.regressions else "ok"
-    console.print(f"{verdict}: {report.compared_cells} cells compared, "
-                  f"{len(report.regressions)} regressions, {len(report.improvements)} "
-                  f"improvements, {len(report.new_cells)} new, {len(report.missing_cells)} missing",
-                  highlight=False)
+    show(f"{verdict}: {report.compared_cells} cells compared, "
+         f"{len(report.regressions)} regressions, {len(report.improvements)} "
+         f"improvements, {len(report.new_cells)} new, {len(report.missing_cells)} missing")
     raise typer.Exit(report.exit_code)
+
+
+@app.command("capacity")
+def capacity_command(
+    memory: Annotated[str, typer.Argument(help="GPU memory, e.g. 24GiB, 80GB, 40960MiB.")],
+    *,
+    hidden: HiddenOption = None,
+    batch_size: BatchSizeOption = None,
+    layers: Annotated[int | None, typer.Option(
+        "--layers", help="Give a depth to get the largest batch instead of the deepest net.",
+    )] = None,
+    algorithms: Annotated[str | None, typer.Option(
+        help="Comma-separated algorithms (default: all registered).")] = None,
+    dtype: DtypeOption = None,
+    goodness: GoodnessOption = None,
+    eval_chunk: EvalChunkOption = None,
+    option: AlgorithmOptions = None,
+    target_gpu: Annotated[str, typer.Option(
+        help=f"GPU whose cuBLAS workspace and CUDA context to assume: {', '.join(GPUS)}.",
+    )] = DEFAULT_GPU,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Per algorithm, the deepest network (or at --layers the largest batch) whose predicted
+    reserved memory plus the CUDA context fits in MEMORY."""
+    from ffbench.algorithms import registry
+    from ffbench.gpus import gpu, parse_memory
+
+    memory_bytes, target = parse_memory(memory), gpu(target_gpu)
+    names = algorithms.split(",") if algorithms else registry.names()
+    fields = cell_fields({"hidden": hidden, "batch_size": batch_size, "dtype": dtype,
+                          "goodness": goodness, "eval_chunk": eval_chunk, "option": option})
+    spec = CellSpec(names[0], n_layers=layers or 1, device="meta", **fields)
+    for name in names:
+        CellSpec(name, n_layers=1)  # refuses an unknown algorithm before any work
+
+    from ffbench.capacity import capacity, fit_lines
+
+    fits = capacity(spec, names, memory_bytes, target, by_batch=layers is not None)
+    if as_json:
+        show(json.dumps([dataclasses.asdict(fit) for fit in fits], indent=2))
+        return
+    for line in fit_lines(fits, memory_bytes, target, by_batch=layers is not None):
+        show(line)
 
 
 @app.command("algorithms")
 def list_algorithms() -> None:
-    """List the registered algorithms, one line each."""
-    width = max(map(len, ALGORITHMS))
-    for name, info in ALGORITHMS.items():
-        print(f"{name:<{width}}  {info.summary}")
+    """List the registered algorithms (built-in and plugins), one line each; a plugin that
+    cannot be used is one line saying why."""
+    from ffbench.algorithms.registry import algorithm_lines
+
+    for line in algorithm_lines():
+        print(line)
 
 
-def fail(message: str, code: int) -> None:
-    print(f"ffbench: error: {message}", file=sys.stderr)
-    sys.exit(code)
+def exit_code_of(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) for what a command may end in, None for a bug (re-raised)."""
+    if isinstance(exc, BadInput):
+        return 2, str(exc)
+    if isinstance(exc, OSError):  # no space, permission, not a directory: the machine's word
+        return 1, str(exc)
+    # click's (or typer's own vendored click's) usage errors: duck-typed, so that
+    # any typer version works
+    if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+        return exc.exit_code, exc.format_message()
+    if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Abort":
+        return 130, "interrupted"
+    return None
 
 
-def main() -> None:
-    """Console entry point: bad input is one line on stderr and exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: bad input is one line on stderr and exit code 2, an OS error
+    (full disk, permissions) one line and exit 1; no arguments print the help."""
+    args = sys.argv[1:] if argv is None else argv
+    show_library_warnings()
     try:
-        code = app(standalone_mode=False)
-    except BadInput as exc:
-        fail(str(exc), 2)
+        code = app(args=args or ["--help"], prog_name="ffbench", standalone_mode=False)
     except Exception as exc:
-        # click's (or typer's own vendored click's) usage errors: duck-typed, so that
-        # any typer version works
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            fail(exc.format_message(), exc.exit_code)
-        if type(exc).__name__ == "Abort":
-            fail("interrupted", 130)
-        raise
+        ending = exit_code_of(exc)
+        if ending is None:
+            raise
+        error_line(ending[1])
+        sys.exit(ending[0])
     sys.exit(code if isinstance(code, int) else 0)

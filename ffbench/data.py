@@ -17,13 +17,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, BadInput, CellSpec
+from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 SYNTHETIC_TRAIN_SIZE = 60_000  # MNIST's sizes, so whole-dataset caches cost what they would
 SYNTHETIC_TEST_SIZE = 10_000
 MNIST_5K_TEST_PER_CLASS = 100  # the 5,000 digits are 500 per class: 400 train, 100 test
 PIXEL_MAX = 255.0
+MNIST_TRAIN_SIZE = 60_000
+MNIST_5K_TRAIN_SIZE = 4_000  # 5,000 digits less MNIST_5K_TEST_PER_CLASS of each class
+TRAIN_SIZES = {
+    "synthetic": SYNTHETIC_TRAIN_SIZE, "mnist": MNIST_TRAIN_SIZE, "mnist-5k": MNIST_5K_TRAIN_SIZE,
+}
+
+
+def train_size(dataset: str) -> int:
+    """Training images in the dataset (the memory accounts of whole-dataset caches use it)."""
+    return TRAIN_SIZES[dataset]
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,23 @@
 """Where cells run: a local pool of child processes, or a Slurm cluster through submitit.
 
-Every cell runs in `python -m ffbench.child`, spawned (never forked) and started in its
-own session, so a timeout or Ctrl-C kills the child and anything it started (killpg).
-The child writes its row itself, atomically; a pool only reports how each child ended
-(`CellOutcome`), and the sweep turns an ending without a row into a failure row.
+Every cell runs in a process of its own, started in its own session, so a timeout or
+Ctrl-C kills the cell and anything it started (killpg). The child writes its row itself,
+atomically; a pool only reports how each child ended (`CellOutcome`), and the sweep turns
+an ending without a row into a failure row.
 
-Real-device cells get a fresh process each. Meta-device cells (fake tensors: no device
-state, nothing timed) run one after another in a long-lived worker per slot, which saves
-the ~2 s torch import and ~2 s torch._dynamo import that each fresh process would pay.
+Real-device cells get a fresh process each, forked by a fork server (`python -m
+ffbench.child --fork-server`): a process that imported torch and ffbench once and never
+touched CUDA or ran an op, so each cell skips the ~2 s import yet has its own CUDA
+context, its own host high-water mark, and dies alone. Should the server be gone, a cell
+is spawned as `python -m ffbench.child SPEC OUT` instead. The row's `start_method` says
+which. Meta-device cells (fake tensors: no device state, nothing timed) run one after
+another in a long-lived worker per slot, which also keeps its caches warm.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -30,12 +35,21 @@ from typing import IO, Any
 from ffbench.measure.env import utc_now
 from ffbench.spec import CellSpec
 
+log = logging.getLogger(__name__)
+
 CHILD_MODULE = "ffbench.child"
 PARENT_PID_ENV = "FFBENCH_PARENT_PID"  # the child dies with this process (see child.py)
 POLL_S = 0.02  # how often the local pool looks at its children
 SUBMITIT_POLL_S = 2.0  # Slurm's accounting is slow to ask; submitit caches it anyway
 STDERR_TAIL_BYTES = 4000
 WORKER_CLOSE_S = 5.0
+FORK_REPLY_S = 300.0  # the server's first answer waits for its imports, on a loaded machine
+FORK_SERVER_FLAG = "--fork-server"
+# room kept in the server's command line, where each forked cell writes its own title
+# (`ffbench.child CELL_ID ROW_PATH`, as `ps` shows a spawned cell)
+TITLE_ROOM = 400
+# the row's start_method: how the cell's process came to be
+SPAWNED, FORKED, WORKER = "spawn", "fork-server", "worker"
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class CellOutcome:
     host: str
     started_at: str | None
     scheduler_state: str | None = None  # Slurm's word when the job itself failed
+    start_method: str | None = None  # SPAWNED, FORKED or WORKER
 
 
 # (job, None) as a cell starts, (job, outcome) as it ends
@@ -121,10 +136,21 @@ class _Process:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def stderr_tail(self) -> str:
-        with open(self.stderr_path, "rb") as err:
-            err.seek(max(0, self.stderr_path.stat().st_size - STDERR_TAIL_BYTES))
+        return _tail(self.stderr_path)
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as err:
+            err.seek(max(0, path.stat().st_size - STDERR_TAIL_BYTES))
             return err.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 class CellProcess(_Process):
@@ -136,6 +162,7 @@ class CellProcess(_Process):
         super().__init__([str(spec_path), str(job.row_path), job.sweep_id], env, stderr_path,
                          serve=False)
         self.job = job
+        self.start_method = SPAWNED
 
     def cell_done(self) -> bool:
         return not self.alive()
@@ -150,6 +177,7 @@ class MetaWorker(_Process):
     def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
         super().__init__(["--serve"], env, workdir / f"{name}.stderr", serve=True)
         self.job: CellJob | None = None
+        self.start_method = WORKER
 
     def submit(self, job: CellJob, workdir: Path) -> None:
         self.job = job
@@ -183,12 +211,107 @@ class MetaWorker(_Process):
             self.kill()
 
 
+class ForkServer(_Process):
+    """`python -m ffbench.child --fork-server`: forks a process per cell on request.
+
+    Requests go in as JSON lines; it answers "pid PID" for each fork and "exit PID CODE"
+    (a returncode as subprocess reports it) as each cell process ends."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
+        super().__init__([FORK_SERVER_FLAG, "." * TITLE_ROOM], env, workdir / f"{name}.stderr",
+                         serve=True)
+        self.exits: dict[int, int] = {}
+        self._pending = b""
+        self._ended = False
+
+    def fork(self, job: CellJob, workdir: Path, env: dict[str, str]) -> ForkedCell | None:
+        """The cell's process, or None when the server is gone."""
+        stderr_path = workdir / f"{job.spec.cell_id}.stderr"
+        request = {"spec": str(_write_spec(job, workdir)), "row": str(job.row_path),
+                   "sweep_id": job.sweep_id, "stderr": str(stderr_path), "env": env}
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.flush()
+        except OSError:  # BrokenPipeError: it died
+            return None
+        deadline = time.monotonic() + FORK_REPLY_S
+        while not self._ended and time.monotonic() < deadline:
+            for line in self._read(deadline - time.monotonic()):
+                word, pid = line.split()[:2]
+                if word == "pid":
+                    return ForkedCell(job, self, int(pid), stderr_path)
+        return None
+
+    def poll(self, wait_s: float = 0.0) -> None:
+        """Take in the exits reported so far (waiting up to `wait_s` for the first)."""
+        self._read(wait_s)
+
+    def _read(self, wait_s: float) -> list[str]:
+        """Lines available within `wait_s`; exit reports are recorded, the rest returned."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        others = []
+        while not self._ended and select.select([stdout], [], [], max(0.0, wait_s))[0]:
+            chunk = os.read(stdout.fileno(), 65536)
+            self._ended = not chunk
+            self._pending += chunk
+            *lines, self._pending = self._pending.split(b"\n")
+            for line in map(bytes.decode, lines):
+                if line.startswith("exit "):
+                    _, pid, code = line.split()
+                    self.exits[int(pid)] = int(code)
+                else:
+                    others.append(line)
+            if others:
+                break
+            wait_s = 0.0
+        return others
+
+    def ended(self) -> bool:
+        return self._ended or not self.alive()
+
+
+class ForkedCell:
+    """A cell's process forked by the server; in its own session, as a spawned one."""
+
+    def __init__(self, job: CellJob, server: ForkServer, pid: int, stderr_path: Path) -> None:
+        self.job, self.server, self.pid, self.stderr_path = job, server, pid, stderr_path
+        self.start_method = FORKED
+
+    def cell_done(self) -> bool:
+        self.server.poll()
+        return self.pid in self.server.exits or self.server.ended()
+
+    def alive(self) -> bool:
+        return not self.cell_done()
+
+    def returncode(self) -> int | None:
+        return self.server.exits.get(self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL its process group, then wait (a while) for the server to report it."""
+        if self.pid in self.server.exits:  # reaped: the pid may be someone else's now
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + WORKER_CLOSE_S
+        while self.pid not in self.server.exits and not self.server.ended():
+            if time.monotonic() > deadline:
+                break
+            self.server.poll(POLL_S)
+
+    def stderr_tail(self) -> str:
+        return _tail(self.stderr_path)
+
+
 @dataclass
 class _Slot:
     """One place a cell can run; with several GPUs, slot i uses GPU i mod count."""
 
     index: int
-    running: CellProcess | MetaWorker | None = None
+    running: CellProcess | ForkedCell | MetaWorker | None = None
     worker: MetaWorker | None = None  # kept between meta cells
     started_s: float = 0.0
     started_at: str = ""
@@ -213,6 +336,8 @@ class LocalPool:
     def __init__(self, *, jobs: int, timeout_s: float, gpus: list[str], workdir: Path) -> None:
         self.jobs, self.timeout_s, self.gpus, self.workdir = jobs, timeout_s, gpus, workdir
         self._workers_started = 0
+        self._server: ForkServer | None = None
+        self._forking = True  # until a server fails: then every cell is spawned
 
     def run(self, jobs: Iterable[CellJob]) -> Ends:
         """Yields (job, None) as a cell starts and (job, outcome) as it ends. Closing the
@@ -239,6 +364,9 @@ class LocalPool:
         finally:
             for slot in slots:
                 slot.stop()
+            if self._server is not None:
+                self._server.kill()
+                self._server = None
 
     def _env(self, slot: _Slot, job: CellJob) -> dict[str, str]:
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
@@ -251,7 +379,7 @@ class LocalPool:
         env = self._env(slot, job)
         if job.spec.device != "meta":
             slot.close_worker()
-            slot.running = CellProcess(job, self.workdir, env)
+            slot.running = self._fork(job, env) or CellProcess(job, self.workdir, env)
             return
         if slot.worker is None:
             self._workers_started += 1
@@ -259,6 +387,22 @@ class LocalPool:
             slot.worker = MetaWorker(self.workdir, env, name)
         slot.worker.submit(job, self.workdir)
         slot.running = slot.worker
+
+    def _fork(self, job: CellJob, env: dict[str, str]) -> ForkedCell | None:
+        """The cell forked by this pool's server (started on first use), else None."""
+        if not self._forking:
+            return None
+        if self._server is None:
+            self._workers_started += 1
+            server_env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+            self._server = ForkServer(self.workdir, server_env,
+                                      f"fork-server-{self._workers_started}")
+        cell = None if self._server.ended() else self._server.fork(job, self.workdir, env)
+        if cell is None:
+            log.warning("the fork server is gone (see %s); spawning cells instead",
+                        self._server.stderr_path)
+            self._forking = False
+        return cell
 
     def _check(self, slot: _Slot) -> CellOutcome | None:
         """The outcome if the slot's cell ended or ran out of time, else None."""
@@ -279,7 +423,8 @@ class LocalPool:
         return CellOutcome(
             job=job, returncode=run.returncode(), timed_out=timed_out,
             wall_s=time.perf_counter() - slot.started_s, stderr_tail=run.stderr_tail(),
-            pid=run.proc.pid, host=socket.gethostname(), started_at=slot.started_at,
+            pid=run.pid, host=socket.gethostname(), started_at=slot.started_at,
+            start_method=run.start_method,
         )
 
 

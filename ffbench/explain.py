@@ -1,12 +1,14 @@
-"""`ffbench explain`: memory by category at each phase's peak, analytic vs tracked vs predicted.
+"""`ffbench explain`: memory by category at each phase's peak, closed form vs tracked vs predicted.
 
 Imports torch (through ffbench.cell): the command line imports it only inside `explain`.
 
-For one cell: the analytic model (ffbench.memory_model), the tensor tracker on the cell's
-device, and the same steps on meta. Per phase (train, eval) a table of categories at the
-peak, where the peak is reached, and how the train peak grows per added layer, set
-against the published accounting (16 MB weights + 16 MB gradients + 32 MB Adam moments
-per 2000x2000 fp32 layer).
+For one cell: the algorithm's closed-form account of its train peak (its
+`memory_account`), the tensor tracker on the cell's device, and the same steps on meta.
+Per phase (train, eval) a table of categories at the peak; where the peak is reached (the
+op and module path of the allocation that reached it, replayed from the tracker's event
+log); and how the train peak grows per added layer (on meta, and in closed form), set
+against the published accounting (16 MB weights + 16 MB gradients + 32 MB Adam moments per
+2000x2000 fp32 layer).
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from dataclasses import dataclass
 import torch
 from rich.table import Table
 
+from ffbench.algorithms import account, registry
+from ffbench.algorithms.account import MemoryAccount
 from ffbench.cell import PhasePeak, load_dataset, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
-from ffbench.memory_model import CellModel, Peak, cell_model
-from ffbench.memory_model.core import Sizes
-from ffbench.spec import BadInput, CellSpec
-from ffbench.summary import MIB, mib
+from ffbench.measure.tracker import replay
+from ffbench.spec import CellSpec
+from ffbench.units import MIB, mib
 
 MB = 10**6  # the published per-layer figures are decimal megabytes
 SLOPE_PART_MIN_FRACTION = 0.01  # smaller per-layer parts (a loss scalar) are summed as "other"
 ADAM_MOMENTS = 2  # exp_avg and exp_avg_sq, each the size of its parameter
+OUTSIDE_MODULES = "outside any module's forward (loss, backward or optimizer step)"
 
 # Why a category grows (or not) with depth, for the per-layer note.
 SLOPE_REASONS = {
@@ -38,29 +42,21 @@ SLOPE_REASONS = {
     "eval_replication": "per-layer replicated eval rows",
     "cache": "per-layer cached layer inputs",
 }
-# Why, for an algorithm, the added layer's gradients can be missing at the train peak.
-_ONE_LAYER_AT_A_TIME = (
-    "each layer's gradients are freed (zero_grad(set_to_none=True)) right after its own "
-    "Adam step, so at most one layer holds gradients at a time; the published "
-    "implementation kept every layer's gradients"
-)
-_FROZEN_LAYERS = (
-    "only the layer in training has gradients and Adam moments; finished layers are frozen "
-    "and their moments freed"
-)
-GRADIENT_NOTES = {
-    "bp": "the peak is in backward, before the lower layers' gradients are made",
-    "ff": _ONE_LAYER_AT_A_TIME,
-    "rff": _ONE_LAYER_AT_A_TIME,
-    "ff-progressive": _FROZEN_LAYERS,
-    "ff-layerwise": _FROZEN_LAYERS + " (and on the host, off the device)",
-}
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A phase's largest live total, its split by category, and where it was reached."""
+
+    nbytes: int
+    split: dict[str, int]
+    at: str
 
 
 @dataclass(frozen=True)
 class Phase:
     name: str  # "train" or "eval"
-    analytic: Peak | None  # None: no analytic model for this algorithm
+    account: Peak | None  # the closed-form account (train phase only)
     tracked: Peak
     predicted: Peak
     allocated_bytes: int | None  # CUDA max_memory_allocated, on cuda only
@@ -68,10 +64,14 @@ class Phase:
 
 @dataclass(frozen=True)
 class Slope:
-    """Growth of the train peak per added layer (n -> n + 1), in bytes."""
+    """Growth of the train peak per added layer (n -> n + 1), by category, in bytes."""
 
-    analytic: dict[str, int] | None
-    predicted_bytes: int
+    account: dict[str, int]
+    predicted: dict[str, int]
+
+    @property
+    def predicted_bytes(self) -> int:
+        return sum(self.predicted.values())
 
 
 @dataclass(frozen=True)
@@ -81,60 +81,59 @@ class Explanation:
     slope: Slope
 
 
-def _tracked_view(phase: PhasePeak) -> Peak:
-    # the newest storage alive at the peak is the one that reached it
-    at = phase.storages[-1].op if phase.storages else "start of phase"
-    return Peak(phase.tracked_bytes, phase.split, at)
+def peak_location(phase: PhasePeak) -> str:
+    """The op and module path of the allocation that reached the phase's peak, from the
+    tracker's event log."""
+    replayed = replay(list(phase.events), phase.phase_start)
+    if replayed.at is None:
+        return "start of phase"
+    where = f"module {replayed.at.module}" if replayed.at.module else OUTSIDE_MODULES
+    return f"{replayed.at.op}, {where}"
+
+
+def _view(phase: PhasePeak) -> Peak:
+    return Peak(phase.tracked_bytes, phase.split, peak_location(phase))
+
+
+def _account_view(spec: CellSpec) -> Peak:
+    closed = registry.load(spec.algorithm).memory_account(spec)
+    return Peak(closed.nbytes, closed.split, closed.at)
 
 
 def explain(spec: CellSpec) -> Explanation:
-    """Run the cell's memory pass (tracked on its device, predicted on meta) and its model."""
+    """Run the cell's memory pass (tracked on its device, predicted on meta) and its account."""
     spec = spec.resolved()
     if spec.threads:
         torch.set_num_threads(spec.threads)
     dataset = load_dataset(spec)
     peaks = memory_peaks(spec, dataset)
-    model = analytic_model(spec)
     phases = (
-        Phase("train", _analytic(model, "train"), _tracked_view(peaks.train),
-              _tracked_view(peaks.predicted_train), peaks.train.allocated_bytes),
-        Phase("eval", _analytic(model, "eval"), _tracked_view(peaks.eval),
-              _tracked_view(peaks.predicted_eval), peaks.eval.allocated_bytes),
+        Phase("train", _account_view(spec), _view(peaks.train), _view(peaks.predicted_train),
+              peaks.train.allocated_bytes),
+        Phase("eval", None, _view(peaks.eval), _view(peaks.predicted_eval),
+              peaks.eval.allocated_bytes),
     )
     deeper = dataclasses.replace(spec, n_layers=spec.n_layers + 1)
     deeper_predicted, _ = predicted_peaks(deeper, dataset)
     slope = Slope(
-        analytic_slope(spec, model) if model else None,
-        deeper_predicted.tracked_bytes - peaks.predicted_train.tracked_bytes,
+        _difference_by_category(closed_form(deeper), closed_form(spec)),
+        _difference_by_category(deeper_predicted.split, peaks.predicted_train.split),
     )
     return Explanation(spec, phases, slope)
 
 
-def analytic_model(spec: CellSpec) -> CellModel | None:
-    """The cell's analytic model, or None where there is none (an algorithm or a goodness
-    function not modelled yet): the tables then show tracked and predicted only."""
-    try:
-        return cell_model(spec)
-    except BadInput:
-        return None
+def closed_form(spec: CellSpec) -> dict[str, int]:
+    closed: MemoryAccount = registry.load(spec.algorithm).memory_account(spec)
+    return closed.split
 
 
-def _analytic(model: CellModel | None, phase: str) -> Peak | None:
-    if model is None:
-        return None
-    return model.train if phase == "train" else model.eval
-
-
-def analytic_slope(spec: CellSpec, model: CellModel) -> dict[str, int]:
-    """Per-category growth of the analytic train peak from n (`model`) to n + 1 layers."""
-    now = model.train
-    deeper = cell_model(dataclasses.replace(spec, n_layers=spec.n_layers + 1)).train
-    return {name: deeper.split[name] - now.split[name] for name in CATEGORIES}
+def _difference_by_category(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {name: after.get(name, 0) - before.get(name, 0) for name in CATEGORIES}
 
 
 def published_per_layer_bytes(spec: CellSpec) -> dict[str, int]:
     """The published accounting at this width: weights + gradients + Adam moments."""
-    weights = Sizes.of(spec).matrix(spec.hidden, spec.hidden)
+    weights = account.matrix(spec.hidden, spec.hidden, spec)
     return {"parameters": weights, "gradients": weights, "optimizer_state": ADAM_MOMENTS * weights}
 
 
@@ -152,28 +151,29 @@ def _difference(nbytes: int | None) -> str:
 
 
 def phase_table(phase: Phase) -> Table:
-    """Categories at the phase's peak: analytic, tracked, tracked - analytic, predicted."""
+    """Categories at the phase's peak: closed form, tracked, tracked - closed form, predicted."""
     table = Table(
         title=f"{phase.name} phase, at its peak",
-        caption="diff = tracked - analytic; predicted = the same steps on meta; * largest",
+        caption="closed form = the algorithm's memory_account; diff = tracked - closed form; "
+        "predicted = the same steps on meta; * largest",
         header_style="bold",
     )
     table.add_column("category")
-    for column in ("analytic", "tracked", "diff", "predicted"):
+    for column in ("closed form", "tracked", "diff", "predicted"):
         table.add_column(column, justify="right")
     largest = largest_category(phase.tracked)
     for name in CATEGORIES:
-        analytic = phase.analytic.split[name] if phase.analytic else None
+        closed = phase.account.split[name] if phase.account else None
         tracked = phase.tracked.split.get(name, 0)
-        if not (tracked or analytic or phase.predicted.split.get(name, 0)):
+        if not (tracked or closed or phase.predicted.split.get(name, 0)):
             continue
         label = f"{name} *" if name == largest else name
-        diff = None if analytic is None else tracked - analytic
-        table.add_row(label, mib(analytic), mib(tracked), _difference(diff),
+        diff = None if closed is None else tracked - closed
+        table.add_row(label, mib(closed), mib(tracked), _difference(diff),
                       mib(phase.predicted.split.get(name, 0)))
-    analytic_total = phase.analytic.nbytes if phase.analytic else None
-    diff_total = None if analytic_total is None else phase.tracked.nbytes - analytic_total
-    table.add_row("PEAK", mib(analytic_total), mib(phase.tracked.nbytes),
+    closed_total = phase.account.nbytes if phase.account else None
+    diff_total = None if closed_total is None else phase.tracked.nbytes - closed_total
+    table.add_row("PEAK", mib(closed_total), mib(phase.tracked.nbytes),
                   _difference(diff_total), mib(phase.predicted.nbytes), style="bold")
     if phase.allocated_bytes is not None:
         table.add_row("CUDA max_memory_allocated", "", mib(phase.allocated_bytes), "", "")
@@ -189,8 +189,8 @@ def peak_lines(explanation: Explanation) -> list[str]:
     lines = []
     for phase in explanation.phases:
         where = f"tracked: new storage from {phase.tracked.at}"
-        if phase.analytic:
-            where = f"analytic: at '{phase.analytic.at}'; {where}"
+        if phase.account:
+            where = f"closed form: in {phase.account.at}; {where}"
         largest = largest_category(phase.tracked)
         share = phase.tracked.split[largest] / phase.tracked.nbytes
         lines.append(
@@ -208,43 +208,42 @@ def cache_lines(explanation: Explanation) -> list[str]:
     cache = train.split.get("cache", 0)
     if not cache:
         return []
-    s = Sizes.of(spec)
-    rows = cache // s.matrix(1, spec.hidden)
+    rows = cache // account.matrix(1, spec.hidden, spec)
     return [
         f"cache: {_mb(cache)} = {rows:,} rows (each training image positive and negative) x "
-        f"{spec.hidden} units x {s.element_bytes} B, refilled in place layer by layer",
+        f"{spec.hidden} units x {account.element_bytes(spec)} B, refilled in place layer by "
+        f"layer",
         f"  building the next layer's cache while the old one is alive (as the published code "
         f"did) holds two: about {_mb(train.nbytes + cache)} at this train peak",
     ]
 
 
 def slope_lines(explanation: Explanation) -> list[str]:
-    """What the train peak gains per added layer, and how it relates to the published ~64 MB."""
+    """What the train peak gains per added layer (on meta, by category, and in closed form),
+    and how it relates to the published ~64 MB."""
     spec, slope = explanation.spec, explanation.slope
+    grown = slope.predicted
     lines = [f"per added layer ({spec.n_layers} -> {spec.n_layers + 1}) the train peak grows "
-             f"by {_mb(slope.predicted_bytes)} (predicted on meta; MB = 10^6 bytes, as published)"]
-    if slope.analytic is None:
-        return lines
-    train = explanation.phases[0].analytic
-    assert train is not None
-    major = _major_parts(slope.analytic)
-    lines.append(f"analytic: {_mb(sum(slope.analytic.values()))} = {_parts(slope.analytic)}")
-    lines += [f"  {name}: {SLOPE_REASONS[name]}" for name, n in major.items() if n > 0]
-    if not slope.analytic["gradients"]:
-        note = GRADIENT_NOTES.get(spec.algorithm, "")
+             f"by {_mb(slope.predicted_bytes)} = {_parts(grown)} (predicted on meta; "
+             f"MB = 10^6 bytes, as published)"]
+    lines += [f"  {name}: {SLOPE_REASONS[name]}" for name, n in _major_parts(grown).items()
+              if n > 0]
+    lines.append(f"closed form: {_mb(sum(slope.account.values()))} = {_parts(slope.account)}")
+    if not grown["gradients"]:
+        note = registry.load(spec.algorithm).gradient_note
         lines.append(f"  gradients: none; the added layer's gradients are not alive at the peak "
-                     f"(at '{train.at}')" + (f": {note}" if note else ""))
+                     f"(at {explanation.phases[0].predicted.at})" + (f": {note}" if note else ""))
     published = published_per_layer_bytes(spec)
     lines.append(f"published accounting at hidden {spec.hidden} {spec.dtype}: "
                  f"{_mb(sum(published.values()))} = {_parts(published)}")
-    difference = {name: slope.analytic[name] - published.get(name, 0) for name in CATEGORIES}
+    difference = {name: grown[name] - published.get(name, 0) for name in CATEGORIES}
     lines.append(f"ffbench - published: {_parts(difference)}")
     return lines
 
 
 def _major_parts(per_category: dict[str, int]) -> dict[str, int]:
     """Categories that matter: at least a small fraction of the largest one."""
-    largest = max(abs(n) for n in per_category.values())
+    largest = max((abs(n) for n in per_category.values()), default=0)
     return {
         name: n for name, n in per_category.items()
         if n and abs(n) >= SLOPE_PART_MIN_FRACTION * largest

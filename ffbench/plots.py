@@ -1,4 +1,5 @@
-"""Seaborn figures from a loaded results frame (`ffbench.results.load`); no torch here.
+"""Seaborn figures from a loaded results frame (`ffbench.results.load`); no measuring here
+(legends name algorithms by their classes' display names, which loads them and torch).
 
 Each figure function takes the frame and returns a matplotlib Figure, or raises NoData
 saying why there is nothing to draw. Stored values are base units (bytes, seconds); they
@@ -9,6 +10,8 @@ built on `matplotlib.figure.Figure` (no pyplot), so no display and no global sta
 from __future__ import annotations
 
 import functools
+import math
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +25,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from ffbench import ratios
 from ffbench.algorithms.registry import (
     ALGORITHMS,
     algorithm_order,
     algorithm_rank,
     by_algorithm_order,
+    display_name,
 )
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import measured_peak_bytes
-from ffbench.summary import MIB, MS_PER_S, PHASES
+from ffbench.spec import MNIST_CLASSES
+from ffbench.sweep_folder import MISSING
+from ffbench.sweep_plan import is_predicted
+from ffbench.units import MIB, MS_PER_S, PHASES
 
 GIB = 2**30
 GIB_ABOVE_BYTES = 4 * GIB  # draw in GiB once the largest value passes this
@@ -43,14 +51,21 @@ CATEGORY_PALETTE = "Set2"
 PANEL_INCHES = (4.6, 3.2)
 DPI = 120
 DASHES: tuple[Any, ...] = ("", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 4))
-STATUS_MARKERS = {"oom": "x", "timeout": "v", "error": "X", "crashed": "D", "skipped": "."}
-FAILED_MARK_HEIGHT = 0.96  # failed cells sit at their depth, at this fraction of the panel height
-FAILED_MARK_STEP = 0.05  # ... one row lower for each further algorithm that failed there
-FAILED_HEADROOM = 1.25  # y range stretched so the lines stay below those marks
+STATUS_MARKERS = {"oom": "x", "timeout": "v", "error": "X", "crashed": "D", "skipped": ".",
+                  MISSING: "$?$"}
+# Failed and missing cells: a dotted line at their depth and a marker on the x axis itself
+# (never at a height that reads as a value), side by side when several fail at one depth.
+FAILED_MARK_SPREAD = 0.18  # depth units between the marks of algorithms failing at one depth
+FAILED_LINE_ALPHA = 0.5
+CATEGORY_LABEL_INCHES = 1.4  # under each row of category bars, for their rotated labels
+DECADE = 10  # a log axis wherever the values span more than this ratio
+CAPTION_CHARS_PER_INCH = 14  # small-font characters one inch of figure width holds
 CONFIG_MARKERS = ("o", "s", "^", "D", "P", "*")
 BAND_ALPHA = 0.2
 TOP_MARGIN = 1.05  # y range above the largest value, where one range serves several panels
-WIDE_RANGE_RATIO = 20  # log axes once max/min passes this
+WIDE_RANGE_RATIO = 20  # log axes once max/min passes this (measured vs predicted)
+CHANCE = 1 / MNIST_CLASSES
+PREDICTED_NOTE = "PREDICTED on meta (fake tensors, no compute)"
 
 
 class NoData(Exception):
@@ -101,11 +116,28 @@ def caption(frame: pd.DataFrame) -> str:
 def _peak_kind(frame: pd.DataFrame, phase: str) -> str:
     """Which measurement the drawn peak is, for the axis label (rows with neither, such as
     failed cells, do not count)."""
+    if _predicted(frame):
+        return "predicted"
     allocated = frame[f"{phase}_peak_allocated_bytes"]
     has_cuda = allocated[allocated.notna() | frame[f"{phase}_peak_tracked_bytes"].notna()].notna()
     if has_cuda.all():
         return "CUDA allocated"
     return "tracked" if not has_cuda.any() else "CUDA allocated, else tracked"
+
+
+def _predicted(frame: pd.DataFrame) -> bool:
+    """Whether every successful cell ran on meta: its peaks are predictions."""
+    devices = frame.loc[frame["status"] == "ok", "device"].dropna()
+    return not devices.empty and all(is_predicted(d) for d in devices)
+
+
+def _wrapped(text: str, fig: Figure) -> str:
+    return _fill(text, int(fig.get_figwidth() * CAPTION_CHARS_PER_INCH))
+
+
+def _fill(text: str, width: int) -> str:
+    """Lines of at most `width` characters, broken at spaces only (paths stay whole)."""
+    return textwrap.fill(text, width, break_on_hyphens=False, break_long_words=False)
 
 
 # ---- frame preparation -----------------------------------------------------------------
@@ -147,9 +179,11 @@ class LineStyle:
 # ---- drawing helpers -------------------------------------------------------------------
 
 
-def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
+def _grid(rows: int, cols: int, extra_row_inches: float = 0) -> tuple[Figure, np.ndarray]:
+    """`extra_row_inches`: room under each row for long (rotated) tick labels."""
     with sns.axes_style(THEME):
-        fig = Figure(figsize=(PANEL_INCHES[0] * cols + 1.5, PANEL_INCHES[1] * rows),
+        fig = Figure(figsize=(PANEL_INCHES[0] * cols + 1.5,
+                              (PANEL_INCHES[1] + extra_row_inches) * rows),
                      layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False)
     return fig, axes
@@ -181,36 +215,50 @@ def _draw_bands(ax: Axes, data: pd.DataFrame, mid: str, width: str, style: LineS
 
 
 def _mark_failed(ax: Axes, data: pd.DataFrame, colors: dict[str, Any]) -> None:
-    """Failed cells at their depth on the top edge of the panel, where the line would go;
-    a row per algorithm, so that two failing at one depth both show."""
+    """Failed and missing cells: a dotted line at their depth, their marker on the x axis
+    (side by side when several algorithms fail at one depth)."""
     failed = data[data["status"] != "ok"]
     rank = algorithm_rank(failed["algorithm"])
+    spread = len(rank) - 1
     for status, cells in failed.groupby("status"):
-        ax.scatter(
-            cells["n_layers"],
-            FAILED_MARK_HEIGHT - FAILED_MARK_STEP * cells["algorithm"].map(rank).to_numpy(),
-            transform=ax.get_xaxis_transform(), marker=STATUS_MARKERS.get(str(status), "x"),
-            c=[colors[a] for a in cells["algorithm"]], s=45, zorder=3, clip_on=False,
-        )
+        offsets = (cells["algorithm"].map(rank).to_numpy() - spread / 2) * FAILED_MARK_SPREAD
+        x = cells["n_layers"].to_numpy() + offsets
+        for depth, algorithm in zip(x, cells["algorithm"], strict=True):
+            ax.axvline(depth, color=colors[algorithm], linestyle=":", linewidth=1,
+                       alpha=FAILED_LINE_ALPHA)
+        ax.scatter(x, np.zeros(len(x)), transform=ax.get_xaxis_transform(),
+                   marker=STATUS_MARKERS.get(str(status), "x"),
+                   c=[colors[a] for a in cells["algorithm"]], s=45, zorder=3, clip_on=False)
 
 
-def _depth_axes(ax: Axes, data: pd.DataFrame, ylabel: str, top: float | None = None) -> None:
-    """x: every depth tried (failed cells included), integer ticks; y from zero to `top`
-    (default: what the lines need), with room above for the failed-cell marks."""
+def _depth_axes(ax: Axes, data: pd.DataFrame, ylabel: str, top: float | None = None,
+                values: pd.Series | None = None) -> None:
+    """x: every depth tried (failed and missing cells included), integer ticks; y from zero
+    to `top` (default: what the lines need), log where `values` span more than a decade."""
     depths = data["n_layers"]
     ax.set_xlim(depths.min() - 0.5, depths.max() + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("hidden layers")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0, top=top)
-    if data["status"].ne("ok").any():
-        ax.set_ylim(top=ax.get_ylim()[1] * FAILED_HEADROOM)
+    # no value to draw (e.g. meta cells have no step times): max() of nothing is NaN
+    finite_top = top if top is not None and math.isfinite(top) else None
+    if values is not None and _spans_decades(values):
+        ax.set_yscale("log")
+        if finite_top is not None:
+            ax.set_ylim(top=finite_top)
+    else:
+        ax.set_ylim(bottom=0, top=finite_top)
+
+
+def _spans_decades(values: pd.Series) -> bool:
+    positive = values[values > 0]
+    return not positive.empty and positive.max() / positive.min() > DECADE
 
 
 def _lines_panel(ax: Axes, data: pd.DataFrame, y: str, style: LineStyle, ylabel: str,
                  top: float | None = None) -> None:
     _draw_lines(ax, data, y, style)
-    _depth_axes(ax, data, ylabel, top)
+    _depth_axes(ax, data, ylabel, top, ok_rows(data, y)[y])
     _mark_failed(ax, data, style.colors)
 
 
@@ -219,7 +267,7 @@ def _legend(fig: Figure, data: pd.DataFrame, style: LineStyle | None,
     """One legend per figure: algorithms, `extra` handles; with a line style, the style keys
     (when several) and the failed-cell markers that line figures draw."""
     colors = algorithm_colors(data["algorithm"])
-    handles = [Line2D([], [], color=colors[a], marker="o", label=a)
+    handles = [Line2D([], [], color=colors[a], marker="o", label=display_name(a))
                for a in algorithm_order(data["algorithm"])] + list(extra)
     if style is None:
         fig.legend(handles=handles, loc="outside right center", fontsize="small")
@@ -230,19 +278,27 @@ def _legend(fig: Figure, data: pd.DataFrame, style: LineStyle | None,
                     for key, dash in style.dashes.items()]
     for status in dict.fromkeys(data.loc[data["status"] != "ok", "status"]):
         handles.append(Line2D([], [], color="gray", linestyle="",
-                              marker=STATUS_MARKERS.get(status, "x"), label=f"{status} (failed)"))
+                              marker=STATUS_MARKERS.get(status, "x"),
+                              label="not run yet" if status == MISSING else f"{status} (failed)"))
     fig.legend(handles=handles, loc="outside right center", fontsize="small")
 
 
 def _caption(fig: Figure, data: pd.DataFrame) -> None:
     """The caption line under the panels (a figure-level label, so the layout keeps room)."""
-    fig.supxlabel(caption(data), x=0.01, ha="left", fontsize="small", color="dimgray")
+    text = caption(data)
+    if _predicted(data):
+        text = f"{PREDICTED_NOTE} · {text}"
+    fig.supxlabel(_wrapped(text, fig), x=0.01, ha="left", fontsize="small", color="dimgray")
+
+
+def _title(data: pd.DataFrame, title: str) -> str:
+    return f"{title} · PREDICTED" if _predicted(data) else title
 
 
 def _finish(fig: Figure, data: pd.DataFrame, title: str, style: LineStyle | None,
             extra: Sequence[Line2D] = ()) -> Figure:
     _legend(fig, data, style, extra)
-    fig.suptitle(title)
+    fig.suptitle(_title(data, title))
     _caption(fig, data)
     return fig
 
@@ -270,6 +326,36 @@ def memory_vs_layers(frame: pd.DataFrame) -> Figure:
             _lines_panel(axes[row, col], cells, "y", style, label)
             axes[row, col].set_title(f"{phase} · {config}")
     return _finish(fig, data, "Peak memory vs depth", style)
+
+
+def memory_ratio_vs_layers(frame: pd.DataFrame) -> Figure:
+    """Each algorithm's peak over a baseline's at the same depth, batch and width: train,
+    eval and the larger of the two; a row per baseline present (backprop, lean backprop)."""
+    data = prepared(frame)
+    baselines = ratios.baselines_present(data)
+    tables = {b: ratios.against(data, b) for b in baselines}
+    tables = {b: t for b, t in tables.items() if not t.empty}
+    if not tables:
+        raise NoData("no backprop cells at the depths and batch sizes of another algorithm")
+    both = pd.concat(tables.values())
+    style = LineStyle.of(both.assign(config=[f"batch {int(b)}, hidden {int(h)}" for b, h
+                                             in zip(both["batch_size"], both["hidden"],
+                                                    strict=True)]), "config")
+    fig, axes = _grid(len(tables), len(ratios.RATIO_PHASES))
+    for row, (baseline, table) in enumerate(tables.items()):
+        table = table.assign(status="ok", config=[f"batch {int(b)}, hidden {int(h)}" for b, h
+                                                  in zip(table["batch_size"], table["hidden"],
+                                                         strict=True)])
+        for col, phase in enumerate(ratios.RATIO_PHASES):
+            ax = axes[row, col]
+            _draw_lines(ax, table, phase, style)
+            ax.axhline(1, color=algorithm_colors([baseline])[baseline], linewidth=1.5)
+            _depth_axes(ax, table, f"peak / {display_name(baseline)}'s", None, table[phase])
+            if ax.get_yscale() != "log":
+                ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1 + TOP_MARGIN - 1))
+            ax.set_title(f"{ratios.PHASE_TITLES[phase]} · vs {display_name(baseline)}",
+                         fontsize="medium")
+    return _finish(fig, data, "Peak memory relative to backprop (below 1: less)", style)
 
 
 def time_vs_layers(frame: pd.DataFrame) -> Figure:
@@ -326,9 +412,9 @@ def _stacked_bars(ax: Axes, panel: pd.DataFrame, phase: str, shown: Sequence[str
             ax.text(float(position), 0, f" {status}", rotation=90, ha="center", va="bottom",
                     color="firebrick", fontsize="small")
     names = zip(slots["algorithm"], slots["n_layers"], slots["source"], strict=True)
-    labels = [f"{a}\n{int(n)} layer{'' if n == 1 else 's'}"
-              + (f"\n{Path(s).name}" if several_sources else "") for a, n, s in names]
-    ax.set_xticks(positions, labels, fontsize="small")
+    labels = [f"{display_name(a)} · {int(n)}" + (f" · {Path(s).name}" if several_sources else "")
+              for a, n, s in names]
+    ax.set_xticks(positions, labels, fontsize="small", rotation=90)
     colors = algorithm_colors(slots["algorithm"])
     for tick, algorithm in zip(ax.get_xticklabels(), slots["algorithm"], strict=True):
         tick.set_color(colors[algorithm])
@@ -347,17 +433,18 @@ def memory_categories(frame: pd.DataFrame, depths: Sequence[int] | None = None) 
              if ok[[f"{SPLIT_PREFIX[p]}{c}_bytes" for p in PHASES]].fillna(0).to_numpy().any()]
     divisor, unit = memory_unit(ok[["train_peak_tracked_bytes", "eval_peak_tracked_bytes"]]
                                 .to_numpy().ravel())
-    fig, axes = _grid(len(_configs(data)), len(PHASES))
+    fig, axes = _grid(len(_configs(data)), len(PHASES), CATEGORY_LABEL_INCHES)
     for row, config in enumerate(_configs(data)):
         for col, phase in enumerate(PHASES):
             ax = axes[row, col]
             _stacked_bars(ax, data[data["config"] == config], phase, shown, divisor,
                           data["source"].nunique() > 1)
-            ax.set_ylabel(f"tracked bytes at the {phase} peak ({unit})")
+            ax.set_ylabel(f"tracked at the {phase} peak ({unit})")
+            ax.set_xlabel("algorithm · hidden layers", fontsize="small")
             ax.set_title(f"{phase} · {config}")
     handles = [Line2D([], [], color=category_colors()[c], linewidth=8, label=c) for c in shown]
     fig.legend(handles=handles, loc="outside right center", fontsize="small")
-    fig.suptitle(f"Memory by category at depths {', '.join(map(str, chosen))}")
+    fig.suptitle(_title(data, f"Memory by category at depths {', '.join(map(str, chosen))}"))
     _caption(fig, data)
     return fig
 
@@ -388,8 +475,8 @@ def measured_vs_predicted(frame: pd.DataFrame) -> Figure:
         _scale_axes(ax, both)
         ratio = (rows["y"] / rows["x"]).median()
         ax.set_title(f"{phase}: measured / predicted, median {ratio:.3f}")
-        ax.set_xlabel(f"predicted {phase} peak, fake tensors ({unit})")
-        ax.set_ylabel(f"measured {phase} peak, {_peak_kind(rows, phase)} ({unit})")
+        ax.set_xlabel(f"predicted, fake tensors ({unit})")
+        ax.set_ylabel(f"measured, {_peak_kind(rows, phase)} ({unit})")
     return _finish(fig, data, "Measured vs predicted peak (dotted: equal)", None)
 
 
@@ -409,8 +496,15 @@ def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
     for x, y, depth in zip(rows["x"], rows["y"], rows["n_layers"], strict=True):
         ax.annotate(f"{int(depth)}", (x, y), textcoords="offset points", xytext=(4, 3),
                     fontsize="x-small")
+    ax.axhline(CHANCE * PERCENT, color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel(f"train peak, {_peak_kind(rows, 'train')} ({unit})")
     ax.set_ylabel("test accuracy (%)")
+    at_chance = rows[rows["test_accuracy"] < 2 * CHANCE]
+    if not at_chance.empty:
+        epochs = ", ".join(str(int(e)) for e in sorted(at_chance["epochs"].dropna().unique()))
+        ax.set_title(_wrapped(f"dotted: chance ({CHANCE:.0%}). {len(at_chance)} cell(s) near "
+                              f"chance: trained too little to learn ({epochs or '?'} epoch(s)), "
+                              "not a verdict on the algorithm", fig), fontsize="small")
     configs = [Line2D([], [], color="gray", marker=m, linestyle="", label=c)
                for c, m in markers.items()] if len(markers) > 1 else []
     return _finish(fig, data, "Accuracy vs memory (labels: hidden layers)", None, configs)
@@ -433,7 +527,9 @@ def compare_inputs(frame: pd.DataFrame) -> Figure:
         _lines_panel(axes[0, col], panel, "mem", style,
                      f"train peak, {_peak_kind(panel, 'train')} ({unit})", top_mem)
         _lines_panel(axes[1, col], panel, "step_ms", style, "train step, median (ms)", top_ms)
-        axes[0, col].set_title(f"{source}\n{caption(panel)}", fontsize="small")
+        width = int(PANEL_INCHES[0] * CAPTION_CHARS_PER_INCH)
+        axes[0, col].set_title(_fill(f"{source}: {caption(panel)}", width),
+                               fontsize="small")
     return _finish(fig, data, "Inputs side by side", style)
 
 
@@ -452,6 +548,7 @@ class Drawn:
 def figures(depths: Sequence[int] | None = None) -> dict[str, Callable[[pd.DataFrame], Figure]]:
     return {
         "memory_vs_layers": memory_vs_layers,
+        "memory_ratio_vs_layers": memory_ratio_vs_layers,
         "time_vs_layers": time_vs_layers,
         "memory_categories": functools.partial(memory_categories, depths=depths),
         "measured_vs_predicted": measured_vs_predicted,

@@ -1,56 +1,34 @@
 """Named settings: published setups, and this project's reference runs, by name.
 
-A preset sets CellSpec fields (and algorithm options), some of them for one algorithm only;
-settings given explicitly on the command line win over it. Pure Python, no torch.
+A preset sets CellSpec fields (and algorithm options); an algorithm's own settings for a
+preset are on its class (`preset_settings`), so reading them loads it (and torch). Settings
+given explicitly on the command line win over both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ffbench.spec import BadInput
+from ffbench.algorithms import registry
+from ffbench.errors import BadInput
 
 
 @dataclass(frozen=True)
 class Preset:
     summary: str
     fields: dict[str, Any]  # CellSpec fields, for every algorithm
-    # fields for one algorithm, laid over `fields` (options merge name by name)
-    per_algorithm: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def fields_for(self, algorithm: str) -> dict[str, Any]:
-        extra = self.per_algorithm.get(algorithm, {})
+    def fields_for(self, name: str, algorithm: str) -> dict[str, Any]:
+        """The preset's fields with the algorithm's own settings for it (its class's
+        `preset_settings`) laid over them, options merging name by name."""
+        extra = registry.load(algorithm).preset_settings.get(name, {})
         options = {**self.fields.get("options", {}), **extra.get("options", {})}
         merged = {**self.fields, **extra}
         if options:
             merged["options"] = options
         return merged
 
-
-# Each algorithm's settings that reached the issue's targets on mnist-5k (4,000 training,
-# 1,000 test digits) within 3 minutes of one CPU core; how they were found: README, "Accuracy".
-_FF_5K = {
-    "n_layers": 2, "hidden": 500, "batch_size": 250, "epochs": 60,
-    # Hinton's top-k relative: only the most active units count; every layer reads out
-    # (the first layer alone is the most accurate on 4,000 images)
-    "goodness": "topk_meansq", "options": {"readout_from_layer": 0},
-}
-MNIST_5K_ACCURACY = Preset(
-    "accuracy on the offline 5,000-digit MNIST subset (mnist-5k): each algorithm's settings "
-    "that reach bp 94%, ff 90%, rff 85% within 3 CPU-minutes",
-    fields={"dataset": "mnist-5k", "seed": 0, "threads": 1},
-    per_algorithm={
-        "bp": {"n_layers": 2, "hidden": 1000, "batch_size": 100, "epochs": 20, "lr": 1e-3},
-        "ff": _FF_5K,
-        "ff-progressive": _FF_5K,
-        "ff-layerwise": _FF_5K,
-        "rff": {
-            "n_layers": 2, "hidden": 256, "batch_size": 100, "epochs": 10,
-            "goodness": "topk_meansq",
-        },
-    },
-)
 
 PRESETS: dict[str, Preset] = {
     "published": Preset(
@@ -62,7 +40,6 @@ PRESETS: dict[str, Preset] = {
             "hidden": 2000, "batch_size": 2500, "lr": 0.03, "goodness": "meansq",
             "threshold": 2.0,
         },
-        per_algorithm={"bp": {"batch_size": 5000}},
     ),
     "hinton-4x2000": Preset(
         "Hinton (2022), supervised FF on MNIST: 4 hidden layers of 2000 ReLUs, sum of squares "
@@ -73,7 +50,11 @@ PRESETS: dict[str, Preset] = {
             "epochs": 60, "dataset": "mnist",
         },
     ),
-    "mnist-5k-accuracy": MNIST_5K_ACCURACY,
+    "mnist-5k-accuracy": Preset(
+        "accuracy on the offline 5,000-digit MNIST subset (mnist-5k): each algorithm's "
+        "settings (its `preset_settings`) that reach its `accuracy_target` within 3 CPU-minutes",
+        fields={"dataset": "mnist-5k", "seed": 0, "threads": 1},
+    ),
 }
 
 
@@ -81,7 +62,7 @@ def preset_fields(name: str, algorithm: str) -> dict[str, Any]:
     """The CellSpec fields preset `name` sets for `algorithm`."""
     if name not in PRESETS:
         raise BadInput(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
-    return PRESETS[name].fields_for(algorithm)
+    return PRESETS[name].fields_for(name, algorithm)
 
 
 def apply_preset(

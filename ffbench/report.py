@@ -1,7 +1,8 @@
 """The one-page report: figures, least-squares slopes per layer, the largest memory
 category, failed cells, and findings stated as numbers computed from the results.
 
-Pure pandas/numpy over a loaded results frame (`ffbench.results.load`); no torch.
+Pure pandas/numpy over a loaded results frame (`ffbench.results.load`); the algorithms'
+display names come from their classes (registry.display_name).
 Stored values are bytes and seconds; MiB and ms appear only in the rendered text.
 """
 
@@ -17,10 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ffbench.algorithms.registry import by_algorithm_order
+from ffbench import ratios
+from ffbench.algorithms.registry import by_algorithm_order, display_name
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import STATUSES, measured_peak_bytes
-from ffbench.summary import MIB, MS_PER_S, PHASES
+from ffbench.sweep_folder import MISSING
+from ffbench.sweep_plan import PREDICTED_DEVICE
+from ffbench.units import MIB, MS_PER_S, PHASES
 
 GROUP = ["source", "algorithm", "batch_size", "hidden"]
 FIT_COLUMNS = [
@@ -32,6 +36,9 @@ CATEGORY_COLUMNS = [
     "source", "algorithm", "n_layers", "batch_size", "hidden", "category", "category_bytes",
     "peak_bytes",
 ]
+PREDICTED_NOTE = ("PREDICTED: every cell ran on the meta device (fake tensors, no compute, no "
+                  "GPU); the peaks are the tracker's prediction of what a GPU would allocate, "
+                  "and nothing was timed.")
 SIGNIFICANT_DIGITS = 4
 MAX_DECIMALS = 6
 ERROR_CHARS = 120  # error text shown per failed cell
@@ -106,8 +113,21 @@ def largest_categories(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    failed = frame[frame["status"] != "ok"]
+    """Cells that ran and failed (not the missing ones, which never ran)."""
+    failed = frame[~frame["status"].isin(["ok", MISSING])]
     return failed.sort_values(["algorithm", "batch_size", "hidden", "n_layers"])
+
+
+def missing_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells of the sweep's stored grid with no row yet (a sweep stopped before them)."""
+    missing = frame[frame["status"] == MISSING]
+    return missing.sort_values(["algorithm", "batch_size", "hidden", "n_layers"])
+
+
+def predicted_only(frame: pd.DataFrame) -> bool:
+    """Whether every successful cell ran on meta: the peaks are predictions, not measured."""
+    devices = frame.loc[frame["status"] == "ok", "device"].dropna()
+    return not devices.empty and bool((devices == PREDICTED_DEVICE).all())
 
 
 # ---- text ------------------------------------------------------------------------------
@@ -117,6 +137,8 @@ def number(value: float, signed: bool = False) -> str:
     """SIGNIFICANT_DIGITS significant digits, never scientific notation: 16.02, 0.06104."""
     if not math.isfinite(value):
         return "n/a"
+    if round(value, MAX_DECIMALS) == 0:  # a fit's flat slope: 0, not 0.000000 or -0.000000
+        return "0"
     magnitude = math.floor(math.log10(abs(value))) if value else 0
     decimals = min(MAX_DECIMALS, max(0, SIGNIFICANT_DIGITS - 1 - magnitude))
     return f"{value:{'+' if signed else ''},.{decimals}f}"
@@ -188,19 +210,72 @@ def category_findings(largest: pd.DataFrame) -> list[str]:
 
 
 def failure_findings(frame: pd.DataFrame, failed: pd.DataFrame) -> list[str]:
-    """How many of the cells (`frame`) failed (`failed_cells(frame)`), by status."""
+    """How many of the sweep's cells (`frame`, missing ones included) ran, and how many of
+    those failed (`failed_cells(frame)`), by status."""
+    missing = int((frame["status"] == MISSING).sum())
+    ran, total = len(frame) - missing, len(frame)
+    lines = [] if not missing else [
+        f"{ran} of {total} cells run; {missing} not run yet (the sweep stopped before them; "
+        "run the same command again to finish it): see the list below."]
     if failed.empty:
-        return [f"All {len(frame)} cells succeeded."]
+        return lines + [f"All {ran} cells run succeeded."]
     per_status = failed["status"].value_counts()
     counts = ", ".join(f"{s}: {per_status[s]}" for s in STATUSES if s in per_status)
-    return [f"{len(failed)} of {len(frame)} cells failed ({counts}); see the list below."]
+    return lines + [f"{len(failed)} of {ran} cells run failed ({counts}); see the list below."]
+
+
+def _mib_text(value: float) -> str:
+    return f"{number(value / MIB)} MiB"
+
+
+SHARED_SETTINGS = ("device", "dtype", "dataset", "steps", "warmup_steps", "epochs", "seed",
+                   "goodness", "threads", "eval_chunk")  # one sweep's cells share these
+
+
+def mixed_settings_findings(frame: pd.DataFrame) -> list[str]:
+    """A warning per input whose cells do not share one sweep's settings (a folder from
+    before folders kept their definition, or several files given together)."""
+    lines = []
+    data = frame[frame["status"] != MISSING]
+    data = data if "source" in data else data.assign(source="results")
+    for source, cells in data.groupby("source", sort=False):
+        columns = [c for c in SHARED_SETTINGS if c in cells]
+        mixed = [c for c in columns if cells[c].dropna().nunique() > 1]
+        if mixed:
+            shown = "; ".join(f"{c}: {', '.join(map(str, cells[c].dropna().unique()))}"
+                              for c in mixed)
+            lines.append(f"Warning: {source} mixes cells of different sweep settings ({shown}); "
+                         "the numbers below combine them.")
+    return lines
+
+
+def crossover_findings(frame: pd.DataFrame) -> list[str]:
+    """Each FF algorithm against each baseline present (backprop, lean backprop), per phase:
+    the depth from which it needs less memory, and the saving at the deepest depth."""
+    several = "source" in frame and frame["source"].nunique() > 1
+    lines = []
+    for c in ratios.crossovers(frame):
+        where = _group_label(c.source, c.batch_size, c.hidden, several)
+        who = f"{display_name(c.algorithm)} vs {display_name(c.baseline)}"
+        what = f"{ratios.PHASE_TITLES[c.phase]} peak"
+        if c.depth is None:
+            since = "needs more memory at the deepest depth, no crossover in the depths run"
+        else:
+            since = f"needs less memory from {c.depth} layers on (crossover depth {c.depth})"
+        if c.saving_bytes >= 0:
+            saving = f"saves {_mib_text(c.saving_bytes)} ({c.saving_fraction:.0%})"
+        else:
+            saving = f"needs {_mib_text(-c.saving_bytes)} more ({-c.saving_fraction:.0%})"
+        lines.append(f"{who}, {what} ({where}): {since}; at {c.deepest} layers it {saving}.")
+    return lines
 
 
 def findings(frame: pd.DataFrame, slopes: pd.DataFrame, largest: pd.DataFrame,
              failed: pd.DataFrame) -> list[str]:
     """The report's findings, from `slope_table`, `largest_categories` and `failed_cells`
     of `frame`."""
-    return (slope_findings(slopes) + depth_ratio_findings(frame)
+    return (mixed_settings_findings(frame) + slope_findings(slopes)
+            + depth_ratio_findings(frame) + crossover_findings(frame)
             + category_findings(largest) + failure_findings(frame, failed))
 
 
@@ -291,9 +366,13 @@ def build(frame: pd.DataFrame, drawn: Sequence[Any], base: Path) -> list[Block]:
     slopes = slope_table(frame)
     largest = largest_categories(frame)
     failed = failed_cells(frame)
+    missing = missing_cells(frame)
     sources = ", ".join(dict.fromkeys(frame["source"])) if "source" in frame else "results"
+    predicted = [Paragraph(PREDICTED_NOTE)] if predicted_only(frame) else []
+    not_run: list[Block] = [Heading("Cells not run yet"), failed_rows(frame, missing)]
     return [
-        Heading(f"ffbench report: {sources}", 1),
+        Heading(f"ffbench report: {sources}" + (" (PREDICTED)" if predicted else ""), 1),
+        *predicted,
         Paragraph(caption(frame)),
         Heading("Findings"),
         Bullets(findings(frame, slopes, largest, failed)),
@@ -301,6 +380,7 @@ def build(frame: pd.DataFrame, drawn: Sequence[Any], base: Path) -> list[Block]:
         slope_rows(slopes),
         Heading("Failed cells"),
         failed_rows(frame, failed) if not failed.empty else Paragraph("None."),
+        *(not_run if not missing.empty else []),
         Heading("Figures"),
         *figure_blocks(drawn, base),
     ]

@@ -5,8 +5,11 @@ No torch here: plotting and checking import this module and must start fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,11 +22,16 @@ from ffbench.measure.categories import CATEGORIES
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ffbench.spec import CellSpec
+
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 CELLS_DIR = "cells"
 PARQUET_NAME = "results.parquet"
-STATUSES = ("ok", "oom", "timeout", "error", "crashed", "skipped")
-FAILED_STATUSES = ("oom", "timeout", "error", "crashed")  # ran, but left no measurement
+STATUSES = ("ok", "oom", "timeout", "error", "crashed", "diverged", "skipped")
+# ran, but left no (meaningful) measurement; diverged: the loss became NaN or infinite
+FAILED_STATUSES = ("oom", "timeout", "error", "crashed", "diverged")
 # text that means the device or the host ran out of memory (CPU allocators raise RuntimeError)
 OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "can't allocate memory")
 
@@ -33,11 +41,17 @@ IDENTITY = {
     "schema_version": _INT, "sweep_id": _STR, "cell_id": _STR,
     "algorithm": _STR, "n_layers": _INT, "hidden": _INT, "batch_size": _INT,
     "eval_batch_size": _INT, "rows_per_step": _INT, "dataset": _STR, "device": _STR,
-    "dtype": _STR, "goodness": _STR, "threshold": _FLOAT, "lr": _FLOAT, "seed": _INT,
+    "dtype": _STR, "goodness": _STR, "threshold": _FLOAT, "lr": _FLOAT, "optimizer": _STR,
+    "seed": _INT,
     "warmup_steps": _INT, "steps": _INT, "epochs": _INT, "threads": _INT,
     "eval_chunk": _INT, "compile": pa.bool_(), "options": _STR,
+    "target_gpu": _STR,  # meta cells: the GPU the allocator's view is predicted for
 }
-OUTCOME = {"status": _STR, "error": _STR, "returncode": _INT, "cell_wall_s": _FLOAT}
+OUTCOME = {
+    "status": _STR, "error": _STR, "returncode": _INT, "cell_wall_s": _FLOAT,
+    "start_method": _STR,  # how the cell's process started: spawn, fork-server or worker
+    "diverged_at_step": _INT,  # 1-based timed train step whose loss was first NaN/inf
+}
 MEMORY = dict.fromkeys(
     (
         "static_bytes",
@@ -46,6 +60,8 @@ MEMORY = dict.fromkeys(
         "nvml_peak_used_bytes", "nvml_process_peak_used_bytes", "cpu_peak_rss_bytes",
         "train_peak_tracked_bytes", "eval_peak_tracked_bytes",
         "predicted_train_peak_bytes", "predicted_eval_peak_bytes",
+        "predicted_train_peak_allocated_bytes", "predicted_train_peak_reserved_bytes",
+        "predicted_eval_peak_allocated_bytes", "predicted_eval_peak_reserved_bytes",
         "host_peak_tracked_bytes",
         *(f"mem_{name}_bytes" for name in CATEGORIES),
         *(f"eval_mem_{name}_bytes" for name in CATEGORIES),
@@ -76,10 +92,104 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+_INT_COLUMNS = frozenset(f.name for f in SCHEMA if f.type == _INT)
 
 
 class ResultsError(ValueError):
     """Results that cannot be read; the message names the file."""
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_EXACT_INT = 2**53  # the largest integer a float64 column takes exactly
+SIGNED_COLUMNS = {"returncode"}  # negative: killed by that signal
+CELL_ID_PATTERN = re.compile(r"[0-9a-f]{12}")
+
+
+def row_problem(row: Any) -> str | None:
+    """Why this row (as read from disk) cannot be stored or used, or None if it can: every
+    column of the schema type and range, a known status, a cell id that is its settings'."""
+    if not isinstance(row, dict):
+        return f"not a result row (a JSON {type(row).__name__}, not an object)"
+    row = _whole_floats_as_ints(row)
+    if row.get("schema_version") != SCHEMA_VERSION:
+        return f"schema version {row.get('schema_version')!r}, this ffbench reads {SCHEMA_VERSION}"
+    for name in COLUMNS:
+        problem = _value_problem(name, SCHEMA.field(name).type, row.get(name))
+        if problem:
+            return problem
+    if row.get("status") not in STATUSES:
+        return f"status {row.get('status')!r} is not one of {', '.join(STATUSES)}"
+    return _cell_id_problem(row)
+
+
+def _whole_floats_as_ints(row: dict[str, Any]) -> dict[str, Any]:
+    """128.0 in an integer column is 128 (pandas writes an int column with gaps as floats)."""
+    return {
+        name: int(value) if (
+            name in _INT_COLUMNS
+            and isinstance(value, float) and value.is_integer()
+        ) else value
+        for name, value in row.items()
+    }
+
+
+def _value_problem(name: str, kind: pa.DataType, value: Any) -> str | None:
+    if value is None:
+        return None
+    if kind == pa.bool_():
+        ok = isinstance(value, bool)
+    elif kind == _STR:
+        ok = isinstance(value, str)
+    elif kind == _INT:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not (INT64_MIN if name in SIGNED_COLUMNS else 0) <= value <= INT64_MAX:
+            return f"column {name} = {value} is out of range"
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(value, int) and abs(value) > FLOAT_EXACT_INT:
+            return f"column {name} = {value} is out of range"  # parquet refuses to round it
+    return None if ok else f"column {name} = {value!r:.60} is not a {kind}"
+
+
+def spec_of_row(row: dict[str, Any]) -> CellSpec:
+    """The cell a row was measured for. A setting missing from the row (a column added since
+    it was written, such as optimizer, or target_gpu, which only meta rows carry) takes
+    CellSpec's default, as it did when the row was written. BadInput, TypeError or
+    ValueError if its settings are not a cell."""
+    from ffbench.spec import IDENTITY_FIELDS, CellSpec
+
+    row = _whole_floats_as_ints(row)
+    fields = {name: row[name] for name in IDENTITY_FIELDS if row.get(name) is not None}
+    fields["options"] = json.loads(fields.get("options") or "{}")
+    return CellSpec(**fields)
+
+
+def _cell_id_problem(row: dict[str, Any]) -> str | None:
+    """A row that names a cell must be that cell's: its id is the hash of its settings."""
+    from ffbench.errors import BadInput
+
+    cell_id = row.get("cell_id")
+    if cell_id is None:
+        return None
+    if not CELL_ID_PATTERN.fullmatch(cell_id):
+        return f"cell_id {cell_id!r:.40} is not 12 hex digits"
+    try:
+        spec = spec_of_row(row)
+        # a row records the threads torch used; the cell may have left them to torch
+        ids = {spec.cell_id, dataclasses.replace(spec, threads=None).cell_id}
+    except (BadInput, TypeError, ValueError) as exc:
+        return f"settings that are not a cell ({exc})"
+    if cell_id not in ids:
+        return f"cell_id {cell_id} does not match its settings (they give {spec.cell_id})"
+    return None
+
+
+def checked_row(row: Any, source: Path | str) -> dict[str, Any]:
+    """The row, every column present, or ResultsError naming the source and the reason."""
+    problem = row_problem(row)
+    if problem:
+        raise ResultsError(f"{source}: {problem}")
+    return make_row(**{k: v for k, v in _whole_floats_as_ints(row).items() if k in COLUMNS})
 
 
 def make_row(**values: Any) -> dict[str, Any]:
@@ -125,16 +235,12 @@ def write_row_json(row: dict[str, Any], path: Path) -> None:
 
 
 def read_row_json(path: Path) -> dict[str, Any]:
+    """A row from a JSON file, validated (ResultsError naming the file and the reason)."""
     try:
-        row = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        row = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
         raise ResultsError(f"{path}: not a readable result row ({exc})") from None
-    if not isinstance(row, dict):
-        raise ResultsError(f"{path}: not a result row (a JSON {type(row).__name__}, not an object)")
-    if row.get("schema_version") != SCHEMA_VERSION:
-        raise ResultsError(f"{path}: schema version {row.get('schema_version')!r}, "
-                           f"this ffbench reads {SCHEMA_VERSION}")
-    return make_row(**{k: v for k, v in row.items() if k in COLUMNS})
+    return checked_row(row, path)
 
 
 def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
@@ -164,9 +270,29 @@ def read_parquet(path: Path) -> pd.DataFrame:
     versions = set(table.column("schema_version").to_pylist())
     if versions != {SCHEMA_VERSION}:
         raise ResultsError(
-            f"{path}: schema version {sorted(versions)}, this ffbench reads {SCHEMA_VERSION}"
+            f"{path}: schema version {sorted(versions, key=str)}, this ffbench reads "
+            f"{SCHEMA_VERSION}"
         )
-    return table.to_pandas()
+    return valid_rows(table.to_pylist(), path).to_pandas()
+
+
+def valid_rows(rows: Iterable[Any], source: Path) -> pa.Table:
+    """The rows that pass `row_problem` (a ResultsError stands for a row that could not be
+    read) as a table; each one left out is named in one warning line. None left:
+    ResultsError with the first reason."""
+    good, problems = [], []
+    for row in rows:
+        try:
+            if isinstance(row, ResultsError):
+                raise row
+            good.append(checked_row(row, source))
+        except ResultsError as exc:
+            problems.append(exc)
+    if not good:
+        raise problems[0] if problems else ResultsError(f"{source}: no result rows in it")
+    for problem in problems:
+        log.warning("left out: %s", problem)
+    return rows_to_table(good)
 
 
 def load(paths: Iterable[Path | str]) -> pd.DataFrame:
@@ -198,7 +324,13 @@ def _load_one(path: Path) -> pd.DataFrame:
         cells = sorted((path / CELLS_DIR).glob("*.json"))
         if not cells:
             raise ResultsError(f"{path}: no {PARQUET_NAME} and no {CELLS_DIR}/*.json in it")
-        return rows_to_table(read_row_json(p) for p in cells).to_pandas()
+        rows: list[Any] = []
+        for cell in cells:
+            try:
+                rows.append(read_row_json(cell))
+            except ResultsError as exc:
+                rows.append(exc)  # reported by valid_rows, once, beside the others
+        return valid_rows(rows, path / CELLS_DIR).to_pandas()
     if path.suffix == ".json":
         return pd.DataFrame([read_row_json(path)], columns=list(COLUMNS))
     return read_parquet(path)

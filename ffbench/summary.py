@@ -9,18 +9,7 @@ from rich.table import Table
 
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import FAILED_STATUSES
-
-MIB = 2**20
-MS_PER_S = 1e3
-PHASES = ("train", "eval")  # the two measured phases of a cell
-
-
-def mib(value: int | float | None) -> str:
-    return "-" if value is None else f"{value / MIB:,.2f} MiB"
-
-
-def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * MS_PER_S:,.2f} ms"
+from ffbench.units import mib, ms
 
 
 def cell_table(row: dict[str, Any]) -> Table:
@@ -43,6 +32,12 @@ def cell_table(row: dict[str, Any]) -> Table:
         train_key = key.format("train") if "{}" in key else f"train_{key}"
         eval_key = key.format("eval") if "{}" in key else f"eval_{key}"
         table.add_row(label, mib(row.get(train_key)), mib(row.get(eval_key)))
+    if row.get("predicted_train_peak_allocated_bytes") is not None:
+        gpu = row.get("target_gpu") or row.get("gpu_name") or "GPU"
+        for label, key in (("allocated", "allocated"), ("reserved", "reserved")):
+            table.add_row(f"predicted CUDA {label} ({gpu})",
+                          mib(row.get(f"predicted_train_peak_{key}_bytes")),
+                          mib(row.get(f"predicted_eval_peak_{key}_bytes")))
     for name in CATEGORIES:
         train_bytes, eval_bytes = row.get(f"mem_{name}_bytes"), row.get(f"eval_mem_{name}_bytes")
         if train_bytes or eval_bytes:

@@ -9,6 +9,7 @@ classifying how a child ended) are separate functions. No torch in this process.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -21,8 +22,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ffbench import sweep_folder
+from ffbench.errors import BadInput
 from ffbench.executors import CellJob, CellOutcome, LocalPool, SubmititPool, gpu_ids
 from ffbench.measure.env import host_columns, utc_now
+from ffbench.paths import check_creatable
 from ffbench.results import (
     CELLS_DIR,
     FAILED_STATUSES,
@@ -34,13 +38,15 @@ from ffbench.results import (
     write_parquet,
     write_row_json,
 )
-from ffbench.spec import BadInput, CellSpec, identity_columns
+from ffbench.spec import CellSpec, identity_columns
 from ffbench.sweep_spec import SweepSpec
 
 log = logging.getLogger(__name__)
 
 RESULTS_ROOT = Path("results")
 WORK_DIR = ".work"  # spec files and child stderr of the running invocation; removed after it
+REJECTED_DIR = "rejected"  # row files that failed validation, each with its reason
+LOCK_NAME = ".lock"  # held (fcntl) by the one sweep writing into the folder; holds its PID
 STDERR_TAIL_CHARS = 2000
 # a Slurm task's time limit beyond the cell's own timeout (enforced inside the task): a backstop
 SLURM_MARGIN_MIN = 5
@@ -51,21 +57,18 @@ def results_dir(base: Path, *, fresh: bool) -> Path:
     of NAME, NAME.2, NAME.3, ... that does not exist yet. Nothing is created here."""
     if base.exists() and not base.is_dir():
         raise BadInput(f"--out {base} is a file; give a directory for the sweep's results")
-    _check_creatable(base)
+    check_creatable(base, "--out")
+    for name in (PARQUET_NAME, CELLS_DIR, REJECTED_DIR, LOCK_NAME):
+        part = base / name
+        if part.exists() and part.is_dir() != (name in (CELLS_DIR, REJECTED_DIR)):
+            kind = "directory" if part.is_dir() else "file"
+            raise BadInput(f"--out {base}: {part} is a {kind}; this is not a sweep's folder")
     if not fresh or not base.exists():
         return base
     n = 2
     while base.with_name(f"{base.name}.{n}").exists():
         n += 1
     return base.with_name(f"{base.name}.{n}")
-
-
-def _check_creatable(path: Path) -> None:
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise BadInput(f"--out {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BadInput(f"--out {path}: {existing} is not writable")
 
 
 def clean_partial_files(out_dir: Path) -> None:
@@ -75,15 +78,38 @@ def clean_partial_files(out_dir: Path) -> None:
     shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
 
 
-def load_cells(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Rows already in OUT/cells, by cell_id; an unreadable file is left to be run again."""
+def load_cells(out_dir: Path, *, set_aside: bool = False) -> dict[str, dict[str, Any]]:
+    """Rows already in OUT/cells, by cell_id. A file that is not a valid row of its cell
+    counts as not run; with `set_aside` (the sweep holding the lock) it is moved to
+    OUT/rejected/ beside a .reason.txt, with one warning line."""
     rows: dict[str, dict[str, Any]] = {}
     for path in sorted((out_dir / CELLS_DIR).glob("*.json")):
         try:
-            rows[path.stem] = read_row_json(path)
+            row = read_row_json(path)
+            if row["cell_id"] != path.stem:
+                raise ResultsError(f"{path}: holds the row of cell {row['cell_id']!r:.40}")
+            rows[path.stem] = row
         except ResultsError as exc:
-            log.warning("%s; the cell will run again", exc)
+            if set_aside:
+                reject(path, str(exc))
+                log.warning("%s; set aside in %s/, the cell will run again", exc, REJECTED_DIR)
+            else:
+                log.warning("%s; the cell counts as not run", exc)
     return rows
+
+
+def reject(path: Path, reason: str) -> Path:
+    """Move a row file that cannot be used to OUT/rejected/, with the reason beside it."""
+    folder = path.parent.parent / REJECTED_DIR
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    n = 2
+    while target.exists():
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    os.replace(path, target)
+    target.with_name(f"{target.name}.reason.txt").write_text(reason + "\n")
+    return target
 
 
 def is_finished(row: dict[str, Any] | None, *, retry_failed: bool) -> bool:
@@ -134,6 +160,7 @@ def failure_row(
         error=error,
         returncode=outcome.returncode if outcome else None,
         cell_wall_s=outcome.wall_s if outcome else None,
+        start_method=outcome.start_method if outcome else None,
         started_at=outcome.started_at if outcome else utc_now(),
         torch_version=_installed_version("torch"),
     )
@@ -149,9 +176,16 @@ def _installed_version(package: str) -> str | None:
 def outcome_row(job: CellJob, outcome: CellOutcome, timeout_s: float) -> dict[str, Any]:
     """The child's own row if it wrote one (even if it hung afterwards), else a failure row."""
     try:
-        return read_row_json(job.row_path)
-    except ResultsError:
-        row = failure_row(job.spec, job.sweep_id, *classify(outcome, timeout_s), outcome)
+        row = read_row_json(job.row_path)
+        if row["cell_id"] != job.spec.cell_id:
+            raise ResultsError(f"{job.row_path}: holds the row of cell {row['cell_id']!r:.40}")
+        return row
+    except ResultsError as exc:
+        status, error = classify(outcome, timeout_s)
+        if job.row_path.exists():  # a row that cannot be stored: kept aside, the cell failed
+            reject(job.row_path, str(exc))
+            status, error = "error", f"the cell's row was rejected: {exc}"
+        row = failure_row(job.spec, job.sweep_id, status, error, outcome)
         write_row_json(row, job.row_path)
         return row
 
@@ -179,16 +213,63 @@ class Finished:
 Event = Planned | Started | Finished
 
 
-class SweepDir:
-    """The results directory of a sweep: its rows in memory, mirrored to disk atomically."""
+class SweepLocked(BadInput):
+    """Another sweep is writing into this results folder."""
+
+
+class FolderLock:
+    """One sweep per results folder: an fcntl lock on OUT/.lock, held while this object is
+    open. The kernel drops it when the process dies (even of SIGKILL), so a killed sweep's
+    folder is never locked for its resume."""
 
     def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / LOCK_NAME
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SweepLocked(f"{out_dir} is in use by another sweep (PID {holder}); wait for "
+                              "it to finish or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock; the file stays (unlinking would race)
+            self.fd = None
+
+
+class SweepDir:
+    """The results directory of a sweep: its rows in memory, mirrored to disk atomically.
+    Holds the folder's lock from creation to `close`."""
+
+    def __init__(self, out_dir: Path, owner: SweepSpec | None = None) -> None:
         self.path = out_dir
         self.cells = out_dir / CELLS_DIR
-        self.cells.mkdir(parents=True, exist_ok=True)
-        clean_partial_files(out_dir)
-        self.rows = load_cells(out_dir)
-        self.consolidate()  # repairs a parquet left behind by a kill between two writes
+        had_lock_file = (out_dir / LOCK_NAME).exists()
+        self.lock = FolderLock(out_dir)  # before anything in the folder is touched
+        try:
+            if owner is not None:  # a folder holding another sweep is refused untouched
+                try:
+                    sweep_folder.check_owner(owner, out_dir)
+                except BadInput:
+                    if not had_lock_file:  # leave the folder as it was found
+                        self.lock.path.unlink(missing_ok=True)
+                    raise
+            self.cells.mkdir(exist_ok=True)
+            clean_partial_files(out_dir)
+            self.rows = load_cells(out_dir, set_aside=True)
+            self.consolidate()  # repairs a parquet left behind by a kill between two writes
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        self.lock.release()
 
     def row_path(self, spec: CellSpec) -> Path:
         return self.cells / f"{spec.cell_id}.json"
@@ -204,7 +285,7 @@ class SweepDir:
 
     def sync(self) -> None:
         """Take in rows that children wrote but this process never heard of (Ctrl-C)."""
-        self.rows = load_cells(self.path)
+        self.rows = load_cells(self.path, set_aside=True)
         self.consolidate()
 
     def consolidate(self) -> None:
@@ -225,7 +306,16 @@ def run_sweep(
 
     Closing the iterator (or Ctrl-C inside it) kills the running cells; finished ones stay."""
     cells = sweep.cells()
-    store = SweepDir(out_dir)
+    store = SweepDir(out_dir, owner=sweep)
+    with closing(store):
+        yield from _run_cells(sweep, cells, store, retry_failed=retry_failed)
+
+
+def _run_cells(
+    sweep: SweepSpec, cells: list[CellSpec], store: SweepDir, *, retry_failed: bool
+) -> Generator[Event, None, None]:
+    out_dir = store.path
+    sweep_folder.record_owner(sweep, out_dir)  # under the folder's lock
     todo = [
         spec for spec in cells
         if not is_finished(store.rows.get(spec.cell_id), retry_failed=retry_failed)

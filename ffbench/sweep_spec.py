@@ -9,6 +9,7 @@ a flag overrides the key of the same name.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -21,7 +22,18 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import ffbench
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.spec import BadInput, CellSpec, one_of, parse_int_range, parse_names
+from ffbench.errors import BadInput
+from ffbench.spec import (
+    MAX_BATCH_SIZE,
+    MAX_HIDDEN,
+    MAX_LAYERS,
+    CellSpec,
+    check_data,
+    one_of,
+    parse_int_range,
+    parse_names,
+    whole_number,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,6 +44,9 @@ DEFAULT_SWEEP = "quick"
 EXECUTORS = ("local", "slurm")
 SUBMITIT_CLUSTERS = ("slurm", "local")  # local: submitit's stand-in on this machine (tests)
 DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_MAX_CELLS = 10_000  # a bigger grid is refused unless --max-cells raises the limit
+MAX_CELLS = 10**6  # the most --max-cells allows: one process per cell, 10**6 is weeks
+MAX_JOBS = 1024  # cells at once on one machine; each is a process holding its own slot
 
 GRID_KEYS = ("algorithms", "layers", "batch_sizes", "hidden")
 _PER_CELL = {"algorithm", "n_layers", "batch_size", "hidden"}  # set by the grid, not by a key
@@ -63,6 +78,12 @@ class SweepSpec:
     def device(self) -> str:
         """Every cell's device: it is a setting of the sweep, not a grid key."""
         return str(self.cell.get("device", CellSpec.device))
+
+    @property
+    def size(self) -> int:
+        """Cells in the grid, counted without building them (an upper bound: duplicates
+        of one resolved cell run once)."""
+        return len(self.algorithms) * len(self.layers) * len(self.batch_sizes) * len(self.hidden)
 
     def cells(self) -> list[CellSpec]:
         """Every cell, validated (BadInput on the first bad one); depth-major so that all
@@ -102,7 +123,9 @@ def read_sweep_file(source: str | None) -> tuple[str, dict[str, Any]]:
         raise BadInput(f"{source}: invalid TOML ({exc})") from None
 
 
-def load_sweep(source: str | None, overrides: dict[str, Any]) -> SweepSpec:
+def load_sweep(
+    source: str | None, overrides: dict[str, Any], max_cells: int = DEFAULT_MAX_CELLS
+) -> SweepSpec:
     """The sweep file's values with every given flag overriding its key (options merged)."""
     default_name, values = read_sweep_file(source)
     if not isinstance(values.get("options", {}), dict):
@@ -111,11 +134,14 @@ def load_sweep(source: str | None, overrides: dict[str, Any]) -> SweepSpec:
     merged = {**values, **overrides}
     if options:
         merged["options"] = options
-    return parse_sweep(merged, default_name)
+    return parse_sweep(merged, default_name, max_cells)
 
 
-def parse_sweep(values: dict[str, Any], default_name: str) -> SweepSpec:
-    """Check every key and value; BadInput names the first one wrong."""
+def parse_sweep(
+    values: dict[str, Any], default_name: str, max_cells: int = DEFAULT_MAX_CELLS
+) -> SweepSpec:
+    """Check every key and value; BadInput names the first one wrong. The grid's size is
+    computed before anything is expanded, and more than `max_cells` cells are refused."""
     known = (*GRID_KEYS, *CELL_KEYS, *RUNNER_KEYS)
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -129,18 +155,25 @@ def parse_sweep(values: dict[str, Any], default_name: str) -> SweepSpec:
         if not _accepts(hints[key], value):
             expected = getattr(hints[key], "__name__", str(hints[key]))
             raise BadInput(f"sweep key {key} = {value!r}: expected {expected}")
-    return SweepSpec(
+    def grid(key: str, default: Any) -> tuple[int, ...]:
+        return _int_grid(key, values.get(key, default), max_cells)
+
+    sweep = SweepSpec(
         name=_name(values.get("name", default_name)),
         algorithms=_algorithms(values["algorithms"]),
-        layers=_int_grid("layers", values["layers"]),
-        batch_sizes=_int_grid("batch_sizes", values.get("batch_sizes", CellSpec.batch_size)),
-        hidden=_int_grid("hidden", values.get("hidden", CellSpec.hidden)),
+        layers=grid("layers", None),
+        batch_sizes=grid("batch_sizes", CellSpec.batch_size),
+        hidden=grid("hidden", CellSpec.hidden),
         cell=cell,
         timeout_s=_positive_number("timeout_s", values.get("timeout_s", DEFAULT_TIMEOUT_S)),
-        jobs=_positive_int("jobs", values.get("jobs", 1)),
+        jobs=whole_number("jobs", values.get("jobs", 1), 1, MAX_JOBS),
         executor=_executor(values.get("executor", "local")),
         slurm=_slurm_table(values.get("slurm", {})),
     )
+    if sweep.size > max_cells:
+        raise BadInput(f"the sweep has {sweep.size} cells, more than the limit of {max_cells} "
+                       "(raise it with --max-cells)")
+    return sweep
 
 
 def _accepts(hint: Any, value: Any) -> bool:
@@ -171,7 +204,7 @@ def _flag(key: str) -> str:
     return _FLAGS.get(key, key).replace("_", "-")
 
 
-def _int_grid(key: str, value: Any) -> tuple[int, ...]:
+def _int_grid(key: str, value: Any, max_cells: int) -> tuple[int, ...]:
     """"2..47", "2..47:5", "2,4,8", 4 or [2, 4, 8] -> sorted unique positive ints."""
     if isinstance(value, list) and all(type(v) is int for v in value):
         value = ",".join(map(str, value))
@@ -179,7 +212,12 @@ def _int_grid(key: str, value: Any) -> tuple[int, ...]:
         value = str(value)
     if not isinstance(value, str):
         raise BadInput(f"--{_flag(key)}: expected a range like 2..47, 2..47:5 or 2,4,8")
-    return tuple(parse_int_range(value, flag=_flag(key)))
+    return tuple(parse_int_range(value, flag=_flag(key), max_values=max_cells,
+                                 limit_hint=" cells (raise it with --max-cells)",
+                                 high=_GRID_BOUNDS[key]))
+
+
+_GRID_BOUNDS = {"layers": MAX_LAYERS, "batch_sizes": MAX_BATCH_SIZE, "hidden": MAX_HIDDEN}
 
 
 def _algorithms(value: Any) -> tuple[str, ...]:
@@ -192,15 +230,10 @@ def _algorithms(value: Any) -> tuple[str, ...]:
 
 
 def _positive_number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            or not math.isfinite(value)):
         raise BadInput(f"--{_flag(key)} must be a positive number of seconds, got {value!r}")
     return float(value)
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if type(value) is not int or value < 1:
-        raise BadInput(f"--{_flag(key)} must be a whole number of at least 1, got {value!r}")
-    return value
 
 
 def _executor(value: Any) -> str:
@@ -222,7 +255,9 @@ def _slurm_table(table: Any) -> dict[str, Any]:
 
 
 def check_runnable(sweep: SweepSpec) -> None:
-    """What can be refused before anything runs, beyond the cells themselves."""
+    """What can be refused before anything runs, beyond the cells themselves: this
+    machine's Slurm, and the cells' data (every cell shares the dataset)."""
+    check_data(CellSpec(algorithm=sweep.algorithms[0], n_layers=sweep.layers[0], **sweep.cell))
     if sweep.executor == "slurm" and sweep.slurm.get("cluster", "slurm") == "slurm":
         if shutil.which("sbatch") is None:
             raise BadInput("--executor slurm: no sbatch on this machine (is Slurm installed?)")

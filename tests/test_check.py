@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,7 +12,13 @@ import pandas as pd
 import pytest
 
 from ffbench.check import by_cell, compare
-from ffbench.results import PARQUET_NAME, read_row_json, write_parquet, write_row_json
+from ffbench.results import (
+    PARQUET_NAME,
+    read_row_json,
+    spec_of_row,
+    write_parquet,
+    write_row_json,
+)
 from ffbench.spec import CellSpec
 
 CELLS = [("bp", 1), ("ff", 1), ("ff", 2)]
@@ -41,17 +48,25 @@ def baseline_from(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
+def other_seed(row: dict[str, object]) -> dict[str, object]:
+    """The same row as if measured for another seed: another cell, with its own id."""
+    spec = dataclasses.replace(spec_of_row(row), seed=1)
+    return {**row, "seed": 1, "cell_id": spec.cell_id}
+
+
 def check(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ffbench", "check", *map(str, args)],
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"})
 
 
+@pytest.mark.slow
 def test_results_pass_against_themselves(results: Path) -> None:
     done = check(results, "--baseline", results)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok: 3 cells compared, 0 regressions" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_baseline_5_percent_lower_is_a_regression(results: Path, tmp_path: Path) -> None:
     lower = [{**row, **{c: round(row[c] * 0.95) for c in PEAKS}} for row in rows(results)]  # type: ignore[operator]
     done = check(results, "--baseline", baseline_from(tmp_path, lower))
@@ -62,6 +77,7 @@ def test_a_baseline_5_percent_lower_is_a_regression(results: Path, tmp_path: Pat
                  ).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_higher_baseline_is_an_improvement(results: Path, tmp_path: Path) -> None:
     higher = [{**row, "static_bytes": row["static_bytes"] * 2} for row in rows(results)]  # type: ignore[operator]
     done = check(results, "--baseline", baseline_from(tmp_path, higher))
@@ -77,7 +93,7 @@ def test_a_missing_baseline_is_unusable_input(results: Path, tmp_path: Path) -> 
 
 
 def test_no_common_cells_is_unusable_input(results: Path, tmp_path: Path) -> None:
-    others = [{**row, "cell_id": f"other{i}"} for i, row in enumerate(rows(results))]
+    others = [other_seed(row) for row in rows(results)]
     done = check(results, "--baseline", baseline_from(tmp_path, others))
     assert done.returncode == 2
     assert "no cell of the results is in the baseline" in done.stderr
@@ -90,10 +106,11 @@ def test_unknown_metric_is_unusable_input(results: Path) -> None:
 
 def test_new_and_missing_cells_are_named(results: Path, tmp_path: Path) -> None:
     baseline_rows = rows(results)
-    extra = {**baseline_rows[0], "cell_id": "gone", "algorithm": "rff"}
+    extra = other_seed(baseline_rows[0])
     done = check(results, "--baseline", baseline_from(tmp_path, baseline_rows[1:] + [extra]))
     assert done.returncode == 0
-    assert "missing (in the baseline only): rff layers=1" in done.stdout
+    gone = f"{extra['algorithm']} layers={extra['n_layers']}"
+    assert f"missing (in the baseline only): {gone}" in done.stdout
     assert "new (not in the baseline): " in done.stdout
     assert "1 new, 1 missing" in done.stdout
 
@@ -108,6 +125,7 @@ def test_a_cell_that_fails_now_is_a_regression(results: Path, tmp_path: Path) ->
     assert "status oom" in done.stdout and "failed" in done.stdout
 
 
+@pytest.mark.slow
 def test_refresh_writes_a_baseline_that_then_passes(results: Path, tmp_path: Path) -> None:
     baseline = tmp_path / "baselines" / "ci-cpu.parquet"
     done = check(results, "--baseline", baseline, "--refresh-baseline")

@@ -12,6 +12,7 @@ from ffbench.results import COLUMNS
 from helpers import ffbench_cli, make_mnist_dir
 
 
+@pytest.mark.slow
 def test_run_writes_a_full_row_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     result = ffbench_cli("run", "ff", "--layers", "2", "--hidden", "32", "--batch-size", "64",
@@ -22,6 +23,7 @@ def test_run_writes_a_full_row_and_prints_a_summary(tmp_path: Path) -> None:
     assert list(row) == list(COLUMNS) and row["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_run_reads_mnist_from_data_dir(tmp_path: Path) -> None:
     root = make_mnist_dir(tmp_path / "data")
     out = tmp_path / "r.json"
@@ -58,6 +60,7 @@ def test_bad_input_is_one_line_exit_2_and_no_file(
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_run_on_missing_cuda_is_refused(tmp_path: Path) -> None:
     import torch
 
@@ -68,9 +71,12 @@ def test_run_on_missing_cuda_is_refused(tmp_path: Path) -> None:
 
 
 def test_algorithms_lists_one_line_each() -> None:
-    from ffbench.algorithms.registry import ALGORITHMS
+    from typer.testing import CliRunner
 
-    result = ffbench_cli("algorithms")
-    lines = result.stdout.strip().splitlines()
-    assert result.returncode == 0
+    from ffbench.algorithms.registry import ALGORITHMS
+    from ffbench.cli import app
+
+    result = CliRunner().invoke(app, ["algorithms"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(ALGORITHMS)

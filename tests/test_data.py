@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from ffbench import data
@@ -48,6 +49,7 @@ def test_synthetic_is_deterministic_and_mnist_shaped() -> None:
     assert not a.real
 
 
+@pytest.mark.slow
 def test_mnist_5k_is_real_digits_with_a_fixed_stratified_split() -> None:
     ds = data.load(CellSpec("bp", n_layers=1, hidden=8, batch_size=4, dataset="mnist-5k"))
     assert ds.real

@@ -139,20 +139,25 @@ def test_a_tracked_model_is_freed_when_dropped() -> None:
 def test_explain_accounts_for_every_byte_of_a_small_cell() -> None:
     spec = CellSpec("ff", n_layers=2, hidden=64, batch_size=32, threads=1)
     explanation = explain(spec)
+    train, evaluation = explanation.phases
+    assert train.account is not None and evaluation.account is None
+    assert train.tracked.nbytes == train.account.nbytes  # on cpu: step counters included
+    assert train.tracked.split == train.account.split
     for phase in explanation.phases:
-        assert phase.analytic is not None
-        assert phase.tracked.nbytes == phase.analytic.nbytes
-        assert phase.tracked.split == phase.analytic.split
         assert phase.predicted.nbytes == pytest.approx(phase.tracked.nbytes, rel=0.01)
-    train = explanation.phases[0]
-    assert train.analytic is not None and train.analytic.at.startswith(("grad", "adam"))
-    assert explanation.slope.analytic is not None
+    # from the event log: the peak is reached by Adam's denom, outside the model's modules;
+    # eval's by a Linear of layer 0 on the replicated rows
+    assert train.account.at == "layer 0's Adam step"
+    assert train.tracked.at.startswith("aten.div") and "outside any module" in train.tracked.at
+    assert evaluation.tracked.at == "aten.addmm.default, module 0.linear"
     # one more 64x64 layer: weights + bias, and Adam's two moments of them (the peak is in
     # the first layer's Adam step, at any depth)
     per_layer = (64 * 64 + 64) * 4
-    assert explanation.slope.analytic["parameters"] == per_layer
-    assert explanation.slope.analytic["optimizer_state"] == 2 * per_layer + 2 * 4  # + steps
-    assert explanation.slope.analytic["gradients"] == 0
+    for slope in (explanation.slope.account, explanation.slope.predicted):
+        assert slope["parameters"] == per_layer
+        assert slope["gradients"] == 0
+    assert explanation.slope.account["optimizer_state"] == 2 * per_layer + 2 * 4  # + steps
+    assert explanation.slope.predicted["optimizer_state"] == 2 * per_layer  # meta: no host
     assert explanation.slope.predicted_bytes == 3 * per_layer
     text = "\n".join(peak_lines(explanation) + slope_lines(explanation))
     assert "largest category" in text and "zero_grad(set_to_none=True)" in text
@@ -168,7 +173,7 @@ def test_the_progressive_cache_is_the_largest_category_at_the_published_size() -
                     options={"cache": True})
     explanation = explain(spec)
     train = explanation.phases[0]
-    assert train.analytic is not None and train.tracked.split == train.analytic.split
+    assert train.account is not None and train.tracked.split == train.account.split
     assert largest_category(train.tracked) == "cache"
     assert train.tracked.split["cache"] == 2 * 60_000 * 2000 * 4
     text = "\n".join(cache_lines(explanation))

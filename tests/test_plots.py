@@ -54,17 +54,25 @@ def panel(fig: Figure, title: str) -> Axes:
     return ax
 
 
+def data_lines(ax: Axes) -> list:
+    """The drawn curves (failed-cell lines are dotted)."""
+    return [line for line in ax.get_lines() if line.get_linestyle() != ":"]
+
+
 def load_rows(rows: list[dict], source: str = "rows") -> pd.DataFrame:
     return rows_to_table(rows).to_pandas().assign(source=source)
 
 
-def test_plot_writes_valid_images_without_importing_torch(with_failures: Path, tmp_path: Path):
+@pytest.mark.slow
+def test_plot_writes_valid_images_without_the_measuring_code(with_failures: Path, tmp_path: Path):
     out = tmp_path / "figs"
     script = (
         "import sys\n"
         "from ffbench.cli import app\n"
         f"app(['plot', {str(with_failures)!r}, '--out', {str(out)!r}], standalone_mode=False)\n"
-        "print('heavy:', sorted(m for m in ('torch', 'ffbench.cell', 'ffbench.measure.tracker')"
+        # torch comes in with the algorithm classes (their display names); the measuring
+        # code never does
+        "print('heavy:', sorted(m for m in ('ffbench.cell', 'ffbench.measure.meta_cache')"
         " if m in sys.modules))\n"
     )
     env = os.environ | {"PYTHONPATH": str(REPO)}
@@ -72,7 +80,8 @@ def test_plot_writes_valid_images_without_importing_torch(with_failures: Path, t
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "heavy: []" in done.stdout
-    drawn = {"memory_vs_layers", "time_vs_layers", "memory_categories", "measured_vs_predicted"}
+    drawn = {"memory_vs_layers", "memory_ratio_vs_layers", "time_vs_layers", "memory_categories",
+             "measured_vs_predicted"}
     assert {p.stem for p in out.iterdir()} == drawn
     for path in out.iterdir():
         with Image.open(path) as image:
@@ -89,15 +98,18 @@ def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_dept
     ax = panel(fig, "train · batch 256, hidden 32")
     assert ax.get_ylabel() == "train peak, tracked (MiB)"
     colors = plots.algorithm_colors()
-    (bp_line,) = [line for line in ax.get_lines() if line.get_color() == colors["bp"]]
+    (bp_line,) = [line for line in data_lines(ax) if line.get_color() == colors["bp"]]
     expected = [(INTERCEPT_BYTES["bp"] + TRAIN_SLOPE_BYTES["bp"] * n + 256 * 1024
                  + wobble(n, 256)) / MIB for n in DEPTHS]
     np.testing.assert_allclose(bp_line.get_xydata(), np.column_stack([DEPTHS, expected]))
     marks = sorted(tuple(p) for c in ax.collections if isinstance(c, PathCollection)
                    for p in c.get_offsets())
-    # bp (first in the registry) on the top row, ff one row lower
-    top, step = plots.FAILED_MARK_HEIGHT, plots.FAILED_MARK_STEP
-    assert marks == [(8, pytest.approx(top - step)), (10, pytest.approx(top))]
+    # on the x axis itself (y = 0 in axes coordinates), never at a data-like height; bp
+    # (first in the registry) just left of its depth, ff just right
+    spread = plots.FAILED_MARK_SPREAD / 2
+    assert marks == [(pytest.approx(8 + spread), 0), (pytest.approx(10 - spread), 0)]
+    dotted = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
+    assert dotted == [pytest.approx(8 + spread), pytest.approx(10 - spread)]
     assert ax.get_xlim()[1] >= 10 and ax.get_ylim()[1] > max(expected)
     no_failures = panel(fig, "train · batch 64, hidden 32")
     assert not [c for c in no_failures.collections if isinstance(c, PathCollection)]
@@ -121,7 +133,7 @@ def test_time_figure_in_ms_with_iqr_band(with_failures: Path):
     ax = panel(fig, "step time · batch 64, hidden 32")
     assert ax.get_ylabel().endswith("(ms)")
     ff_color = plots.algorithm_colors()["ff"]
-    (ff_line,) = [line for line in ax.get_lines() if line.get_color() == ff_color]
+    (ff_line,) = [line for line in data_lines(ax) if line.get_color() == ff_color]
     step_ms = [ok_row("ff", n, 64)["step_time_median_s"] * 1e3 for n in DEPTHS]
     np.testing.assert_allclose(ff_line.get_ydata(), step_ms)
     bands = [c for c in ax.collections if not isinstance(c, PathCollection)]
@@ -150,7 +162,7 @@ def test_category_bars_stack_to_the_tracked_peak_and_label_failed_depths(with_fa
         x = round(bar.get_x() + bar.get_width() / 2)
         tops[x] = max(tops.get(x, 0), bar.get_y() + bar.get_height())
     labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
-    assert labels == ["bp 6 layers", "ff 6 layers", "ff 8 layers"]
+    assert labels == ["backprop · 6", "Base FF · 6", "Base FF · 8"]
     assert tops[0] == pytest.approx(ok_row("bp", 6, 256)["train_peak_tracked_bytes"] / MIB)
     assert [t.get_text().strip() for t in ax.texts] == ["oom"]
 
@@ -164,6 +176,7 @@ def test_accuracy_figure_when_accuracy_was_measured(tmp_path: Path):
     assert sorted(points[:, 1]) == pytest.approx(sorted(100 * r["test_accuracy"] for r in rows))
 
 
+@pytest.mark.slow
 def test_several_inputs_side_by_side(with_failures: Path, tmp_path: Path):
     other = write_results(tmp_path / "other", sweep_rows(cpu_model="Other CPU"))
     frame = load([with_failures, other])
@@ -171,17 +184,19 @@ def test_several_inputs_side_by_side(with_failures: Path, tmp_path: Path):
     assert {d.name for d in drawn if d.path} == ALL_FIGURES - {"accuracy_vs_memory"}
     assert (tmp_path / "figs" / "compare_inputs.svg").read_text().lstrip().startswith("<?xml")
     fig = plots.compare_inputs(frame)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == [f"{with_failures}\nTest CPU · torch 2.0-test · 2026-01-02",
-                      f"{other}\nOther CPU · torch 2.0-test · 2026-01-02"]
-    assert fig.get_supxlabel() == (f"{with_failures}: Test CPU · torch 2.0-test · 2026-01-02  |  "
-                                   f"{other}: Other CPU · torch 2.0-test · 2026-01-02")
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_title()]
+    assert titles == [f"{with_failures}: Test CPU · torch 2.0-test · 2026-01-02",
+                      f"{other}: Other CPU · torch 2.0-test · 2026-01-02"]
+    assert " ".join(fig.get_supxlabel().split()) == (
+        f"{with_failures}: Test CPU · torch 2.0-test · 2026-01-02 | "
+        f"{other}: Other CPU · torch 2.0-test · 2026-01-02")
     legend_labels = {t.get_text() for t in fig.legends[0].get_texts()}
     assert {f"batch {b}, hidden 32" for b in BATCH_SIZES} <= legend_labels
     memory = plots.memory_vs_layers(frame)
     assert {str(with_failures), str(other)} <= {t.get_text() for t in memory.legends[0].texts}
 
 
+@pytest.mark.slow
 def test_nothing_to_draw_is_said_not_crashed(tmp_path: Path):
     rows = [failed_row("bp", n, 64, "oom") for n in DEPTHS]
     drawn = plots.draw_all(load([write_results(tmp_path, rows)]), tmp_path / "figs", "pdf")
@@ -194,6 +209,7 @@ def test_nothing_to_draw_is_said_not_crashed(tmp_path: Path):
     assert (tmp_path / "meta" / "memory_vs_layers.pdf").read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_real_results_as_parquet_and_as_cell_files(tmp_path: Path):
     """The committed example (real cells, some failed) and the same rows as cells/*.json."""
     frame = load([EXAMPLE])
@@ -274,3 +290,63 @@ def test_bad_format_and_missing_path_exit_2(with_failures: Path, tmp_path: Path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert f"{tmp_path / 'missing'}: no such file or directory" in done.stderr
     assert not (tmp_path / "figs").exists()
+
+
+def test_ratio_figure_divides_by_backprop_and_by_lean_backprop_per_phase():
+    frame = load_rows(sweep_rows(("bp", "bp-lean", "ff")))
+    fig = plots.memory_ratio_vs_layers(frame)
+    colors = plots.algorithm_colors()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [f"{phase} · vs {base}"
+                      for base in ("backprop", "lean backprop")
+                      for phase in ("train", "eval", "larger of train and eval")]
+    ax = panel(fig, "train · vs backprop")
+    (ff_line, _) = [line for line in data_lines(ax) if line.get_color() == colors["ff"]]
+    expected = [ok_row("ff", n, 64)["train_peak_tracked_bytes"]
+                / ok_row("bp", n, 64)["train_peak_tracked_bytes"] for n in DEPTHS]
+    np.testing.assert_allclose(ff_line.get_ydata(), expected)
+    lean = panel(fig, "eval · vs lean backprop")
+    assert {line.get_color() for line in data_lines(lean)} >= {colors["ff"], colors["bp"]}
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert {"backprop", "lean backprop", "Base FF"} <= legend and "bp" not in legend
+
+
+def test_without_backprop_the_ratio_figure_says_why():
+    with pytest.raises(plots.NoData, match="no backprop"):
+        plots.memory_ratio_vs_layers(load_rows(sweep_rows(("ff",))))
+
+
+def test_predicted_rows_are_labelled_predicted_and_wide_ranges_go_log():
+    rows = [ok_row(a, n, 64, device="meta", train_peak_tracked_bytes=2**20 * n ** 3)
+            for a in ("bp", "ff") for n in DEPTHS]
+    fig = plots.memory_vs_layers(load_rows(rows))
+    assert "PREDICTED" in fig.get_suptitle() and "PREDICTED" in fig.get_supxlabel()
+    ax = panel(fig, "train · batch 64, hidden 32")
+    assert ax.get_ylabel() == "train peak, predicted (MiB)" and ax.get_yscale() == "log"
+    time_fig = plots.time_vs_layers(load_rows(sweep_rows()))
+    assert "PREDICTED" not in time_fig.get_suptitle()
+
+
+def test_accuracy_at_chance_is_said_and_marked():
+    rows = [ok_row("ff", n, 64, test_accuracy=0.1, epochs=1) for n in DEPTHS]
+    fig = plots.accuracy_vs_memory(load_rows(rows))
+    (ax,) = fig.axes
+    assert "chance" in ax.get_title() and "trained too little" in ax.get_title()
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [pytest.approx(10)]
+
+
+def test_plot_on_a_parent_draws_each_results_folder_found_below_it(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from ffbench.cli import app
+
+    for name in ("a", "b"):
+        write_results(tmp_path / "results" / name, sweep_rows())
+    (tmp_path / "results" / "empty").mkdir()
+    done = CliRunner().invoke(app, ["plot", str(tmp_path / "results")])
+    assert done.exit_code == 0, done.output
+    assert (f"found 2 results folder(s): {tmp_path / 'results' / 'a'}, "
+            f"{tmp_path / 'results' / 'b'}") in done.output
+    for name in ("a", "b"):
+        drawn = {p.stem for p in (tmp_path / "results" / name / "figures").iterdir()}
+        assert "memory_ratio_vs_layers" in drawn and "compare_inputs" not in drawn

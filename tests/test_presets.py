@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.presets import PRESETS, apply_preset, preset_fields
 from ffbench.spec import BadInput, CellSpec
 
@@ -33,7 +34,7 @@ def test_published_preset_is_the_published_benchmark() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-@pytest.mark.parametrize("algorithm", ["bp", "ff", "rff", "ff-progressive", "ff-layerwise"])
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_every_preset_makes_a_valid_cell(name: str, algorithm: str) -> None:
     fields = {"n_layers": 2, **preset_fields(name, algorithm)}
     if fields.get("dataset") == "mnist":

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from results_factory import failed_row, sweep_rows, write_results
+from results_factory import failed_row, ok_row, sweep_rows, write_results
 
-from ffbench import report
+from ffbench import report, sweep_folder
 from ffbench.results import load
+from ffbench.spec import identity_columns
+from ffbench.sweep_spec import load_sweep
 
 from helpers import REPO, ffbench_cli
 
@@ -94,6 +96,7 @@ def test_slope_table_is_the_least_squares_fit_of_ok_cells(with_failures: Path):
             expected[("Train step time", *key)]["ms"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_report_states_slopes_categories_and_failures(with_failures: Path, tmp_path: Path):
     out = tmp_path / "page" / "report.md"
     done = cli("report", with_failures, "--out", out)
@@ -101,11 +104,11 @@ def test_report_states_slopes_categories_and_failures(with_failures: Path, tmp_p
     text = out.read_text()
     check_report_against_lstsq(text, load([with_failures]))
     assert "- Largest memory category at the train peak, bp: activations" in text
-    assert "2 of 22 cells failed (oom: 1, timeout: 1)" in text
+    assert "2 of 22 cells run failed (oom: 1, timeout: 1)" in text
     assert "| ff | 8 | 256 | 32 | oom | oom on purpose |" in text
     assert "| bp | 10 | 256 | 32 | timeout | timeout on purpose |" in text
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-    assert len(images) == 4
+    assert len(images) == 5
     for image in images:
         assert (out.parent / image).read_bytes().startswith(b"\x89PNG")
     assert "accuracy_vs_memory: skipped, no test accuracy" in text
@@ -134,6 +137,7 @@ def test_report_on_real_results_matches_lstsq(tmp_path: Path):
     assert "per added layer" in text
 
 
+@pytest.mark.slow
 def test_bad_report_inputs_exit_2(tmp_path: Path, with_failures: Path):
     done = cli("report", with_failures, "--out", tmp_path / "report.pdf")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
@@ -148,8 +152,8 @@ def test_bad_report_inputs_exit_2(tmp_path: Path, with_failures: Path):
 @pytest.mark.parametrize(
     ("value", "signed", "text"),
     [(16.0234, True, "+16.02"), (0.0610351, False, "0.06104"), (-1234.56, True, "-1,235"),
-     (0.0, False, "0.000"), (float("nan"), False, "n/a"), (3e-6, True, "+0.000003"),
-     (3e-9, False, "0.000000")],
+     (0.0, False, "0"), (float("nan"), False, "n/a"), (3e-6, True, "+0.000003"),
+     (3e-9, False, "0"), (-1e-12, True, "0")],
 )
 def test_number_keeps_four_significant_digits(value: float, signed: bool, text: str):
     assert report.number(value, signed=signed) == text
@@ -170,8 +174,61 @@ def test_plot_and_report_on_the_ci_cpu_sweep(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     figures = sorted((sweep / "figures").iterdir())
     assert [f.stem for f in figures] == sorted(
-        ["memory_vs_layers", "time_vs_layers", "memory_categories", "measured_vs_predicted"])
+        ["memory_vs_layers", "memory_ratio_vs_layers", "time_vs_layers", "memory_categories",
+         "measured_vs_predicted"])
     assert all(f.read_bytes().startswith(b"\x89PNG") for f in figures)
     done = cli("report", sweep)
     assert done.returncode == 0, done.stderr
     check_report_against_lstsq((sweep / "report.md").read_text(), load([sweep]))
+
+
+def test_crossover_and_saving_against_backprop_and_lean_backprop(tmp_path: Path):
+    """The factory's ff is below bp from 3 layers on (equal at 2) and above bp-lean at every
+    depth; the saving at the deepest depth (6) is computed here from the rows."""
+    folder = write_results(tmp_path, sweep_rows(("bp", "bp-lean", "ff")))
+    lines = report.crossover_findings(load([folder]))
+    bp6, ff6, lean6 = (ok_row(a, 6, 64) for a in ("bp", "ff", "bp-lean"))
+    saving = bp6["train_peak_tracked_bytes"] - ff6["train_peak_tracked_bytes"]
+    assert (f"Base FF vs backprop, train peak (batch 64, hidden 32): needs less memory from 3 "
+            f"layers on (crossover depth 3); at 6 layers it saves {report.number(saving / MIB)} "
+            f"MiB ({saving / bp6['train_peak_tracked_bytes']:.0%}).") in lines
+    more = ff6["train_peak_tracked_bytes"] - lean6["train_peak_tracked_bytes"]
+    assert (f"Base FF vs lean backprop, train peak (batch 64, hidden 32): needs more memory at "
+            f"the deepest depth, no crossover in the depths run; at 6 layers it needs "
+            f"{report.number(more / MIB)} MiB more") in " ".join(lines)
+    phases = {line.split(" peak")[0].split(", ")[-1] for line in lines}
+    assert phases == {"train", "eval", "larger of train and eval"}
+    assert not any(line.startswith("lean backprop vs") for line in lines)
+    assert len(lines) == 2 * 3 * 2  # two baselines, three phases, two batch sizes
+
+
+def test_a_stopped_sweep_says_n_of_m_run_and_lists_the_missing(tmp_path: Path):
+    spec = load_sweep("quick", {"algorithms": "bp", "layers": "1..3", "hidden": 32,
+                                "batch_sizes": 64})
+    first = spec.cells()[0]
+    write_results(tmp_path, [ok_row("bp", 1, 64) | identity_columns(first, spec.name)])
+    sweep_folder.record_owner(spec, tmp_path)
+    out = tmp_path / "report.md"
+    done = cli("report", tmp_path, "--out", out)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert "1 of 3 cells run; 2 not run yet" in text and "All 1 cells run succeeded." in text
+    assert "## Cells not run yet" in text
+    assert "| bp | 2 | 64 | 32 | missing |" in text and "| bp | 3 | 64 | 32 | missing |" in text
+
+
+def test_a_predicted_sweep_says_so(tmp_path: Path):
+    rows = [ok_row(a, n, 64, device="meta") for a in ("bp", "ff") for n in (1, 2)]
+    text = report.to_markdown(report.build(load([write_results(tmp_path, rows)]), [], tmp_path))
+    assert "(PREDICTED)" in text.splitlines()[0] and "meta device" in text
+
+
+def test_cells_of_different_settings_in_one_folder_are_said_to_be_mixed():
+    rows = sweep_rows(steps=3) + [ok_row("bp", 8, 64, steps=5)]
+    from ffbench.results import rows_to_table
+
+    frame = rows_to_table(rows).to_pandas().assign(source="results/quick")
+    [line] = report.mixed_settings_findings(frame)
+    assert line.startswith("Warning: results/quick mixes cells of different sweep settings "
+                           "(steps: 3, 5)")
+    assert report.mixed_settings_findings(frame[frame["steps"] == 3]) == []

@@ -32,7 +32,6 @@ def test_bad_ranges_are_refused(text: str) -> None:
         ({"batch_size": -1}, "--batch-size"),
         ({"algorithm": "nope"}, "unknown algorithm"),
         ({"device": "tpu"}, "unknown device"),
-        ({"dataset": "mnist"}, "--data-dir"),
         ({"dtype": "float8"}, "dtype"),
         ({"options": {"no_such_option": 1}}, "unknown option"),
         ({"epochs": 1}, "needs real data"),
@@ -59,3 +58,11 @@ def test_resolved_fills_algorithm_and_goodness_defaults() -> None:
     assert (bp.lr, bp.eval_batch_size) == (1e-3, 10)
     assert (ff.lr, ff.threshold) == (0.03, 200.0)
     assert ff.options == {"readout_from_layer": 1}
+
+
+def test_missing_mnist_is_the_machines_problem_not_the_cells() -> None:
+    from ffbench.spec import check_data
+
+    spec = CellSpec(algorithm="ff", n_layers=2, dataset="mnist")  # a valid cell (a row's)
+    with pytest.raises(BadInput, match="--data-dir"):
+        check_data(spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_grid_is_depth_major_validated_and_without_duplicates() -> None:
     assert all(c.hidden == 16 for c in cells)
 
 
-@pytest.mark.parametrize("name", ["quick", "ci-cpu", "seed-figure"])
+@pytest.mark.parametrize("name", ["quick", "ci-cpu", "seed-figure", "fair"])
 def test_packaged_sweeps_are_valid(name: str) -> None:
     default_name, values = sweep_spec.read_sweep_file(name)
     assert default_name == name == values["name"]
@@ -72,7 +73,7 @@ def test_the_repository_sweeps_folder_is_the_packaged_one() -> None:
     if not folder.exists():
         pytest.skip("installed package: no repository around it")
     assert sorted(p.name for p in folder.glob("*.toml")) == [
-        "ci-cpu.toml", "quick.toml", "seed-figure.toml"]
+        "ci-cpu.toml", "fair.toml", "quick.toml", "seed-figure.toml"]
 
 
 def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -157,9 +158,16 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
     (tmp_path / CELLS_DIR / "corrupt.json").write_text("{not json")
     for spec, row in zip(specs, rows, strict=True):
         sweeps.write_row_json(row, store.row_path(spec))
+    with pytest.raises(sweeps.SweepLocked, match=f"PID {os.getpid()}"):
+        sweeps.SweepDir(tmp_path)  # one sweep per folder, even within one process
+    store.close()
     again = sweeps.SweepDir(tmp_path)
     assert not list(tmp_path.rglob("*.tmp"))
     assert set(again.rows) == {s.cell_id for s in specs}  # corrupt.json: to be run again
+    rejected = tmp_path / sweeps.REJECTED_DIR
+    assert sorted(p.name for p in rejected.iterdir()) == ["corrupt.json",
+                                                          "corrupt.json.reason.txt"]
+    again.close()
 
 
 def test_summary_table_counts_each_ending() -> None:

@@ -3,6 +3,7 @@ Ctrl-C, the meta worker and the submitit path. Cells are tiny; the cost is proce
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -112,10 +113,16 @@ def test_ci_cpu_sweep_survives_sigkill_at_random_moments_and_resumes(tmp_path: P
             assert_every_file_whole(out)
     finished_before = {p.name: p.read_bytes() for p in (out / CELLS_DIR).glob("*.json")}
     assert len(finished_before) >= 2, moments
+    # a poisoned row planted among them: a wrong type in one column of a finished cell
+    poisoned = sorted(finished_before)[0]
+    row = json.loads(finished_before.pop(poisoned))
+    (out / CELLS_DIR / poisoned).write_text(json.dumps({**row, "static_bytes": "lots"}))
 
     result = ffbench_sweep(*args)
     assert result.returncode == 0, result.stderr
     assert f"{len(finished_before)} already finished" in result.stderr, moments
+    assert f"{poisoned}: column static_bytes = 'lots' is not a int64" in result.stderr
+    assert (out / sweeps.REJECTED_DIR / f"{poisoned}.reason.txt").exists()
     frame = read_parquet(out / PARQUET_NAME)
     assert sorted(frame["cell_id"]) == sorted(expected), moments  # each cell exactly once
     assert set(frame["status"]) == {"ok"}
@@ -158,6 +165,7 @@ def test_timeout_and_crash_are_rows_and_the_rest_finish(tmp_path: Path) -> None:
     assert "3 already finished" in again.stderr and again.returncode == 0
 
 
+@pytest.mark.slow
 def test_cells_that_raise_are_error_rows_in_one_meta_worker(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "MNIST" / "raw").mkdir(parents=True)
@@ -215,16 +223,17 @@ def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume
     assert len(read_parquet(out / PARQUET_NAME)) == 5
 
 
-def test_cuda_cells_without_a_gpu_are_skipped_rows(tmp_path: Path) -> None:
-    if sweeps.gpu_ids():
-        pytest.skip("this machine has a GPU")
+def test_a_cuda_sweep_without_a_gpu_is_refused_with_the_meta_command(tmp_path: Path) -> None:
+    """A real process on this machine, where CUDA_VISIBLE_DEVICES="" hides any GPU."""
     out = tmp_path / "g"
-    result = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1",
-                           "--device", "cuda", "--out", out)
-    assert result.returncode == 0, result.stderr
-    frame = read_parquet(out / PARQUET_NAME)
-    assert list(frame["status"]) == ["skipped", "skipped"]
-    assert "no CUDA device" in frame["error"][0]
+    result = subprocess.run(
+        [*FFBENCH, "sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1", "--device",
+         "cuda", "--out", str(out)],
+        capture_output=True, text=True, env={**env(), "CUDA_VISIBLE_DEVICES": ""}, timeout=WAIT_S)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "--device meta" in result.stderr and "no CUDA GPU" in result.stderr
+    assert not out.exists()
 
 
 @pytest.mark.slow

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Everything ffbench checks on a GPU, in one call (a lent GPU machine's time is short).
+# Everything ffbench checks on a GPU, in one call (a lent GPU machine's time is short: this
+# script stays under ~9 minutes, each stage under its own time limit, most important first).
 # From the repository root:  OUT=results/gpu bash benchmarks/gpu/session.sh
-# Stages, most important first; each copies its results.parquet to $OUT as soon as it ends,
+# Each sweep resumes into $WORK and copies its results.parquet to $OUT as soon as it ends,
 # so a run cut short still returns what it finished:
-#   1. the GPU-only tests (predicted vs max_memory_allocated);
-#   1b. what the allocator holds at ff's train peak that the tracker does not see
-#      (peak_snapshot.py: printed to the log, the snapshot pickle kept in $OUT);
-#   2. ff vs ff-layerwise device memory at 2 and 8 layers (hidden 256, batch 512);
-#   3. the reduced published sweep: bp, ff, rff; depths 2, 12, 22, 32, 47; hidden 2000;
-#      batch 5000 (FF: + 5000 negatives);
-#   4. published-size ff-progressive (cache) and ff-layerwise at the published batch 2500.
+#   1. what the allocator holds at the train peak that the tracker does not see, ff then bp
+#      at 2 layers (peak_snapshot.py; printed to the log, snapshot pickles kept in $OUT);
+#   2. the published sweep (hidden 2000) for bp, bp-lean (when registered), ff, rff at
+#      batch 5000 then 1000, depths 2,12,22,32,47 first; rows carry NVML peaks and the
+#      predicted allocated/reserved peaks (allocator_view) beside the measured ones;
+#   3. `ffbench capacity` against real OOM: the allocator capped at 4 GiB, the predicted
+#      deepest network and one deeper, for bp and rff (capacity_check.py);
+#   4. more published depths (7,17,27,37,42) at batch 5000, as time allows.
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-results/gpu}
@@ -18,26 +20,24 @@ mkdir -p "$OUT" "$WORK"
 LOG=$OUT/session.log
 run() { echo "+ $*" | tee -a "$LOG"; "$@" 2>&1 | tee -a "$LOG"; }
 keep() { [ -f "$WORK/$1/results.parquet" ] && cp "$WORK/$1/results.parquet" "$OUT/$1.parquet"; }
+ALGORITHMS=$(python3 -c "from ffbench.algorithms.registry import ALGORITHMS as A
+print(','.join(a for a in ('bp', 'bp-lean', 'ff', 'rff') if a in A))")
+SWEEP=(python3 -m ffbench sweep --algorithms "$ALGORITHMS" --hidden 2000 --device cuda
+       --steps 3 --warmup 1 --timeout 120)
 
 run nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 run python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
-run python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_explain.py
-run python3 benchmarks/gpu/peak_snapshot.py ff 2 "$OUT"
 
-run python3 -m ffbench sweep --algorithms ff,ff-layerwise --layers 2,8 --hidden 256 \
-    --batch-sizes 512 --device cuda --steps 3 --warmup 1 --out "$WORK/layerwise-depth"
-keep layerwise-depth
+run timeout 100 python3 benchmarks/gpu/peak_snapshot.py ff 2 "$OUT"
+run timeout 60 python3 benchmarks/gpu/peak_snapshot.py bp 2 "$OUT"
 
-run python3 -m ffbench sweep seed-figure --layers 2,12,22,32,47 --steps 3 --warmup 1 \
-    --timeout 300 --out "$WORK/published-reduced"
-keep published-reduced
+run timeout 170 "${SWEEP[@]}" --layers 2,12,22,32,47 --batch-sizes 5000 --out "$WORK/published-5000"
+keep published-5000
+run timeout 100 "${SWEEP[@]}" --layers 2,12,22,32,47 --batch-sizes 1000 --out "$WORK/published-1000"
+keep published-1000
 
-run python3 -m ffbench sweep --algorithms ff-progressive --option cache=true --layers 2,7 \
-    --hidden 2000 --batch-sizes 2500 --device cuda --steps 3 --warmup 1 --timeout 300 \
-    --out "$WORK/published-progressive"
-keep published-progressive
-run python3 -m ffbench sweep --algorithms ff-layerwise --layers 2,7 --hidden 2000 \
-    --batch-sizes 2500 --device cuda --steps 3 --warmup 1 --timeout 300 \
-    --out "$WORK/published-layerwise"
-keep published-layerwise
+run timeout 120 python3 benchmarks/gpu/capacity_check.py 4 bp rff
+
+run timeout 60 "${SWEEP[@]}" --layers 7,17,27,37,42 --batch-sizes 5000 --out "$WORK/published-5000-more"
+keep published-5000-more
 ls -la "$OUT" | tee -a "$LOG"

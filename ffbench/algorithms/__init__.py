@@ -1,5 +1,5 @@
-"""Training algorithms: one file each, registered by name in `registry.py`."""
+"""Training algorithms: one file each, registered by name in `registry.py` (or a plugin)."""
 
-from ffbench.algorithms.registry import ALGORITHMS, AlgorithmInfo
+from ffbench.algorithms.registry import ALGORITHMS
 
-__all__ = ["ALGORITHMS", "AlgorithmInfo"]
+__all__ = ["ALGORITHMS"]

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ffbench.algorithms.account import MemoryAccount
 from ffbench.data import BatchStream
-from ffbench.spec import CellSpec
+from ffbench.errors import BadInput
+from ffbench.spec import MOMENTUM, CellSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def adam(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam, single-tensor implementation: its temporaries are one parameter's worth at a
-    time and the same on every device, so peaks are comparable and explainable."""
-    return torch.optim.Adam(params, lr=lr, foreach=False)
+def make_optimizer(params: list[nn.Parameter], spec: CellSpec) -> torch.optim.Optimizer:
+    """The cell's optimizer (`spec.optimizer`) over `params`: the one factory of every
+    algorithm, so all get the same implementation. Single-tensor (foreach=False): its
+    temporaries are one parameter's worth at a time and the same on every device, so peaks
+    are comparable and explainable. State per parameter: adam two moments (+ a host step
+    counter), momentum one buffer (from the first step), sgd none (algorithms.account)."""
+    assert spec.lr is not None
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, foreach=False)
+    momentum = MOMENTUM if spec.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(params, lr=spec.lr, momentum=momentum, foreach=False)
 
 
 def linear_stack(
@@ -38,9 +49,27 @@ def matmul_flops(rows: int, layers: list[nn.Linear]) -> int:
 class Algorithm(ABC):
     """One training algorithm, built on one device for one cell.
 
-    `spec` is resolved (every default filled in). Subclasses build `self.model` and
-    `self.optimizers` in `__init__`.
+    Everything about an algorithm is on its class: the facts below (read without building
+    it), its closed-form memory account, and its step. `spec` is resolved (every default
+    filled in). Subclasses build `self.model` and `self.optimizers` in `__init__`.
     """
+
+    name: ClassVar[str]  # what --algorithms and the `algorithm` column call it
+    display_name: ClassVar[str]  # how figures and reports call it ("Base FF")
+    summary: ClassVar[str]  # one line for `ffbench algorithms`
+    default_lr: ClassVar[float]
+    # Algorithm-specific settings and their defaults; `--option NAME=VALUE` overrides one.
+    options: ClassVar[Mapping[str, Any]] = {}
+    # Options added after cells were stored: left out of the cell id at their default, so
+    # those cells keep their ids.
+    late_options: ClassVar[tuple[str, ...]] = ()
+    # Settings this algorithm takes from a preset, by preset name (presets.py), laid over
+    # the preset's own; options merge name by name.
+    preset_settings: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # Test accuracy the mnist-5k-accuracy preset reaches (tests/test_accuracy.py); None: none set.
+    accuracy_target: ClassVar[float | None] = None
+    # `explain`: why the added layer's gradients are not alive at the train peak, if they are not.
+    gradient_note: ClassVar[str] = ""
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]
@@ -49,6 +78,30 @@ class Algorithm(ABC):
         self.spec = spec
         self.device = device
         self.dtype = DTYPES[spec.dtype]
+
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> None:
+        """Raise BadInput for an unknown option, a value of the wrong type, or (`check`)
+        settings that do not go together."""
+        for name, value in given.items():
+            if name not in cls.options:
+                known = ", ".join(sorted(cls.options)) or "none"
+                raise BadInput(f"unknown option {name!r} (this algorithm has: {known})")
+            default = cls.options[name]
+            if not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)
+            ):
+                raise BadInput(f"option {name}={value!r} should be a {type(default).__name__}")
+        cls.check({**cls.options, **given})
+
+    @classmethod  # noqa: B027 (an optional hook: no cross-option checks by default)
+    def check(cls, options: Mapping[str, Any]) -> None:
+        """Checks across options (all of them, defaults filled in); raises BadInput."""
+
+    @classmethod
+    @abstractmethod
+    def memory_account(cls, spec: CellSpec) -> MemoryAccount:
+        """The train step's peak in closed form (see algorithms.account); `spec` resolved."""
 
     @property
     @abstractmethod

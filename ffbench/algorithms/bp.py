@@ -1,48 +1,189 @@
-"""Backprop baseline: the FF hidden stack with a linear head, cross-entropy, one Adam."""
+"""Backprop baseline: the FF hidden stack with a linear head, cross-entropy, one optimizer.
+
+Two options save memory without changing what is computed:
+
+- `checkpoint_segments` k > 0: the hidden stack runs as k near-equal segments, each but the
+  last under `torch.utils.checkpoint` (non-reentrant), as `checkpoint_sequential` does: only
+  a segment's input is kept through the forward, and its activations are recomputed when the
+  backward reaches it (one extra forward of those layers). k = 0 or 1 checkpoints nothing.
+- `fused_step`: one optimizer per parameter, stepped from the parameter's
+  post-accumulate-grad hook during the backward, its gradient freed at once; the gradients of
+  all layers are never alive together.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from ffbench.algorithms.base import Algorithm, adam, linear_stack, matmul_flops
+from ffbench.algorithms import account
+from ffbench.algorithms.account import MemoryAccount
+from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, matmul_flops
+from ffbench.errors import BadInput
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+
+
+def segment_bounds(n_layers: int, segments: int) -> list[int]:
+    """Layer indices where each of `segments` near-equal segments starts, then n_layers."""
+    segments = max(1, min(segments, n_layers))
+    return [round(i * n_layers / segments) for i in range(segments + 1)]
+
+
+def run_layers(layers: Sequence[nn.Linear], x: Tensor) -> Tensor:
+    for layer in layers:
+        x = F.relu(layer(x), inplace=True)  # (B, hidden); the Linear's backward needs no output
+    return x
 
 
 class MLP(nn.Module):
     def __init__(
-        self, hidden: int, n_layers: int, device: torch.device, dtype: torch.dtype
+        self, hidden: int, n_layers: int, device: torch.device, dtype: torch.dtype,
+        segments: int = 0,
     ) -> None:
         super().__init__()
         self.linears = linear_stack(MNIST_PIXELS, hidden, n_layers, device, dtype)
         self.layers = nn.ModuleList(self.linears)
         self.head = nn.Linear(hidden, MNIST_CLASSES, device=device, dtype=dtype)
+        bounds = segment_bounds(n_layers, segments)
+        self.segments = [self.linears[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    @property
+    def checkpointed(self) -> list[nn.Linear]:
+        """The layers whose forward runs twice in a train step (all segments but the last)."""
+        return [layer for segment in self.segments[:-1] for layer in segment]
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.linears:
-            x = F.relu(layer(x), inplace=True)  # (B, hidden); the Linear's backward needs no output
-        return self.head(x)  # (B, classes) logits
+        if not torch.is_grad_enabled():  # no graph, nothing to save: predict runs plainly
+            return self.head(run_layers(self.linears, x))
+        for segment in self.segments[:-1]:
+            x = checkpoint(run_layers, segment, x, use_reentrant=False)
+        return self.head(run_layers(self.segments[-1], x))  # (B, classes) logits
 
 
 class Backprop(Algorithm):
+    name = "bp"
+    display_name = "backprop"
+    summary = (
+        "backprop baseline: the same hidden stack, linear head, cross-entropy, one optimizer; "
+        "checkpoint_segments=k recomputes k-1 of k segments, fused_step=true steps each "
+        "parameter during the backward"
+    )
+    default_lr = 1e-3
+    options: ClassVar[Mapping[str, Any]] = {"checkpoint_segments": 0, "fused_step": False}
+    late_options: ClassVar[tuple[str, ...]] = ("checkpoint_segments", "fused_step")
+    preset_settings = {
+        "published": {"batch_size": 5000},  # all 5000 real images of the published batch
+        "mnist-5k-accuracy": {
+            "n_layers": 2, "hidden": 1000, "batch_size": 100, "epochs": 20, "lr": 1e-3,
+        },
+    }
+    accuracy_target: ClassVar[float | None] = 0.94
+    gradient_note = "the peak is in backward, before the lower layers' gradients are made"
+
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
-        self.model = model = MLP(spec.hidden, spec.n_layers, device, self.dtype)
+        self.model = self.mlp = model = MLP(
+            spec.hidden, spec.n_layers, device, self.dtype, self.checkpoint_segments(spec)
+        )
         self.linears = [*model.linears, model.head]
-        assert spec.lr is not None
-        self.optimizers = [adam(list(self.model.parameters()), spec.lr)]
+        params = list(self.model.parameters())
+        self.fused = bool(spec.options.get("fused_step", False))
+        if self.fused:
+            self.optimizers = [make_optimizer([p], spec) for p in params]
+            for p, optimizer in zip(params, self.optimizers, strict=True):
+                p.register_post_accumulate_grad_hook(self._stepper(optimizer))
+        else:
+            self.optimizers = [make_optimizer(params, spec)]
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any]) -> None:
+        if options["checkpoint_segments"] < 0:
+            raise BadInput(
+                "option checkpoint_segments must be 0 or more, "
+                f"got {options['checkpoint_segments']}"
+            )
+
+    @classmethod
+    def checkpoint_segments(cls, spec: CellSpec) -> int:
+        """Segments the hidden stack is checkpointed over (0: none)."""
+        return int(spec.options.get("checkpoint_segments", 0))
+
+    @staticmethod
+    def _stepper(optimizer: torch.optim.Optimizer) -> Callable[[Tensor], None]:
+        def step(_: Tensor) -> None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return step
+
+    @classmethod
+    def memory_account(cls, spec: CellSpec) -> MemoryAccount:
+        """The largest of these moments. In the optimizer step (not fused): every gradient,
+        the step's temporaries and the loss (backward freed every ReLU output). In backward
+        through the top layer of each segment (one segment: the whole stack; checkpointed:
+        each earlier segment recomputed): the gradients of the layers above it (none when
+        fused: each is freed by its step), the checkpoints kept below it, the segment's own
+        ReLU outputs but its top one, the top ReLU's gradient and the gradient of its input
+        (B, hidden each); loss and its gradient. In backward through the first layer: its
+        gradients being made, over the one reaching it. Fused: the largest parameter's step,
+        its gradient and the step's temporaries."""
+        head = account.linear(spec.hidden, MNIST_CLASSES, spec)
+        hidden = [account.linear(fan_in, fan_out, spec)
+                  for fan_in, fan_out in account.hidden_widths(spec)]
+        params = [size for layer in hidden for size in layer] + head
+        e, row_block = account.element_bytes(spec), account.matrix(
+            spec.batch_size, spec.hidden, spec)
+        held = {
+            "parameters": sum(params),
+            "optimizer_state": account.optimizer_state(params, spec),
+            "inputs": account.batch(spec.batch_size, spec),
+        }
+        fused = bool(spec.options.get("fused_step", False))
+        bounds = segment_bounds(spec.n_layers, cls.checkpoint_segments(spec))
+        moments = []
+        if fused:
+            largest = max(params)
+            moments.append(MemoryAccount.of(
+                "the largest parameter's fused step", gradients=largest,
+                activations=account.step_temporaries([largest], spec) + 2 * e, **held,
+            ))
+        else:
+            moments.append(MemoryAccount.of(
+                "the optimizer step", gradients=sum(params),
+                activations=account.step_temporaries(params, spec) + e, **held,
+            ))
+        first = sum(hidden[0])  # the first layer's gradients, made before they are stored
+        moments.append(MemoryAccount.of(
+            "backward through the first layer", gradients=0 if fused else sum(params) - first,
+            activations=first + row_block + 2 * e, **held,
+        ))
+        for index in range(len(bounds) - 1):
+            start, stop = bounds[index], bounds[index + 1]
+            above = head + [size for layer in hidden[stop:] for size in layer]
+            kept = index  # inputs of segments 1..index (segment 0's is the batch itself)
+            outputs = stop - start  # this segment's ReLU outputs (the top one's input kept)
+            moments.append(MemoryAccount.of(
+                f"backward through layer {stop}", gradients=0 if fused else sum(above),
+                activations=(kept + outputs + 2) * row_block + 2 * e, **held,
+            ))
+        return max(moments, key=lambda a: a.nbytes)
 
     @property
     def rows_per_step(self) -> int:
         return self.spec.batch_size
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
-        (optimizer,) = self.optimizers
         loss = F.cross_entropy(self.model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # fused: every parameter stepped and its gradient freed in here
+        if not self.fused:
+            (optimizer,) = self.optimizers
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
     @torch.no_grad()
@@ -50,9 +191,14 @@ class Backprop(Algorithm):
         return self.model(x).argmax(dim=1)
 
     def train_flops_per_step(self) -> int:
-        # forward, grad of weights, grad of inputs (none for the first layer: x needs no grad)
+        # forward, grad of weights, grad of inputs (none for the first layer: x needs no grad),
+        # and the checkpointed segments' forward again
         rows = self.spec.batch_size
-        return 2 * matmul_flops(rows, self.linears) + matmul_flops(rows, self.linears[1:])
+        recomputed = matmul_flops(rows, self.mlp.checkpointed)
+        return (
+            2 * matmul_flops(rows, self.linears) + matmul_flops(rows, self.linears[1:])
+            + recomputed
+        )
 
     def eval_flops_per_batch(self) -> int:
         assert self.spec.eval_batch_size is not None

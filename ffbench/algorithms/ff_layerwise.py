@@ -22,8 +22,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ffbench.algorithms.base import adam
-from ffbench.algorithms.ff_progressive import ProgressiveFF
+from ffbench.algorithms import account
+from ffbench.algorithms.account import MemoryAccount
+from ffbench.algorithms.base import make_optimizer
+from ffbench.algorithms.ff_progressive import FROZEN_LAYERS, ProgressiveFF, progressive_account
 from ffbench.measure.tracker import category
 from ffbench.spec import CellSpec
 
@@ -40,6 +42,21 @@ def move(module: nn.Module, device: torch.device) -> None:
 
 
 class LayerwiseFF(ProgressiveFF):
+    name = "ff-layerwise"
+    display_name = "layer-wise FF"
+    summary = (
+        "progressive FF with only the layer in training on the device; frozen layers' "
+        "outputs kept in host memory and streamed in batch by batch"
+    )
+    options = {"readout_from_layer": 1}
+    gradient_note = FROZEN_LAYERS + " (and on the host, off the device)"
+
+    @classmethod
+    def memory_account(cls, spec: CellSpec) -> MemoryAccount:
+        """ff-progressive's with the cache on; off the host, only the layer in training (and
+        the rows it reads) on the device."""
+        return progressive_account(spec, cache=True, on_device=account.host_measured(spec))
+
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, HOST)  # every layer built in host memory
         self.device = device
@@ -63,7 +80,13 @@ class LayerwiseFF(ProgressiveFF):
 
     def advance(self) -> None:
         super().advance()  # the refill runs the finished layer, still on the device
-        move(self.layers[self.current - 1], HOST)
+        finished = self.current - 1
+        move(self.layers[finished], HOST)
+        # Its optimizer (state cleared) would keep the device's Parameters alive where the
+        # move replaced them (meta to cpu); on cuda the move is in place. A fresh one over the
+        # moved Parameters holds nothing on the device either way.
+        self.optimizers[finished] = make_optimizer(
+            list(self.layers[finished].parameters()), self.spec)
         self._bring_to_device(self.current)
 
     def _bring_to_device(self, index: int) -> None:
@@ -71,7 +94,7 @@ class LayerwiseFF(ProgressiveFF):
         kinds (meta and cpu) replaces the Parameter objects an older optimizer would hold."""
         move(self.layers[index], self.device)
         assert self.spec.lr is not None
-        self.optimizers[index] = adam(list(self.layers[index].parameters()), self.spec.lr)
+        self.optimizers[index] = make_optimizer(list(self.layers[index].parameters()), self.spec)
 
     def eval_layer(self, index: int, h: Tensor) -> Tensor:
         """Layer `index` with its weights copied to the device for this call only."""

@@ -25,17 +25,41 @@ layer 0's step can be the larger one when hidden < 784 (its Adam moments are 784
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
+from ffbench.algorithms import account
+from ffbench.algorithms.account import INT64_BYTES, MemoryAccount
 from ffbench.algorithms.base import matmul_flops
-from ffbench.algorithms.ff import ForwardForward
-from ffbench.data import BatchStream, in_order, positive_and_negative
+from ffbench.algorithms.ff import ForwardForward, local_update
+from ffbench.data import BatchStream, in_order, positive_and_negative, train_size
 from ffbench.measure.tracker import category
-from ffbench.spec import CellSpec
+from ffbench.spec import MNIST_PIXELS, CellSpec
+
+FROZEN_LAYERS = (
+    "only the layer in training has gradients and Adam moments; finished layers are frozen "
+    "and their moments freed"
+)
 
 
 class ProgressiveFF(ForwardForward):
+    name = "ff-progressive"
+    display_name = "progressive FF"
+    summary = (
+        "FF trained one layer at a time, all epochs each (the published benchmark's mode); "
+        "cache=true keeps the layer's inputs for the whole training set on the device"
+    )
+    options = {"readout_from_layer": 1, "cache": False}
+    accuracy_target: ClassVar[float | None] = None
+    gradient_note = FROZEN_LAYERS
+
+    @classmethod
+    def memory_account(cls, spec: CellSpec) -> MemoryAccount:
+        """In the deepest layer's Adam step (see `progressive_account`)."""
+        return progressive_account(spec, cache=bool(spec.options["cache"]), on_device=True)
+
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
         self.use_cache = self.keeps_cache(spec)
@@ -182,6 +206,51 @@ class ProgressiveFF(ForwardForward):
         rows = self.rows_per_step
         frozen = [] if self.use_cache else linears[:-1]
         return 2 * matmul_flops(rows, linears[-1:]) + matmul_flops(rows, frozen)
+
+
+def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryAccount:
+    """In the deepest layer's update (`ff.local_update`): that layer's moments (the frozen
+    layers' are freed); its input rows (2B, width) and its output (2B, hidden); with the
+    cache read (layers past the first), the cache (2N, hidden) and this epoch's order of the
+    N images (int64). Streaming, the batch through the first frozen layer can hold more.
+    `on_device`: every layer and the cache are on the measured device (ff-layerwise keeps
+    them on the host)."""
+    rows, n_images = 2 * spec.batch_size, train_size(spec.dataset)
+    layers = account.hidden_widths(spec)
+    params = [account.linear(fan_in, fan_out, spec) for fan_in, fan_out in layers]
+    deepest, k = params[-1], len(layers) - 1
+    reads_cache = cache and k > 0
+    fan_in = MNIST_PIXELS if k == 0 else spec.hidden
+    layer_input = account.matrix(rows, fan_in, spec)
+    # the labelled batch is "inputs"; a frozen layer's output streamed in is an activation
+    inputs = layer_input if reads_cache or k == 0 else 0
+    around = account.matrix(rows, spec.hidden, spec) + layer_input - inputs
+    cached = account.matrix(2 * n_images, spec.hidden, spec) if reads_cache and on_device else 0
+    if reads_cache and on_device:
+        around += n_images * INT64_BYTES
+    parameters = sum(map(sum, params)) if on_device else sum(deepest)
+    moments = [
+        MemoryAccount.of(
+            f"layer {k}'s {moment}",
+            parameters=parameters,
+            gradients=gradients,
+            optimizer_state=account.optimizer_state(deepest, spec),
+            inputs=inputs,
+            cache=cached,
+            activations=around + activations,
+        )
+        for moment, gradients, activations in local_update(spec, fan_in, deepest)
+    ]
+    if not cache and k > 0:
+        first_frozen = account.matrix(rows, MNIST_PIXELS, spec)
+        moments.append(MemoryAccount.of(
+            "streaming the batch through layer 0 (frozen)",
+            parameters=parameters,
+            optimizer_state=account.optimizer_state(deepest, spec),
+            inputs=account.batch(spec.batch_size, spec) + first_frozen,
+            activations=first_frozen + account.matrix(rows, spec.hidden, spec),
+        ))
+    return max(moments, key=lambda a: a.nbytes)
 
 
 ALGORITHM = ProgressiveFF

@@ -1,109 +1,160 @@
-"""The algorithms ffbench knows, by name; importable without torch.
+"""The algorithms ffbench knows, by name: built-in modules and installed plugins.
 
-Adding an algorithm = one file in this package exporting `ALGORITHM` (a subclass of
-`ffbench.algorithms.base.Algorithm`) + one entry here.
+A built-in algorithm is one module in this package exporting `ALGORITHM` (its `Algorithm`
+subclass) and one line in BUILTIN. A plugin is an installed package declaring an entry
+point in the group `ffbench.algorithms`: name = the algorithm's name, object = its class.
+
+Names are known without importing torch (BUILTIN, and the entry points' metadata), so a
+misspelt name is refused at once. Everything else about an algorithm (display name,
+options, default learning rate, memory account) is on its class, and loading the class
+imports torch: the facts have one home, the algorithm's own module.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
+
+from ffbench.errors import BadInput
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ffbench.algorithms.base import Algorithm
 
+ENTRY_POINT_GROUP = "ffbench.algorithms"
+BUILTIN: dict[str, str] = {
+    "bp": "ffbench.algorithms.bp",
+    "bp-lean": "ffbench.algorithms.bp_lean",
+    "ff": "ffbench.algorithms.ff",
+    "rff": "ffbench.algorithms.rff",
+    "ff-progressive": "ffbench.algorithms.ff_progressive",
+    "ff-layerwise": "ffbench.algorithms.ff_layerwise",
+}
+# What a class must define (the rest of the contract has defaults in Algorithm).
+REQUIRED = ("name", "display_name", "summary", "default_lr")
+
+
+class BadAlgorithm(BadInput):
+    """An algorithm that cannot be used: its module does not import, or its class breaks
+    the contract."""
+
 
 @dataclass(frozen=True)
-class AlgorithmInfo:
-    module: str
-    summary: str
-    default_lr: float
-    # Algorithm-specific settings and their defaults; `--option NAME=VALUE` overrides one.
-    options: dict[str, Any] = field(default_factory=dict)
-    # Checks across options (given merged with the defaults); raises BadInput. Torch-free.
-    check: Callable[[dict[str, Any]], None] | None = None
-
-    def check_options(self, given: dict[str, Any]) -> None:
-        from ffbench.spec import BadInput
-
-        for name, value in given.items():
-            if name not in self.options:
-                known = ", ".join(sorted(self.options)) or "none"
-                raise BadInput(f"unknown option {name!r} (this algorithm has: {known})")
-            default = self.options[name]
-            if not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)
-            ):
-                raise BadInput(
-                    f"option {name}={value!r} should be a {type(default).__name__}"
-                )
-        if self.check is not None:
-            self.check({**self.options, **given})
-
-    def load(self) -> type[Algorithm]:
-        cls: type[Algorithm] = importlib.import_module(self.module).ALGORITHM
-        return cls
+class BadPlugin:
+    name: str
+    reason: str  # one line
 
 
-def check_recurrent(options: dict[str, Any]) -> None:
-    """rff: read out from iterations that exist; damping factors that are weights."""
-    from ffbench.spec import BadInput
-
-    first, last, iterations = (
-        options["readout_first"], options["readout_last"], options["iterations"]
-    )
-    if not 1 <= first <= last <= iterations:
-        raise BadInput(
-            f"rff needs 1 <= readout_first <= readout_last <= iterations, "
-            f"got {first}, {last}, {iterations}"
-        )
-    for name in ("damping_old", "damping_new"):
-        if not 0 <= options[name] <= 1:
-            raise BadInput(f"option {name} must be between 0 and 1, got {options[name]}")
+@functools.cache
+def plugin_entry_points() -> dict[str, EntryPoint]:
+    """Installed plugins by name, those clashing with a built-in left out (bad_plugins)."""
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    return {ep.name: ep for ep in found if ep.name not in BUILTIN}
 
 
-ALGORITHMS: dict[str, AlgorithmInfo] = {
-    "bp": AlgorithmInfo(
-        "ffbench.algorithms.bp",
-        "backprop baseline: the same hidden stack, linear head, cross-entropy, one Adam",
-        default_lr=1e-3,
-    ),
-    "ff": AlgorithmInfo(
-        "ffbench.algorithms.ff",
-        "Base Forward-Forward (Hinton 2022): every layer updated on each batch, one Adam per layer",
-        default_lr=0.03,
-        options={"readout_from_layer": 1},
-    ),
-    "rff": AlgorithmInfo(
-        "ffbench.algorithms.rff",
-        "Recurrent FF (Hinton 2022): synchronous damped updates from below and above, "
-        "image and label clamped, goodness read out over iterations",
-        default_lr=0.03,
-        options={
-            "iterations": 8, "damping_old": 0.3, "damping_new": 0.7,
-            "readout_first": 3, "readout_last": 5,
-        },
-        check=check_recurrent,
-    ),
-    "ff-progressive": AlgorithmInfo(
-        "ffbench.algorithms.ff_progressive",
-        "FF trained one layer at a time, all epochs each (the published benchmark's mode); "
-        "cache=true keeps the layer's inputs for the whole training set on the device",
-        default_lr=0.03,
-        options={"readout_from_layer": 1, "cache": False},
-    ),
-    "ff-layerwise": AlgorithmInfo(
-        "ffbench.algorithms.ff_layerwise",
-        "progressive FF with only the layer in training on the device; frozen layers' "
-        "outputs kept in host memory and streamed in batch by batch",
-        default_lr=0.03,
-        options={"readout_from_layer": 1},
-    ),
-}
+def _clashing_plugins() -> list[BadPlugin]:
+    return [
+        BadPlugin(ep.name, f"{ep.value}: the name clashes with a built-in algorithm")
+        for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name in BUILTIN
+    ]
+
+
+def names() -> list[str]:
+    """Built-ins in registry order, then plugins sorted (torch-free)."""
+    return [*BUILTIN, *sorted(plugin_entry_points())]
+
+
+@functools.cache
+def load(name: str) -> type[Algorithm]:
+    """The algorithm's class; BadAlgorithm (one line) if it cannot be used."""
+    from ffbench.algorithms.base import Algorithm
+
+    if name not in BUILTIN and name not in plugin_entry_points():
+        raise BadInput(f"unknown algorithm {name!r} (known: {', '.join(sorted(names()))})")
+    try:
+        if name in BUILTIN:
+            cls = importlib.import_module(BUILTIN[name]).ALGORITHM
+        else:
+            cls = plugin_entry_points()[name].load()
+    except Exception as exc:  # a plugin's import may fail in any way; one line says how
+        reason = f"{type(exc).__name__}: {exc}"
+        raise BadAlgorithm(f"algorithm {name!r} does not load: {reason}") from exc
+    if not (inspect.isclass(cls) and issubclass(cls, Algorithm)):
+        raise BadAlgorithm(f"algorithm {name!r}: {cls!r} is not an Algorithm subclass")
+    missing = [attribute for attribute in REQUIRED if not hasattr(cls, attribute)]
+    if missing:
+        raise BadAlgorithm(f"algorithm {name!r}: its class lacks {', '.join(missing)}")
+    if inspect.isabstract(cls):
+        undefined = ", ".join(sorted(cls.__abstractmethods__))
+        raise BadAlgorithm(f"algorithm {name!r}: its class does not define {undefined}")
+    if cls.name != name:
+        raise BadAlgorithm(f"algorithm {name!r}: its class is named {cls.name!r}")
+    return cls  # type: ignore[no-any-return]
+
+
+def bad_plugins() -> list[BadPlugin]:
+    """Every installed plugin that cannot be used, and why (loads each one)."""
+    bad = _clashing_plugins()
+    for name in plugin_entry_points():
+        try:
+            load(name)
+        except BadAlgorithm as exc:
+            bad.append(BadPlugin(name, str(exc)))
+    return bad
+
+
+def usable() -> list[type[Algorithm]]:
+    """The classes of every algorithm that loads, in `names()` order."""
+    classes = []
+    for name in names():
+        try:
+            classes.append(load(name))
+        except BadAlgorithm:
+            continue
+    return classes
+
+
+def algorithm_lines() -> list[str]:
+    """`ffbench algorithms`: "name  summary" per usable algorithm, then "name  unusable: why"
+    per bad plugin."""
+    classes, bad = usable(), bad_plugins()
+    width = max([len(cls.name) for cls in classes] + [len(plugin.name) for plugin in bad])
+    return [f"{cls.name:<{width}}  {cls.summary}" for cls in classes] + [
+        f"{plugin.name:<{width}}  unusable: {plugin.reason}" for plugin in bad
+    ]
+
+
+def display_name(name: str) -> str:
+    """How figures and reports call the algorithm ("Base FF"); the name itself when unknown."""
+    try:
+        return load(name).display_name
+    except BadInput:
+        return name
+
+
+class _Registry(Mapping[str, "type[Algorithm]"]):
+    """Name -> class, loading a class on first access; iterating lists names (torch-free)."""
+
+    def __getitem__(self, name: str) -> type[Algorithm]:
+        return load(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(names())
+
+    def __len__(self) -> int:
+        return len(names())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in BUILTIN or name in plugin_entry_points())
+
+
+ALGORITHMS: Mapping[str, type[Algorithm]] = _Registry()
 
 
 def algorithm_order(names: Iterable[str]) -> list[str]:
@@ -120,3 +171,4 @@ def algorithm_rank(names: Iterable[str]) -> dict[str, int]:
 def by_algorithm_order(column: pd.Series) -> pd.Series:
     """A `sort_values` key: the `algorithm` column by registry order, others as they are."""
     return column.map(algorithm_rank(column)) if column.name == "algorithm" else column
+

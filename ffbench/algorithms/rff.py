@@ -18,12 +18,18 @@ summed over all hidden layers and over iterations readout_first..readout_last (c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffbench.algorithms.base import Algorithm, adam, matmul_flops
+from ffbench.algorithms import account
+from ffbench.algorithms.account import MemoryAccount
+from ffbench.algorithms.base import Algorithm, make_optimizer, matmul_flops
 from ffbench.algorithms.ff import (
+    ONE_LAYER_AT_A_TIME,
     SumOfSquares,
     eval_chunks,
     ff_loss,
@@ -32,6 +38,7 @@ from ffbench.algorithms.ff import (
     scaled,
 )
 from ffbench.data import wrong_labels
+from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
@@ -55,18 +62,65 @@ class RecurrentLayer(nn.Module):
 
 
 class RecurrentFF(Algorithm):
+    name = "rff"
+    display_name = "Recurrent FF"
+    summary = (
+        "Recurrent FF (Hinton 2022): synchronous damped updates from below and above, "
+        "image and label clamped, goodness read out over iterations"
+    )
+    default_lr = 0.03
+    options = {
+        "iterations": 8, "damping_old": 0.3, "damping_new": 0.7,
+        "readout_first": 3, "readout_last": 5,
+    }
+    preset_settings = {
+        "mnist-5k-accuracy": {
+            "n_layers": 2, "hidden": 256, "batch_size": 100, "epochs": 10,
+            "goodness": "topk_meansq",
+        },
+    }
+    accuracy_target = 0.85
+    gradient_note = ONE_LAYER_AT_A_TIME
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any]) -> None:
+        """Read out from iterations that exist; damping factors that are weights."""
+        first, last, iterations = (
+            options["readout_first"], options["readout_last"], options["iterations"]
+        )
+        if not 1 <= first <= last <= iterations:
+            raise BadInput(
+                f"rff needs 1 <= readout_first <= readout_last <= iterations, "
+                f"got {first}, {last}, {iterations}"
+            )
+        for name in ("damping_old", "damping_new"):
+            if not 0 <= options[name] <= 1:
+                raise BadInput(f"option {name} must be between 0 and 1, got {options[name]}")
+
+    @classmethod
+    def memory_account(cls, spec: CellSpec) -> MemoryAccount:
+        """The largest of the last iteration's Adam steps, one per layer (`rff_layer_account`)."""
+        below, above = layer_fan_ins(spec.hidden, spec.n_layers)
+        params = [
+            account.linear(b, spec.hidden, spec) + account.linear(a, spec.hidden, spec, bias=False)
+            for b, a in zip(below, above, strict=True)
+        ]
+        return max(
+            (rff_layer_account(spec, params, k) for k in range(spec.n_layers)),
+            key=lambda a: a.nbytes,
+        )
+
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
         hidden, n = spec.hidden, spec.n_layers
-        below = [MNIST_PIXELS] + [hidden] * (n - 1)
-        above = [hidden] * (n - 1) + [MNIST_CLASSES]
+        below, above = layer_fan_ins(hidden, n)
         self.layers = [
             RecurrentLayer(b, a, hidden, device, self.dtype)
             for b, a in zip(below, above, strict=True)
         ]
         self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
-        self.optimizers = [adam(list(layer.parameters()), spec.lr) for layer in self.model]
+        self.optimizers = [make_optimizer(list(layer.parameters()), spec) for layer in self.model]
         self.goodness, self.sumsq_divisor = local_goodness(spec)
         self.threshold = spec.threshold
         options = spec.options
@@ -192,6 +246,62 @@ class RecurrentFF(Algorithm):
         rows = self.spec.eval_batch_size * MNIST_CLASSES
         iterations = self.readout.stop - 1  # prediction stops after the last readout iteration
         return self._pass_flops(rows, False) + iterations * self._pass_flops(rows, True)
+
+
+def layer_fan_ins(hidden: int, n_layers: int) -> tuple[list[int], list[int]]:
+    """Widths of what each hidden layer hears from below (image, then hidden) and from above
+    (hidden, then the one-hot label)."""
+    below = [MNIST_PIXELS] + [hidden] * (n_layers - 1)
+    above = [hidden] * (n_layers - 1) + [MNIST_CLASSES]
+    return below, above
+
+
+def rff_layer_account(spec: CellSpec, params: list[list[int]], k: int) -> MemoryAccount:
+    """In layer k's update in the last iteration, the largest of four moments. All hold every
+    layer's parameters and optimizer state; the batch, its labelled images (2B, 784) and
+    one-hot labels (2B, C); the previous iteration's states and this one's below layer k
+    (2B, hidden each); the losses of earlier iterations (stacked) and of the layers below;
+    layer k's new state S and its loss. The moments, in the order they happen:
+    - the ReLU's backward: the normalized inputs from below and above (saved by the Linears),
+      the ReLU output, the gradient coming in and the one going out, and the loss's gradient;
+    - the top-down weight's gradient being made (top_down runs first in backward, made last in
+      forward): both normalized inputs, the pre-activation's gradient, that weight's gradient;
+    - the bottom-up weight's gradient being made: the normalized input from below, the
+      pre-activation's gradient, the top-down gradient (now in .grad), the bottom-up weight's
+      and bias's;
+    - the optimizer step: layer k's gradients and the step's temporaries (Adam's, mostly).
+    With Adam the step is the largest; with SGD or momentum one of the backward moments."""
+    rows, e, n = 2 * spec.batch_size, account.element_bytes(spec), spec.n_layers
+    iterations = int(spec.options["iterations"])
+    every = [size for layer in params for size in layer]
+    below, above = (widths[k] for widths in layer_fan_ins(spec.hidden, n))
+    state = account.matrix(rows, spec.hidden, spec)
+    around = (n + k) * state + ((iterations - 1) * n + k) * e + state + e  # ... S, its loss
+    from_below, from_above = account.matrix(rows, below, spec), account.matrix(rows, above, spec)
+    bottom_up_weight, bottom_up_bias, top_down_weight = params[k]
+    moments = (  # (moment, gradients, activations besides `around`)
+        ("ReLU backward", 0, from_below + from_above + 3 * state + e),
+        ("top-down weight gradient", 0, from_below + from_above + state + top_down_weight + e),
+        ("bottom-up weight gradient", top_down_weight,
+         from_below + state + bottom_up_weight + bottom_up_bias + e),
+        ("optimizer step", sum(params[k]), account.step_temporaries(params[k], spec)),
+    )
+    return max(
+        (
+            MemoryAccount.of(
+                f"layer {k}'s {moment}, iteration {iterations}",
+                parameters=sum(every),
+                gradients=gradients,
+                optimizer_state=account.optimizer_state(every, spec),
+                inputs=account.batch(spec.batch_size, spec)
+                + account.matrix(rows, MNIST_PIXELS, spec)
+                + account.matrix(rows, MNIST_CLASSES, spec),
+                activations=around + activations,
+            )
+            for moment, gradients, activations in moments
+        ),
+        key=lambda a: a.nbytes,
+    )
 
 
 def positive_and_negative_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

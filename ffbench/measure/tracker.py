@@ -5,6 +5,13 @@ storage on the measured device is counted (exact `nbytes`, no allocator rounding
 until Python drops it. Storages alive when tracking starts are counted too, if the
 algorithm reports them as persistent (parameters, optimizer state, caches).
 
+Event log: `TensorTracker.events` lists, in program order from `__enter__` on, every
+storage on the tracked device as it appears ("alloc": persistent ones at `__enter__`, the
+rest from the op that made them) and as Python drops it ("free"), with its bytes, its
+category when created, the op, and the module path (from forward hooks on the model's
+modules; "" outside any module's forward). `explain` finds a phase's peak, and where it is,
+by replaying it (`replay`).
+
 Categories: a storage is "parameters", "gradients", "optimizer_state" or "cache" when
 the algorithm reports it so at the moment of the peak; otherwise it keeps the
 category in force when it was created (see `category`): "inputs", "eval_replication",
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -35,6 +43,39 @@ class Storage:
     nbytes: int
     category: str
     op: str  # the aten op that created it, or "persistent"
+
+
+@dataclass(frozen=True)
+class TrackerEvent:
+    kind: str  # "alloc" or "free"
+    key: int  # storage identity (storage_key)
+    nbytes: int  # exact storage bytes
+    category: str  # category when created (see measure.categories)
+    op: str  # aten op that created it ("persistent" for pre-existing storages)
+    module: str  # module path from forward hooks ("" when outside any module)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A phase replayed from the event log: its peak, and the allocation that reached it
+    (None: the peak is what was alive when the phase began)."""
+
+    peak_bytes: int
+    at: TrackerEvent | None
+
+
+def replay(events: list[TrackerEvent], start: int = 0) -> Replayed:
+    """Live bytes through `events`; the largest from index `start` on (at least what is
+    alive at `start`) and the first allocation that reached it."""
+    live = 0
+    for event in events[:start]:
+        live += event.nbytes if event.kind == "alloc" else -event.nbytes
+    peak, at = live, None
+    for event in events[start:]:
+        live += event.nbytes if event.kind == "alloc" else -event.nbytes
+        if live > peak:
+            peak, at = live, event
+    return Replayed(peak, at)
 
 
 PersistentTensors = Callable[[], dict[str, list[torch.Tensor]]]
@@ -75,28 +116,41 @@ class _Ledger:
         self.live: dict[int, tuple[int, str, str]] = {}
         self.live_bytes = 0
         self._refs: dict[int, weakref.ref[torch.UntypedStorage]] = {}
+        self.events: list[TrackerEvent] = []
+        self._modules: dict[int, str] = {}  # storage key -> module path when created
 
-    def add(self, storage: torch.UntypedStorage, key: int, entry: tuple[int, str, str]) -> None:
+    def add(self, storage: torch.UntypedStorage, key: int, entry: tuple[int, str, str],
+            module: str) -> None:
         self.live[key] = entry
         self.live_bytes += entry[0]
         self._refs[key] = weakref.ref(storage, self._releaser(key))
+        self._modules[key] = module
+        self.events.append(TrackerEvent("alloc", key, *entry, module))
 
     def _releaser(self, key: int) -> Callable[[weakref.ref[torch.UntypedStorage]], None]:
         return lambda _: self.release(key)
 
     def release(self, key: int) -> None:
-        nbytes, _, _ = self.live.pop(key, (0, "", ""))
+        if key not in self.live:
+            return
+        nbytes, created_as, op = self.live.pop(key)
         self._refs.pop(key, None)
         self.live_bytes -= nbytes
+        self.events.append(TrackerEvent("free", key, nbytes, created_as, op,
+                                        self._modules.pop(key, "")))
 
 
 class TensorTracker(TorchDispatchMode):
     """Live and peak bytes of tensors on one device type, split by category."""
 
-    def __init__(self, device: torch.device, persistent: PersistentTensors) -> None:
+    def __init__(self, device: torch.device, persistent: PersistentTensors,
+                 model: nn.Module | None = None) -> None:
         super().__init__()
         self.device_type = device.type
         self.persistent = persistent
+        self.model = model  # its modules' forward hooks name the module path of each storage
+        self._module_path: list[str] = []  # innermost last
+        self._hooks: list[Any] = []
         self.ledger = _Ledger()
         self.peak_bytes = 0
         # at the peak: the live storages and who owned which (classified when asked for:
@@ -109,8 +163,39 @@ class TensorTracker(TorchDispatchMode):
             for tensor in tensors:
                 self._track(tensor, name, "persistent")
         self.reset_peak()
+        self._add_hooks()
         super().__enter__()
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+    @property
+    def events(self) -> list[TrackerEvent]:
+        """Allocations and frees on the tracked device in program order (module docstring)."""
+        return self.ledger.events
+
+    def _add_hooks(self) -> None:
+        if self.model is None:
+            return
+        for path, module in self.model.named_modules():
+            if path:  # the root's forward is the algorithm's whole step: no location
+                self._hooks += [
+                    module.register_forward_pre_hook(self._entering(path)),
+                    module.register_forward_hook(self._leaving, always_call=True),
+                ]
+
+    def _entering(self, path: str) -> Callable[..., None]:
+        def hook(*_: object) -> None:
+            self._module_path.append(path)
+
+        return hook
+
+    def _leaving(self, *_: object) -> None:
+        self._module_path.pop()
 
     @property
     def live(self) -> dict[int, tuple[int, str, str]]:
@@ -177,7 +262,8 @@ class TensorTracker(TorchDispatchMode):
         key = int(storage._cdata)
         if key in self.ledger.live:
             return False
-        self.ledger.add(storage, key, (storage.nbytes(), name, str(op)))
+        module = self._module_path[-1] if self._module_path else ""
+        self.ledger.add(storage, key, (storage.nbytes(), name, str(op)), module)
         return True
 
 

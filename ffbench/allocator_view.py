@@ -1,0 +1,162 @@
+"""What a GPU's caching allocator will report for a cell, predicted on the meta device.
+
+The cell's own sequence on CUDA (cell.memory_peaks) is replayed on meta under the tensor
+tracker: build, `warmup_steps` train steps and one eval batch, then the memory pass
+(empty_cache, MEMORY_PASS_STEPS train steps; empty_cache, one eval batch). Its event log
+(every storage's alloc and free, exact bytes, in program order) goes through
+measure.allocator's model of the caching allocator, plus the cuBLAS workspaces: one for the
+thread that calls the step and one for the autograd engine's backward thread when the step
+runs a matmul in backward (on CUDA, backward runs on a device thread of its own).
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ffbench.cell import MEMORY_PASS_STEPS, Built, PhasePeak, build, host_tracker, load_dataset
+from ffbench.measure.allocator import Block, CachingAllocator
+from ffbench.measure.meta_cache import MetaShapeCache
+from ffbench.measure.tracker import TensorTracker, TrackerEvent
+from ffbench.spec import CellSpec
+
+# aten ops that call cuBLAS (and so create the calling thread's workspace)
+CUBLAS_OPS = frozenset(
+    {"mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
+     "_addmm_activation", "matmul", "linear"}
+)
+
+
+@dataclass(frozen=True)
+class AllocatorPeaks:
+    """Predicted max_memory_allocated / max_memory_reserved of each phase, in bytes."""
+
+    train_allocated_bytes: int
+    train_reserved_bytes: int
+    eval_allocated_bytes: int
+    eval_reserved_bytes: int
+    workspaces: int  # cuBLAS workspaces resident (threads that ran a matmul)
+
+    def columns(self) -> dict[str, int]:
+        return {
+            "predicted_train_peak_allocated_bytes": self.train_allocated_bytes,
+            "predicted_train_peak_reserved_bytes": self.train_reserved_bytes,
+            "predicted_eval_peak_allocated_bytes": self.eval_allocated_bytes,
+            "predicted_eval_peak_reserved_bytes": self.eval_reserved_bytes,
+        }
+
+
+class _EventTracker(TensorTracker):
+    """The tracker, also noting whether a cuBLAS op ran inside autograd's backward."""
+
+    def __init__(self, built: Built) -> None:
+        # module paths come from forward hooks, which a compiled forward would recompile for
+        model = None if built.algorithm.spec.compile else built.algorithm.model
+        super().__init__(built.algorithm.device, built.algorithm.persistent_tensors, model)
+        self.matmul_in_forward = False
+        self.matmul_in_backward = False
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        if func.overloadpacket.__name__ in CUBLAS_OPS:
+            if torch._C._current_graph_task_id() == -1:
+                self.matmul_in_forward = True
+            else:
+                self.matmul_in_backward = True
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """A cell's predicted events, cut into phases: [setup, train, eval]."""
+
+    events: list[TrackerEvent]
+    train_start: int
+    eval_start: int
+    end: int
+    workspaces: int
+
+
+def event_log(spec: CellSpec, steps: int = MEMORY_PASS_STEPS) -> EventLog:
+    """Run the cell's CUDA sequence on meta under the tracker (see the module docstring);
+    `steps` train steps in the memory pass (every step after the first repeats it)."""
+    spec = spec.resolved()
+    return traced_sequence(build(spec, load_dataset(spec), torch.device("meta")),
+                           spec.warmup_steps, steps).log
+
+
+@dataclass(frozen=True)
+class TracedSequence:
+    """One run of a cell's sequence on meta: its event log and its tracked phase peaks."""
+
+    log: EventLog
+    train: PhasePeak
+    eval: PhasePeak
+
+
+def traced_sequence(
+    built: Built, warmup_steps: int, steps: int, warm_up_eval: bool = True
+) -> TracedSequence:
+    """`warmup_steps` train steps and one eval batch, then `steps` train steps and one eval
+    batch, all under one tracker: the events for the allocator model, and the same tracked
+    peaks (with the host's, where it is not the device) as cell.memory_pass's. The warm-up's
+    eval batch shapes only the allocator's cache: without it (`warm_up_eval=False`, where no
+    allocator view is wanted) the peaks are the same."""
+    tracker = _EventTracker(built)
+    with MetaShapeCache(), tracker:
+        for _ in range(warmup_steps):
+            built.algorithm.step(built.train)
+        if warm_up_eval:
+            built.algorithm.predict(built.eval.next()[0])
+        gc.collect()
+        train_start = len(tracker.events)
+        tracker.reset_peak()
+        with host_tracker(built.algorithm) as host:
+            for _ in range(steps):
+                built.algorithm.step(built.train)
+            train = PhasePeak(tracker.peak_bytes, tracker.peak_split, None, None,
+                              host.peak_bytes if host else None,
+                              storages=tuple(tracker.peak_storages),
+                              events=tuple(tracker.events), phase_start=train_start)
+            gc.collect()
+            eval_start = len(tracker.events)
+            tracker.reset_peak()
+            built.algorithm.predict(built.eval.next()[0])
+            evaluation = PhasePeak(tracker.peak_bytes, tracker.peak_split, None, None,
+                                   host.peak_bytes if host else None,
+                                   storages=tuple(tracker.peak_storages),
+                                   events=tuple(tracker.events), phase_start=eval_start)
+        gc.collect()
+        end = len(tracker.events)
+    workspaces = int(tracker.matmul_in_forward) + int(tracker.matmul_in_backward)
+    log = EventLog(list(tracker.events), train_start, eval_start, end, workspaces)
+    return TracedSequence(log, train, evaluation)
+
+
+def replay(log: EventLog, workspace_bytes: int) -> AllocatorPeaks:
+    """The event log through the caching allocator model, phase by phase."""
+    allocator = CachingAllocator()
+    for _ in range(log.workspaces):  # created by the first matmuls of the warm-up, kept
+        allocator.malloc(workspace_bytes)
+    blocks: dict[int, Block] = {}
+    peaks: list[tuple[int, int]] = []
+    for start, stop in ((0, log.train_start), (log.train_start, log.eval_start),
+                        (log.eval_start, log.end)):
+        allocator.empty_cache()  # cuda.reset_peaks
+        allocator.reset_peaks()
+        for event in log.events[start:stop]:
+            if event.nbytes == 0:
+                continue  # the allocator hands out no block for an empty storage
+            if event.kind == "alloc":
+                blocks[event.key] = allocator.malloc(event.nbytes)
+            elif event.key in blocks:
+                allocator.free(blocks.pop(event.key))
+        peaks.append((allocator.peak_allocated_bytes, allocator.peak_reserved_bytes))
+    (_, _), (train_alloc, train_reserved), (eval_alloc, eval_reserved) = peaks
+    return AllocatorPeaks(train_alloc, train_reserved, eval_alloc, eval_reserved,
+                          log.workspaces)

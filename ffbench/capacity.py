@@ -1,0 +1,132 @@
+"""Does it fit? The deepest network (or the largest batch) whose predicted device memory
+fits in a given GPU memory, per algorithm.
+
+A configuration needs its predicted reserved peak (the larger of train and eval, see
+allocator_view) plus the CUDA context. Replaying a deep network on meta takes seconds per
+hundred layers, so the boundary is found from two shallow probes: reserved memory grows by
+the same bytes per layer (and per batch row), so the boundary is extrapolated from them, then
+checked with a full prediction where that is cheap (up to VERIFY_MAX_LAYERS layers): the
+checked answer is exact for the model (the boundary fits, one more does not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ffbench.allocator_view import event_log, replay
+from ffbench.gpus import Gpu, cublas_workspace_bytes
+from ffbench.spec import CellSpec
+
+DEPTH_PROBES = (8, 16)  # layers of the two predictions the boundary is extrapolated from
+VERIFY_MAX_LAYERS = 48  # deeper boundaries are extrapolated only (replaying them takes long)
+BATCH_PROBE_FRACTIONS = (0.25, 0.5)  # of --batch-size, for the largest-batch search
+VERIFY_MAX_STEPS = 8  # at most this many full predictions when checking a boundary
+# capacity needs every phase's peak, not the steps' repetition: one warm-up step (it creates
+# the optimizer state) and one measured step give the same peaks as the cell's defaults
+CAPACITY_WARMUP_STEPS = 1
+CAPACITY_MEMORY_PASS_STEPS = 1
+# How far predicted reserved peaks fell short of measured ones on the H200 (results/gpu) at
+# 47 layers, the worst algorithm and phase: rff's train phase, 16.6% (bp 1.6%, ff 8.9%;
+# eval within 4%); tests/test_allocator_view.py holds it to the measurements.
+CAPACITY_MARGIN = 0.17
+
+
+@dataclass(frozen=True)
+class Fit:
+    algorithm: str
+    n_layers: int  # 0: not even one layer fits
+    batch_size: int
+    needed_bytes: int  # predicted reserved peak + CUDA context at the answer
+    checked: bool  # the answer (and one more) predicted in full, not extrapolated
+    margin: int  # layers (or batch rows): the answer is uncertain by this much (CAPACITY_MARGIN)
+
+
+def needed_bytes(spec: CellSpec, target: Gpu) -> int:
+    """Predicted reserved peak over train and eval, plus the CUDA context."""
+    spec = dataclasses.replace(spec, device="meta", warmup_steps=CAPACITY_WARMUP_STEPS)
+    peaks = replay(event_log(spec, steps=CAPACITY_MEMORY_PASS_STEPS),
+                   cublas_workspace_bytes(target))
+    return max(peaks.train_reserved_bytes, peaks.eval_reserved_bytes) + target.context_bytes
+
+
+def _boundary(
+    need: Callable[[int], int], limit: int, probes: tuple[int, int], verify_max: int
+) -> tuple[int, bool, int]:
+    """The largest x with need(x) <= limit: (x, checked, need(x)), need(x) extrapolated
+    where not checked."""
+    low, high = probes
+    at_low, at_high = need(low), need(high)
+    slope = max((at_high - at_low) / (high - low), 1.0)
+    x = max(low + int((limit - at_low) // slope), 0)
+    if x > verify_max:
+        return x, False, int(at_low + slope * (x - low))
+    known = {low: at_low, high: at_high}
+
+    def fits(value: int) -> bool:
+        if value not in known:
+            known[value] = need(value)
+        return known[value] <= limit
+
+    for _ in range(VERIFY_MAX_STEPS):
+        if x >= 1 and not fits(x):
+            x -= 1
+        elif fits(x + 1):
+            x += 1
+        else:
+            return x, True, known.get(x, 0)
+    return x, False, int(at_low + slope * (x - low))
+
+
+def deepest(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
+    """The most layers of `spec`'s algorithm, width and batch that fit in `memory_bytes`."""
+
+    def need(layers: int) -> int:
+        return needed_bytes(dataclasses.replace(spec, n_layers=layers), target)
+
+    layers, checked, needed = _boundary(need, memory_bytes, DEPTH_PROBES, VERIFY_MAX_LAYERS)
+    margin = int(CAPACITY_MARGIN * layers)
+    return Fit(spec.algorithm, layers, spec.batch_size, needed, checked, margin)
+
+
+def largest_batch(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
+    """The largest batch of `spec` (at its depth) that fits, extrapolated from two smaller
+    batches and checked in full at the answer when that is within VERIFY_MAX_STEPS rows."""
+
+    def need(batch: int) -> int:
+        return needed_bytes(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
+                            target)
+
+    probes = tuple(max(1, int(spec.batch_size * f)) for f in BATCH_PROBE_FRACTIONS)
+    low, high = probes[0], max(probes[1], probes[0] + 1)
+    batch, _, needed = _boundary(need, memory_bytes, (low, high), verify_max=0)
+    margin = int(CAPACITY_MARGIN * batch)
+    return Fit(spec.algorithm, spec.n_layers, batch, needed, False, margin)
+
+
+def capacity(
+    spec: CellSpec, algorithms: list[str], memory_bytes: int, target: Gpu, *, by_batch: bool
+) -> list[Fit]:
+    """Per algorithm: the deepest network (or, `by_batch`, the largest batch at the spec's
+    depth) that fits in `memory_bytes` of `target`."""
+    answer = largest_batch if by_batch else deepest
+    return [answer(dataclasses.replace(spec, algorithm=name).resolved(), memory_bytes, target)
+            for name in algorithms]
+
+
+def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool) -> list[str]:
+    """A plain-text table of `capacity`'s answer, with its margin of error."""
+    what = "largest batch" if by_batch else "deepest"
+    lines = [f"{'algorithm':<16} {what:>14} {'needs GiB':>10}  how"]
+    for fit in fits:
+        value = fit.batch_size if by_batch else fit.n_layers
+        how = "checked" if fit.checked else "extrapolated"
+        lines.append(f"{fit.algorithm:<16} {value:>14} {fit.needed_bytes / 2**30:>10.2f}  "
+                     f"{how} (+/- {fit.margin})")
+    lines.append(
+        f"Fits in {memory_bytes / 2**30:.1f} GiB on {target.name}: predicted reserved peak "
+        f"(train or eval) + {target.context_bytes / 2**20:.0f} MiB CUDA context. Margin "
+        f"(+/-): predicted reserved peaks were up to {CAPACITY_MARGIN:.0%} under the H200's "
+        f"measured ones at 47 layers (README, 'On a GPU'); leave that much room.")
+    return lines

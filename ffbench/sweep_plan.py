@@ -1,0 +1,153 @@
+"""Which sweeps `ffbench sweep` runs for what was typed, and where their results go.
+
+- a sweep file (or packaged name): that sweep, with the flags over its keys;
+- nothing at all: the embedded two-minute default (`quick`);
+- flags but no file: the published comparison (`seed-figure`) with the flags over it,
+  measured on CUDA where this machine has a GPU; without one (and no --device given),
+  predicted on `meta` (no compute, labelled predicted) plus a measured CPU run at a size a
+  CPU affords (the `quick` settings over a few of the requested depths).
+
+A CUDA sweep on a machine without CUDA is refused with the meta command to run instead.
+Whether CUDA is present is asked in one place, `cuda_present`. No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ffbench import executors
+from ffbench.errors import BadInput
+from ffbench.sweep_spec import DEFAULT_MAX_CELLS, DEFAULT_SWEEP, GRID_KEYS, SweepSpec, load_sweep
+
+PUBLISHED_SWEEP = "seed-figure"
+CPU_SWEEP = DEFAULT_SWEEP  # the measured CPU run takes the default's width, batch and steps
+PREDICTED_DEVICE = "meta"
+PREDICTED_SUFFIX = "-predicted"
+CPU_SUFFIX = "-cpu"
+PREDICTED_JOBS = 2  # meta cells at once when the user gave no --jobs
+CPU_MAX_DEPTHS = 6  # depths the CPU run measures, spread over the requested range
+RUNNER_KEYS = ("timeout_s", "jobs", "executor")  # flags that leave the choice of grid alone
+NEW_FOLDER_FLAG_TEXT = "--no-resume starts a new folder"
+FLAG_OF_KEY = {"warmup_steps": "warmup", "timeout_s": "timeout", "options": "option"}
+
+
+def cuda_present() -> bool:
+    """Whether this machine has a CUDA GPU (the one place the sweep command asks)."""
+    return bool(executors.gpu_ids())
+
+
+def is_predicted(device: str) -> bool:
+    return device == PREDICTED_DEVICE
+
+
+@dataclass(frozen=True)
+class PlannedSweep:
+    spec: SweepSpec
+    out: Path
+    why: str  # a line for the console: what this sweep is and why it runs
+
+
+def spread(values: tuple[int, ...], count: int) -> tuple[int, ...]:
+    """At most `count` of `values`, evenly spread, the first and the last always kept."""
+    if len(values) <= count:
+        return values
+    step = (len(values) - 1) / (count - 1)
+    return tuple(sorted({values[round(i * step)] for i in range(count)}))
+
+
+def command(source: str | None, overrides: dict[str, Any]) -> str:
+    """The `ffbench sweep` command line for a sweep file and flags."""
+    args = ["ffbench", "sweep", *([source] if source else [])]
+    for key, value in overrides.items():
+        flag = "--" + FLAG_OF_KEY.get(key, key).replace("_", "-")
+        if key == "options":
+            args += [a for name, v in value.items() for a in (flag, f"{name}={v}")]
+        elif isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args += [flag, str(value)]
+    return shlex.join(args)
+
+
+def refuse_cuda_without_gpu(spec: SweepSpec, source: str | None,
+                            overrides: dict[str, Any]) -> None:
+    if spec.executor != "local" or not spec.device.startswith("cuda") or cuda_present():
+        return
+    meta = command(source, {**overrides, "device": PREDICTED_DEVICE})
+    raise BadInput(f"--device {spec.device}: this machine has no CUDA GPU; to predict the "
+                   f"same sweep's memory without one, run: {meta}")
+
+
+def plan(source: str | None, overrides: dict[str, Any], out: Path | None,
+         root: Path, max_cells: int = DEFAULT_MAX_CELLS) -> list[PlannedSweep]:
+    """The sweeps to run, in order (BadInput for what cannot run here; a grid of more
+    than `max_cells` cells is refused before it is expanded)."""
+    chooses_grid = any(key not in RUNNER_KEYS for key in overrides)
+    if source is not None or not chooses_grid:
+        spec = load_sweep(source, overrides, max_cells)
+        refuse_cuda_without_gpu(spec, source, overrides)
+        label = "predicted on meta: no compute, " if is_predicted(spec.device) else ""
+        return [PlannedSweep(spec, out or root / spec.name, f"{label}{spec.name}")]
+    if "device" in overrides or cuda_present():
+        spec = load_sweep(PUBLISHED_SWEEP, overrides, max_cells)
+        refuse_cuda_without_gpu(spec, source, overrides)
+        return [PlannedSweep(spec, out or root / spec.name,
+                             f"the published comparison ({PUBLISHED_SWEEP}) on {spec.device}")]
+    return _without_gpu(overrides, out, root, max_cells)
+
+
+def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
+                 max_cells: int) -> list[PlannedSweep]:
+    # meta cells are not timed, so side-by-side jobs distort nothing
+    jobs = {"jobs": overrides.get("jobs", PREDICTED_JOBS)}
+    published = load_sweep(PUBLISHED_SWEEP, {**overrides, "device": PREDICTED_DEVICE, **jobs},
+                           max_cells)
+    predicted = dataclasses.replace(published, name=published.name + PREDICTED_SUFFIX)
+    cpu_flags = {k: v for k, v in overrides.items() if k in (*GRID_KEYS, *RUNNER_KEYS)}
+    cpu_flags = {k: v for k, v in cpu_flags.items() if k not in ("hidden", "batch_sizes")}
+    base = load_sweep(CPU_SWEEP, cpu_flags, max_cells)
+    cpu = dataclasses.replace(base, name=published.name + CPU_SUFFIX,
+                              layers=spread(base.layers, CPU_MAX_DEPTHS))
+    return [
+        PlannedSweep(predicted, out / "predicted" if out else root / predicted.name,
+                     f"no CUDA GPU here: the published comparison PREDICTED on meta (no "
+                     f"compute; hidden {_joined(predicted.hidden)}, batch "
+                     f"{_joined(predicted.batch_sizes)})"),
+        PlannedSweep(cpu, out / "cpu" if out else root / cpu.name,
+                     f"and MEASURED on this CPU at a size it affords (hidden "
+                     f"{_joined(cpu.hidden)}, batch {_joined(cpu.batch_sizes)}, depths "
+                     f"{_joined(cpu.layers)})"),
+    ]
+
+
+def _joined(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values))
+
+
+def _compact(values: tuple[int, ...]) -> str:
+    """2..47 for a whole run of integers, else the values."""
+    whole = len(values) > 2 and values == tuple(range(values[0], values[-1] + 1))
+    return f"{values[0]}..{values[-1]}" if whole else _joined(values)
+
+
+def defaults_help() -> str:
+    """What `ffbench sweep` runs when a flag (or the file) is left out, for its --help."""
+    quick, published = load_sweep(DEFAULT_SWEEP, {}), load_sweep(PUBLISHED_SWEEP, {})
+
+    def grid(spec: SweepSpec) -> str:
+        return (f"{','.join(spec.algorithms)}; layers {_compact(spec.layers)}; hidden "
+                f"{_joined(spec.hidden)}; batch {_joined(spec.batch_sizes)}; {spec.device}")
+
+    return (f"Defaults: no file and no flags runs the embedded '{DEFAULT_SWEEP}' sweep "
+            f"({grid(quick)}). Flags without a file run the published comparison "
+            f"'{PUBLISHED_SWEEP}' ({grid(published)}) with the flags over it; without a GPU, "
+            f"PREDICTED on {PREDICTED_DEVICE} into results/{PUBLISHED_SWEEP}{PREDICTED_SUFFIX} "
+            f"plus MEASURED on the CPU at the '{CPU_SWEEP}' width and batch over at most "
+            f"{CPU_MAX_DEPTHS} of the depths into results/{PUBLISHED_SWEEP}{CPU_SUFFIX}. A flag "
+            "left out takes the sweep file's value. Results go to results/NAME; a folder keeps "
+            "its sweep's settings (more depths or batch sizes extend it; other settings are "
+            f"refused: {NEW_FOLDER_FLAG_TEXT}).")

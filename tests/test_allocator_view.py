@@ -1,0 +1,149 @@
+"""Predicted allocator peaks: the event log, the GPU validation, and `ffbench capacity`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ffbench.algorithms import registry
+from ffbench.allocator_validation import compare_all, tracked_peaks
+from ffbench.allocator_view import event_log, replay
+from ffbench.capacity import CAPACITY_MARGIN, deepest, needed_bytes
+from ffbench.cell import (
+    MEMORY_PASS_STEPS,
+    META_MEMORY_PASS_STEPS,
+    META_WARMUP_STEPS,
+    build,
+    load_dataset,
+    memory_pass,
+    memory_peaks,
+    predicted_peaks,
+    warm_up,
+)
+from ffbench.cli import app, main
+from ffbench.gpus import gpu
+from ffbench.measure.meta_cache import MetaShapeCache
+from ffbench.spec import CellSpec
+
+MIB = 1 << 20
+GPU_RESULTS = Path(__file__).parent.parent / "results" / "gpu"
+SMALL = {"hidden": 256, "batch_size": 256, "device": "meta"}
+
+
+def test_event_log_gives_the_trackers_peaks_and_the_allocator_adds_workspaces() -> None:
+    spec = CellSpec("bp", n_layers=3, **SMALL).resolved()
+    log = event_log(spec)
+    train, evaluation = predicted_peaks(spec, load_dataset(spec))
+    assert tracked_peaks(log) == (train.tracked_bytes, evaluation.tracked_bytes)
+    assert log.workspaces == 2  # the step's thread and autograd's backward thread
+    peaks = replay(log, 32 * MIB)
+    assert peaks.train_allocated_bytes >= train.tracked_bytes + 64 * MIB
+    assert peaks.train_allocated_bytes <= train.tracked_bytes + 64 * MIB + 2 * MIB
+    assert peaks.train_reserved_bytes >= peaks.train_allocated_bytes
+    assert peaks.train_reserved_bytes % (2 * MIB) == 0  # segments are whole 2 MiB units
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("name", registry.names())
+def test_one_traced_pass_gives_the_peaks_and_the_allocators_view_of_the_full_sequence(
+    name: str, optimizer: str
+) -> None:
+    """A cell predicts from one short pass on meta (cell.memory_peaks): one warm-up step and
+    one measured step. It must give the tracked peaks of the memory pass a real device runs
+    (cell.memory_pass, here on meta) and the
+    allocator's view of the cell's own sequence (its warm-up steps, MEMORY_PASS_STEPS), to
+    the byte."""
+    spec = CellSpec(name, n_layers=3, optimizer=optimizer, **SMALL).resolved()
+    dataset = load_dataset(spec)
+    peaks = memory_peaks(spec, dataset)
+    built = build(spec, dataset, torch.device("meta"))  # the memory pass of a real device
+    with MetaShapeCache():
+        warm_up(built, META_WARMUP_STEPS, eval_batches=0)
+        train, evaluation = memory_pass(built, META_MEMORY_PASS_STEPS)
+    for traced, alone in ((peaks.train, train), (peaks.eval, evaluation)):
+        assert (traced.tracked_bytes, traced.split, traced.host_tracked_bytes) == (
+            alone.tracked_bytes, alone.split, alone.host_tracked_bytes)
+    assert spec.warmup_steps > META_WARMUP_STEPS and MEMORY_PASS_STEPS > META_MEMORY_PASS_STEPS
+    assert replay(peaks.log, 32 * MIB) == replay(event_log(spec), 32 * MIB)
+
+
+def test_a_sweep_predicts_the_allocators_view_for_the_target_gpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--target-gpu names the GPU of a meta cell's allocator view: an A100's cuBLAS workspaces
+    are 8 MiB + 128 KiB where an H200's are 32 MiB, one for the step's thread and one for
+    backward's; the tensors are the same. The setting is part of the cell id (not at its
+    default) and its own column; it is refused where no prediction is made."""
+    common = ["sweep", "ci-cpu", "--algorithms", "bp", "--layers", "3", "--hidden", "256",
+              "--batch-sizes", "256", "--device", "meta"]
+    runner = CliRunner()
+    for name, extra in (("h200", []), ("a100", ["--target-gpu", "a100-40gb"])):
+        done = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / name)])
+        assert done.exit_code == 0, done.output
+    [h200] = (tmp_path / "h200" / "cells").glob("*.json")
+    [a100] = (tmp_path / "a100" / "cells").glob("*.json")
+    big, small = json.loads(h200.read_text()), json.loads(a100.read_text())
+    assert (big["target_gpu"], small["target_gpu"]) == ("h200", "a100-40gb")
+    assert big["cell_id"] != small["cell_id"]
+    assert big["train_peak_tracked_bytes"] == small["train_peak_tracked_bytes"]
+    workspaces = 2 * (32 * MIB - (8 * MIB + 128 * 1024))
+    for phase in ("train", "eval"):
+        assert (big[f"predicted_{phase}_peak_allocated_bytes"]
+                - small[f"predicted_{phase}_peak_allocated_bytes"]) == workspaces
+    with pytest.raises(SystemExit) as refused:
+        main([*common[:-1], "cpu", "--target-gpu", "l4", "--out", str(tmp_path / "cpu")])
+    assert refused.value.code == 2 and not (tmp_path / "cpu").exists()
+    assert "--target-gpu is for --device meta" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_capacity_boundary_fits_and_one_more_layer_does_not() -> None:
+    target = gpu("h200")
+    wide = SMALL | {"hidden": 1024}  # 16 MiB more per layer (weights, gradients, Adam)
+    at_10 = needed_bytes(CellSpec("bp", n_layers=10, **wide), target)
+    at_11 = needed_bytes(CellSpec("bp", n_layers=11, **wide), target)
+    assert at_11 > at_10
+    fit = deepest(CellSpec("bp", n_layers=1, **wide).resolved(), (at_10 + at_11) // 2, target)
+    assert (fit.n_layers, fit.checked, fit.needed_bytes) == (10, True, at_10)
+
+
+@pytest.mark.slow
+def test_capacity_command_json() -> None:
+    result = CliRunner().invoke(app, [
+        "capacity", "2GiB", "--hidden", "256", "--batch-size", "256", "--algorithms", "bp",
+        "--layers", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    (fit,) = json.loads(result.output)
+    assert fit["algorithm"] == "bp" and fit["n_layers"] == 4
+    assert fit["batch_size"] > 256 and fit["needed_bytes"] <= 2 << 30
+
+
+@pytest.mark.slow
+def test_predictions_against_the_h200_measurements() -> None:
+    """Every ok bp/ff/rff row of results/gpu/published-reduced*.parquet, phase by phase,
+    where the row measured today's code (README, "On a GPU", lists the exceptions)."""
+    comparisons = compare_all(GPU_RESULTS.glob("published-reduced*.parquet"),
+                              ["bp", "ff", "rff"], gpu("h200"))
+    compared = [c for c in comparisons if not c.excluded]
+    excluded = {(c.source, c.algorithm, c.phase) for c in comparisons if c.excluded}
+    # measured with other code: bp's eval and ff's train changed after this file, rff's both
+    assert excluded == {
+        ("published-reduced.parquet", "bp", "eval"), ("published-reduced.parquet", "ff", "train"),
+        ("published-reduced.parquet", "rff", "train"), ("published-reduced.parquet", "rff", "eval"),
+    }
+    assert len(compared) == 30
+    deepest_measured = [c for c in comparisons if c.n_layers == 47]
+    assert min(c.reserved_error for c in deepest_measured) >= -CAPACITY_MARGIN  # capacity's
+    for c in compared:
+        if c.phase == "eval":
+            assert c.allocated_within and c.reserved_within, c
+        else:
+            # the named exception: a train-phase block the tracker does not see on CUDA,
+            # a constant per algorithm (peak_snapshot.py ff 2 on a GPU names it)
+            gap_mib = (c.measured_allocated_bytes - c.predicted_allocated_bytes) / MIB
+            expected = {"bp": (52, 57), "ff": (129, 131)}[c.algorithm]
+            assert expected[0] <= gap_mib <= expected[1], c

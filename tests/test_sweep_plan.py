@@ -1,0 +1,215 @@
+"""What `ffbench sweep` runs for what was typed (with and without CUDA, faked at the one
+function that asks), folder ownership, finding results below a parent, and progress lines
+without a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from results_factory import ok_row, write_results
+
+from ffbench import sweep_folder, sweep_plan
+from ffbench.cli import main
+from ffbench.progress_text import ProgressLines, duration, estimate_s
+from ffbench.spec import BadInput, identity_columns
+from ffbench.sweep_spec import load_sweep
+
+ROOT = Path("results")
+
+
+def fake_cuda(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
+    monkeypatch.setattr(sweep_plan, "cuda_present", lambda: present)
+
+
+def test_layers_alone_with_a_gpu_runs_the_published_grid_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch, True)
+    [one] = sweep_plan.plan(None, {"layers": "2..47"}, None, ROOT)
+    assert one.spec.name == "seed-figure" and one.spec.device == "cuda"
+    assert (one.spec.algorithms, one.spec.hidden, one.spec.batch_sizes) == (
+        ("bp", "ff", "rff"), (2000,), (5000,))
+    assert one.spec.layers == tuple(range(2, 48)) and one.out == ROOT / "seed-figure"
+
+
+def test_layers_alone_without_a_gpu_predicts_on_meta_and_measures_a_small_cpu_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch, False)
+    predicted, cpu = sweep_plan.plan(None, {"layers": "2..47"}, None, ROOT)
+    assert predicted.spec.device == "meta" and "PREDICTED" in predicted.why
+    assert (predicted.spec.hidden, predicted.spec.batch_sizes) == ((2000,), (5000,))
+    assert len(predicted.spec.cells()) == 3 * 46
+    assert predicted.out == ROOT / "seed-figure-predicted"
+    assert predicted.spec.jobs == sweep_plan.PREDICTED_JOBS and cpu.spec.jobs == 1
+    assert cpu.spec.device == "cpu" and "MEASURED" in cpu.why
+    quick = load_sweep("quick", {})
+    assert (cpu.spec.hidden, cpu.spec.batch_sizes) == (quick.hidden, quick.batch_sizes)
+    assert cpu.spec.layers[0] == 2 and cpu.spec.layers[-1] == 47
+    assert len(cpu.spec.layers) == sweep_plan.CPU_MAX_DEPTHS
+    assert cpu.out == ROOT / "seed-figure-cpu"
+    below = sweep_plan.plan(None, {"layers": "2..47"}, Path("mine"), ROOT)
+    assert [p.out for p in below] == [Path("mine/predicted"), Path("mine/cpu")]
+
+
+def test_a_bare_sweep_and_runner_flags_stay_the_embedded_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for present in (True, False):
+        fake_cuda(monkeypatch, present)
+        for flags in ({}, {"jobs": 2}):
+            [one] = sweep_plan.plan(None, flags, None, ROOT)
+            assert one.spec.name == "quick" and one.spec.device == "cpu"
+
+
+def test_cuda_without_a_gpu_is_refused_with_the_meta_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch, False)
+    flags = {"hidden": "2000", "batch_sizes": "5000", "device": "cuda"}
+    with pytest.raises(BadInput, match="ffbench sweep --hidden 2000 --batch-sizes 5000 "
+                                       "--device meta$"):
+        sweep_plan.plan(None, flags, None, ROOT)
+    with pytest.raises(BadInput, match="ffbench sweep seed-figure --device meta"):
+        sweep_plan.plan("seed-figure", {}, None, ROOT)
+    fake_cuda(monkeypatch, True)
+    [one] = sweep_plan.plan("seed-figure", {}, None, ROOT)
+    assert one.spec.device == "cuda"
+
+
+def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    monkeypatch.setattr(sys, "argv", ["ffbench", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return int(exit_info.value.code or 0), capsys.readouterr().err.splitlines()
+
+
+def test_the_cli_refuses_cuda_without_a_gpu_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_cuda(monkeypatch, False)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["sweep", "seed-figure"], monkeypatch, capsys)
+    assert code == 2 and len(err) == 1 and "--device meta" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def tiny(**flags: object) -> dict[str, object]:
+    return {"algorithms": "bp", "layers": "1,2", "hidden": 16, "batch_sizes": 8,
+            "device": "meta", **flags}
+
+
+def test_a_folder_keeps_its_definition_and_refuses_other_fixed_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "s"
+    out.mkdir()
+    sweep_folder.record_owner(load_sweep("quick", tiny()), out)
+    before = sorted(p.name for p in out.iterdir())
+    for flags, named in [({"hidden": 32}, "hidden 16 there, 32 here"),
+                         ({"steps": 9}, "steps 3 there, 9 here"),
+                         ({"algorithms": "bp,ff"}, "algorithms bp there, bp,ff here")]:
+        with pytest.raises(BadInput, match=named) as refused:
+            sweep_folder.check_owner(load_sweep("quick", tiny(**flags)), out)
+        assert "--no-resume" in str(refused.value) and "\n" not in str(refused.value)
+    argv = ["sweep", "quick", "--algorithms", "bp", "--layers", "1", "--hidden", "64",
+            "--batch-sizes", "8", "--device", "meta", "--out", str(out)]
+    code, err = run_main(argv, monkeypatch, capsys)
+    assert code == 2 and len(err) == 1 and "hidden 16 there, 64 here" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_more_depths_and_batch_sizes_at_the_same_settings_extend_the_folder(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "s"
+    out.mkdir()
+    sweep_folder.record_owner(load_sweep("quick", tiny()), out)
+    wider = load_sweep("quick", tiny(layers="2..4", batch_sizes="8,16"))
+    sweep_folder.check_owner(wider, out)  # no refusal
+    grown = sweep_folder.record_owner(wider, out)
+    assert (grown.layers, grown.batch_sizes) == ((1, 2, 3, 4), (8, 16))
+    stored = json.loads((out / sweep_folder.DEFINITION_NAME).read_text())
+    assert stored["layers"] == [1, 2, 3, 4] and stored["hidden"] == [16]
+
+
+def test_results_below_a_parent_and_missing_cells_of_a_stopped_sweep(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from ffbench.results import load
+
+    first, second = tmp_path / "a", tmp_path / "deeper" / "b"
+    spec = load_sweep("quick", tiny(layers="1..3", device="cpu"))
+    rows = [ok_row("bp", 1, 8) | identity_columns(spec.cells()[0], "quick")]
+    for folder in (first, second):
+        write_results(folder, rows)
+    sweep_folder.record_owner(spec, first)
+    assert sweep_folder.results_below(tmp_path) == [first, second]
+    assert sweep_folder.results_below(first) == [first]
+    frame = sweep_folder.with_missing(load([first]))
+    assert list(frame["status"]) == ["ok", "missing", "missing"]
+    assert list(frame["n_layers"]) == [1, 2, 3]
+    assert isinstance(frame, pd.DataFrame)
+
+
+def test_progress_lines_count_cells_and_give_an_eta() -> None:
+    lines = ProgressLines(total=4, clock=0.0, last_line_at=0.0)
+    assert lines.quiet_line("bp 1", now=10.0) is None
+    assert lines.quiet_line("bp 1", now=31.0) == (
+        "[0/4 cells, 31 s elapsed, ETA unknown]  running bp 1")
+    assert lines.finished("bp 1", "ok", now=40.0) == (
+        "[1/4 cells, 40 s elapsed, ETA 2 min 00 s]  ok bp 1")
+    assert lines.finished("ff 1", "oom", now=80.0).startswith("[2/4 cells, 1 failed, 1 min 20 s")
+    assert duration(3725) == "1 h 02 min"
+    assert estimate_s("meta", 138) == pytest.approx(138 * sweep_plan_seconds("meta"))
+
+
+def sweep_plan_seconds(device: str) -> float:
+    from ffbench.progress_text import SECONDS_PER_CELL
+
+    return SECONDS_PER_CELL[device]
+
+
+def test_version_and_the_sweep_defaults_in_help() -> None:
+    from typer.testing import CliRunner
+
+    from ffbench import __version__
+    from ffbench.cli import app
+
+    version = CliRunner().invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"ffbench {__version__}"
+    shown = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=400)
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "embedded 'quick' sweep (bp,ff,rff; layers 1,2,4,8,12,16; hidden 256; batch 128" in text
+    assert "'seed-figure' (bp,ff,rff; layers 2..47; hidden 2000; batch 5000; cuda)" in text
+
+
+def test_a_long_cell_gets_a_progress_line_while_it_runs_without_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The events wait while a cell runs; the lines must not (here every 0.5 s, not 30)."""
+    import time
+
+    from ffbench import console, progress_text
+    from ffbench.sweep import Finished, Planned, Started
+
+    monkeypatch.setattr(progress_text, "QUIET_INTERVAL_S", 0.5)
+    spec = load_sweep("quick", tiny(layers="1", device="cpu"))
+    [cell] = spec.cells()
+
+    def events() -> Iterator[Planned | Started | Finished]:
+        yield Started(cell)
+        time.sleep(2.2)  # the cell at work: no event for a while
+        yield Finished(cell, {"status": "ok", "error": None})
+
+    console.sweep_progress(spec, tmp_path, Planned(total=1, to_run=1), events())
+    err = capsys.readouterr().err.splitlines()
+    running = [line for line in err if line.endswith(f"running {console.cell_label(cell)}")]
+    assert len(running) >= 2, err
+    assert err[-1].startswith("[1/1 cells") and err[-1].endswith(f"ok {console.cell_label(cell)}")
