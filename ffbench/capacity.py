@@ -22,6 +22,7 @@ from ffbench.spec import CellSpec
 DEPTH_PROBES = (8, 16)  # layers of the two predictions the boundary is extrapolated from
 VERIFY_MAX_LAYERS = 48  # deeper boundaries are extrapolated only (replaying them takes long)
 BATCH_PROBE_FRACTIONS = (0.25, 0.5)  # of --batch-size, for the largest-batch search
+FAR_PROBE_FACTOR = 4  # where the two probes need the same, a third this much further decides
 VERIFY_MAX_STEPS = 8  # at most this many full predictions when checking a boundary
 # capacity needs every phase's peak, not the steps' repetition: one warm-up step (it creates
 # the optimizer state) and one measured step give the same peaks as the cell's defaults
@@ -36,8 +37,8 @@ CAPACITY_MARGIN = 0.17
 @dataclass(frozen=True)
 class Fit:
     algorithm: str
-    n_layers: int  # 0: not even one layer fits
-    batch_size: int
+    n_layers: int | None  # 0: not even one layer fits; None: depth does not raise the peak
+    batch_size: int | None  # None: the batch does not raise the peak
     needed_bytes: int  # predicted reserved peak + CUDA context at the answer
     checked: bool  # the answer (and one more) predicted in full, not extrapolated
     margin: int  # layers (or batch rows): the answer is uncertain by this much (CAPACITY_MARGIN)
@@ -53,11 +54,17 @@ def needed_bytes(spec: CellSpec, target: Gpu) -> int:
 
 def _boundary(
     need: Callable[[int], int], limit: int, probes: tuple[int, int], verify_max: int
-) -> tuple[int, bool, int]:
+) -> tuple[int | None, bool, int]:
     """The largest x with need(x) <= limit: (x, checked, need(x)), need(x) extrapolated
-    where not checked."""
+    where not checked; x is None when need does not grow even up to a far probe and fits
+    (no x is too large: layer-wise FF's device peak at any depth)."""
     low, high = probes
     at_low, at_high = need(low), need(high)
+    if at_high <= at_low:  # the allocator's segments can hide growth between close probes
+        high = high * FAR_PROBE_FACTOR
+        at_high = need(high)
+        if at_high <= at_low and at_high <= limit:
+            return None, False, at_high
     slope = max((at_high - at_low) / (high - low), 1.0)
     x = max(low + int((limit - at_low) // slope), 0)
     if x > verify_max:
@@ -86,7 +93,7 @@ def deepest(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
         return needed_bytes(dataclasses.replace(spec, n_layers=layers), target)
 
     layers, checked, needed = _boundary(need, memory_bytes, DEPTH_PROBES, VERIFY_MAX_LAYERS)
-    margin = int(CAPACITY_MARGIN * layers)
+    margin = 0 if layers is None else int(CAPACITY_MARGIN * layers)
     return Fit(spec.algorithm, layers, spec.batch_size, needed, checked, margin)
 
 
@@ -101,7 +108,7 @@ def largest_batch(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
     probes = tuple(max(1, int(spec.batch_size * f)) for f in BATCH_PROBE_FRACTIONS)
     low, high = probes[0], max(probes[1], probes[0] + 1)
     batch, _, needed = _boundary(need, memory_bytes, (low, high), verify_max=0)
-    margin = int(CAPACITY_MARGIN * batch)
+    margin = 0 if batch is None else int(CAPACITY_MARGIN * batch)
     return Fit(spec.algorithm, spec.n_layers, batch, needed, False, margin)
 
 
@@ -121,9 +128,13 @@ def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool
     lines = [f"{'algorithm':<16} {what:>14} {'needs GiB':>10}  how"]
     for fit in fits:
         value = fit.batch_size if by_batch else fit.n_layers
-        how = "checked" if fit.checked else "extrapolated"
-        lines.append(f"{fit.algorithm:<16} {value:>14} {fit.needed_bytes / 2**30:>10.2f}  "
-                     f"{how} (+/- {fit.margin})")
+        if value is None:
+            grows_with = "batch size" if by_batch else "depth"
+            shown, how = "no limit", f"its device peak does not grow with {grows_with}"
+        else:
+            shown = f"{value:,}"
+            how = ("checked" if fit.checked else "extrapolated") + f" (+/- {fit.margin:,})"
+        lines.append(f"{fit.algorithm:<16} {shown:>14} {fit.needed_bytes / 2**30:>10.2f}  {how}")
     lines.append(
         f"Fits in {memory_bytes / 2**30:.1f} GiB on {target.name}: predicted reserved peak "
         f"(train or eval) + {target.context_bytes / 2**20:.0f} MiB CUDA context. Margin "

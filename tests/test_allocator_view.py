@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from ffbench.algorithms import registry
 from ffbench.allocator_validation import compare_all, tracked_peaks
 from ffbench.allocator_view import event_log, replay
-from ffbench.capacity import CAPACITY_MARGIN, deepest, needed_bytes
+from ffbench.capacity import CAPACITY_MARGIN, deepest, fit_lines, needed_bytes
 from ffbench.cell import (
     MEMORY_PASS_STEPS,
     META_MEMORY_PASS_STEPS,
@@ -109,6 +110,20 @@ def test_capacity_boundary_fits_and_one_more_layer_does_not() -> None:
     assert at_11 > at_10
     fit = deepest(CellSpec("bp", n_layers=1, **wide).resolved(), (at_10 + at_11) // 2, target)
     assert (fit.n_layers, fit.checked, fit.needed_bytes) == (10, True, at_10)
+
+
+@pytest.mark.slow
+def test_capacity_says_no_limit_where_depth_does_not_raise_the_peak() -> None:
+    """Layer-wise FF keeps finished layers off the device: its peak is the same at any
+    depth, so capacity gives no depth limit (an extrapolation would give billions)."""
+    target = gpu("h200")
+    spec = CellSpec("ff-layerwise", n_layers=1, **SMALL).resolved()
+    assert needed_bytes(dataclasses.replace(spec, n_layers=8), target) == needed_bytes(
+        dataclasses.replace(spec, n_layers=16), target)
+    fit = deepest(spec, 2 << 30, target)
+    assert (fit.n_layers, fit.margin) == (None, 0)
+    lines = fit_lines([fit], 2 << 30, target, by_batch=False)
+    assert "no limit" in lines[1] and "does not grow with depth" in lines[1]
 
 
 @pytest.mark.slow
