@@ -99,11 +99,13 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {"data_dir": str, "option": parse_op
 
 
 def cell_fields(params: dict[str, Any]) -> dict[str, Any]:
-    """CellSpec fields from a command's parameters: the ones given (not None), converted."""
+    """CellSpec fields from a command's parameters: the ones given, converted. A repeatable
+    option that was not given arrives empty: not given either (else `--option` left out
+    would replace a sweep file's options and make a bare sweep choose a grid)."""
     return {
         CELL_FIELDS[name]: _CONVERT.get(name, lambda v: v)(value)
         for name, value in params.items()
-        if name in CELL_FIELDS and value is not None
+        if name in CELL_FIELDS and value is not None and value not in ((), [])
     }
 
 

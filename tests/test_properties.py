@@ -4,12 +4,14 @@ sweep and explain, generated result files for plot, report and check, all throug
 stderr line and no traceback; a refusal (exit 2) writes nothing.
 
 Sizes are tiny or absurd (never in between), cells run on the meta device where they can,
-and each test has a bounded number of examples so that the suite stays fast."""
+and each test has a bounded number of examples so that the suite stays fast;
+FFBENCH_PROPERTY_SCALE=10 runs ten times as many (a deeper attack, minutes)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -26,9 +28,17 @@ from ffbench.cli import main
 from ffbench.results import COLUMNS, write_parquet, write_row_json
 
 CASES: dict[str, int] = {}  # generated cases per command, reported at the end of the run
-QUICK = settings(max_examples=12, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow])
+SCALE = int(os.environ.get("FFBENCH_PROPERTY_SCALE", "1"))
+
+
+def examples(count: int) -> settings:
+    """`count` generated cases (times FFBENCH_PROPERTY_SCALE), no deadline."""
+    return settings(max_examples=count * SCALE, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
+QUICK = examples(12)
 
 ODD_TEXT = st.sampled_from(["[/]", "[bold]x[/bold]", "", " ", "\u00e9\u4e2d", "a\nb", "-1",
                             "nan", "1e400", "9" * 30])
@@ -148,8 +158,7 @@ def sweep_args(draw: st.DrawFn) -> list[str]:
 
 
 @pytest.mark.slow
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@examples(10)
 @given(args=sweep_args())
 def test_sweep_with_generated_arguments(
     args: list[str], capsys: pytest.CaptureFixture[str]
@@ -210,8 +219,7 @@ def test_check_with_generated_results(
 
 
 @pytest.mark.slow
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@examples(8)
 @given(files=result_files(), second=st.none() | result_files(),
        command=st.sampled_from(["plot", "report"]))
 def test_plot_and_report_with_generated_results(

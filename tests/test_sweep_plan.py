@@ -99,6 +99,20 @@ def test_the_cli_refuses_cuda_without_a_gpu_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_typed_bare_sweep_with_runner_flags_is_the_embedded_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the command line: `--option` not given must not count as a grid flag (it
+    once did, and `ffbench sweep` ran the published grid). `--max-cells 1` makes the
+    chosen grid name itself in its refusal before anything runs."""
+    fake_cuda(monkeypatch, False)
+    quick_layers = ",".join(map(str, load_sweep(sweep_plan.DEFAULT_SWEEP, {}).layers))
+    for flags in ([], ["--out", str(tmp_path / "x")], ["--jobs", "1"]):
+        code, err = run_main(["sweep", *flags, "--max-cells", "1"], monkeypatch, capsys)
+        assert code == 2 and len(err) == 1 and f"--layers {quick_layers}:" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
 def tiny(**flags: object) -> dict[str, object]:
     return {"algorithms": "bp", "layers": "1,2", "hidden": 16, "batch_sizes": 8,
             "device": "meta", **flags}

@@ -151,9 +151,9 @@ class Algorithm(ABC):
 
     def persistent_tensors(self) -> dict[str, list[Tensor]]:
         """Tensors that outlive a step, by memory category (see measure.tracker)."""
-        params = list(self.model.parameters())
+        params: list[Tensor] = list(self.model.parameters())
         return {
-            "parameters": [p.detach() for p in params],
+            "parameters": params,
             "gradients": [p.grad for p in params if p.grad is not None],
             "optimizer_state": [
                 value
