@@ -1,7 +1,7 @@
 """Which sweeps `ffbench sweep` runs for what was typed, and where their results go.
 
 - a sweep file (or packaged name): that sweep, with the flags over its keys;
-- nothing at all: the embedded two-minute default (`quick`);
+- nothing at all (runner flags aside): the embedded default (`quick`, about 35 s);
 - flags but no file: the published comparison (`seed-figure`) with the flags over it,
   measured on CUDA where this machine has a GPU; without one (and no --device given),
   predicted on `meta` (no compute, labelled predicted) plus a measured CPU run at a size a

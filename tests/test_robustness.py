@@ -235,6 +235,21 @@ def test_unwritable_outputs_of_plot_report_check_are_refused(
     assert_refused(code, err, "is a file, not a directory")
 
 
+def test_two_meta_sweeps_compared_draw_without_step_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Meta cells have no step times: comparing two such folders once crashed on NaN axis
+    limits."""
+    untimed = {"device": "meta", "step_time_median_s": None, "step_time_iqr_s": None,
+               "samples_per_s": None}
+    a = write_results(tmp_path / "a", sweep_rows(**untimed))
+    b = write_results(tmp_path / "b", sweep_rows(**untimed))
+    code, out, err = invoke(capsys, "plot", a, b, "--out", tmp_path / "figs")
+    assert code == 0 and "Traceback" not in err, err
+    assert (tmp_path / "figs" / "compare_inputs.png").stat().st_size > 0
+    assert "time_vs_layers: no successful cell with step times" in out + err
+
+
 def test_a_results_parquet_that_is_a_directory_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
