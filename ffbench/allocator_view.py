@@ -117,20 +117,21 @@ def traced_sequence(
         train_start = len(tracker.events)
         tracker.reset_peak()
         with host_tracker(built.algorithm) as host:
+
+            def phase_peak(start: int) -> PhasePeak:
+                return PhasePeak(tracker.peak_bytes, tracker.peak_split, None, None,
+                                 host.peak_bytes if host else None,
+                                 storages=tuple(tracker.peak_storages),
+                                 events=tuple(tracker.events), phase_start=start)
+
             for _ in range(steps):
                 built.algorithm.step(built.train)
-            train = PhasePeak(tracker.peak_bytes, tracker.peak_split, None, None,
-                              host.peak_bytes if host else None,
-                              storages=tuple(tracker.peak_storages),
-                              events=tuple(tracker.events), phase_start=train_start)
+            train = phase_peak(train_start)
             gc.collect()
             eval_start = len(tracker.events)
             tracker.reset_peak()
             built.algorithm.predict(built.eval.next()[0])
-            evaluation = PhasePeak(tracker.peak_bytes, tracker.peak_split, None, None,
-                                   host.peak_bytes if host else None,
-                                   storages=tuple(tracker.peak_storages),
-                                   events=tuple(tracker.events), phase_start=eval_start)
+            evaluation = phase_peak(eval_start)
         gc.collect()
         end = len(tracker.events)
     workspaces = int(tracker.matmul_in_forward) + int(tracker.matmul_in_backward)
