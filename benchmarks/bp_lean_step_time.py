@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ffbench.cell import Built, warmed_up
+from ffbench.built import Built, warmed_up
 from ffbench.spec import CellSpec
 
 DEFAULT_SIZE = (16, 1000, 1000)  # layers, hidden, batch: seconds a step on one thread

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from ffbench.cell import Built, warmed_up
+from ffbench.built import Built, warmed_up
 from ffbench.measure.timer import time_calls
 from ffbench.spec import CellSpec
 

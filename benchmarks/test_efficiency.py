@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import Built, calibrated_rate, warmed_up
+from ffbench.built import Built, warmed_up
+from ffbench.cell import calibrated_rate
 from ffbench.measure.timer import time_calls
 from ffbench.spec import CellSpec
 

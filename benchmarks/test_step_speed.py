@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import Built, warmed_up
+from ffbench.built import Built, warmed_up
 from ffbench.spec import CellSpec
 
 SIZE = {"n_layers": 4, "hidden": 512, "batch_size": 512}

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ffbench.cell import MEMORY_PASS_STEPS, Built, PhasePeak, build, host_tracker, load_dataset
+from ffbench.built import MEMORY_PASS_STEPS, Built, PhasePeak, build, host_tracker, load_dataset
 from ffbench.measure.allocator import Block, CachingAllocator
 from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.measure.tracker import TensorTracker, TrackerEvent

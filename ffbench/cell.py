@@ -11,106 +11,41 @@ import gc
 import json
 import logging
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from ffbench.algorithms import registry
 from ffbench.algorithms.base import DTYPES, Algorithm
-from ffbench.data import BatchStream, Dataset, in_order, load
+from ffbench.allocator_view import EventLog, replay, traced_sequence
+from ffbench.built import (
+    MEMORY_PASS_STEPS,
+    Built,
+    PhasePeak,
+    build,
+    host_tracker,
+    load_dataset,
+    warm_up,
+)
+from ffbench.data import Dataset, in_order
 from ffbench.measure import cpu, cuda
 from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
-from ffbench.measure.tracker import Storage, TensorTracker, TrackerEvent, storage_bytes
+from ffbench.measure.tracker import TensorTracker, storage_bytes
 from ffbench.results import OOM_MARKERS, make_row, row_problem
 from ffbench.spec import CellSpec, identity_columns
 
-if TYPE_CHECKING:
-    from ffbench.allocator_view import EventLog
-
 log = logging.getLogger(__name__)
 
-MEMORY_PASS_STEPS = 2  # the peak is reached in every step after warm-up; two show it repeats
 # On meta, one warm-up step creates the optimizer state and one measured step gives the
 # peak: each step allocates the same shapes in the same order (tests pin the numbers).
 META_WARMUP_STEPS = 1
 META_MEMORY_PASS_STEPS = 1
 EVAL_TIMING_REPEATS = 3
 ERROR_TEXT_CHARS = 2000
-
-
-@dataclass
-class Built:
-    """One algorithm on one device, with its train and eval batch streams."""
-
-    algorithm: Algorithm
-    train: BatchStream
-    eval: BatchStream
-
-
-@dataclass(frozen=True)
-class PhasePeak:
-    tracked_bytes: int
-    split: dict[str, int]
-    allocated_bytes: int | None
-    reserved_bytes: int | None
-    # host-side tracked peak up to the end of this phase (None where host is the device)
-    host_tracked_bytes: int | None = None
-    storages: tuple[Storage, ...] = ()  # alive at the peak, oldest first (for `explain`)
-    # the tracker's event log up to the phase's end, and where the phase begins in it
-    events: tuple[TrackerEvent, ...] = ()
-    phase_start: int = 0
-
-
-_datasets: dict[tuple[str, int, str | None], Dataset] = {}
-
-
-def load_dataset(spec: CellSpec) -> Dataset:
-    """The cell's dataset; cells run one after another in one process (a sweep worker) share
-    it, since nothing writes into it (generating the synthetic one takes ~1 s)."""
-    key = (spec.dataset, spec.seed, spec.data_dir)
-    if key not in _datasets:
-        _datasets.clear()  # keep one
-        _datasets[key] = load(spec)
-    return _datasets[key]
-
-
-def build(spec: CellSpec, dataset: Dataset, device: torch.device) -> Built:
-    """Model, optimizers and streams, seeded so every build of a spec is the same."""
-    torch.manual_seed(spec.seed)
-    algorithm = registry.load(spec.algorithm)(spec, device)
-    if spec.compile and device.type != "meta":  # predictions are of the eager steps
-        algorithm.compile()
-    dtype = DTYPES[spec.dtype]
-    assert spec.eval_batch_size is not None
-    train = BatchStream(
-        dataset.train_images, dataset.train_labels, spec.batch_size, device, dtype, spec.seed
-    )
-    evaluation = BatchStream(
-        dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, dtype, spec.seed
-    )
-    algorithm.use_training_set(train)
-    return Built(algorithm, train, evaluation)
-
-
-def warm_up(built: Built, steps: int, eval_batches: int = 1) -> None:
-    """Lazily created state (optimizer moments, workspaces) appears here, not in a peak."""
-    for _ in range(steps):
-        built.algorithm.step(built.train)
-    for _ in range(eval_batches):
-        built.algorithm.predict(built.eval.next()[0])
-
-
-def warmed_up(spec: CellSpec, steps: int) -> Built:
-    """The cell built on its own device and warmed up: ready to time or profile."""
-    built = build(spec, load_dataset(spec), torch.device(spec.device))
-    warm_up(built, steps)
-    return built
 
 
 def calibrated_rate(built: Built) -> float:
@@ -134,13 +69,6 @@ def settle_heap() -> None:
     a reference cycle alive now would outlive its cell."""
     gc.collect()
     gc.freeze()
-
-
-def host_tracker(algorithm: Algorithm) -> TensorTracker | nullcontext[None]:
-    """A second tracker for host memory, where the device is not the host itself."""
-    if algorithm.device.type == "cpu":
-        return nullcontext()
-    return TensorTracker(torch.device("cpu"), algorithm.persistent_tensors)
 
 
 def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak, PhasePeak]:
@@ -233,7 +161,6 @@ def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhaseP
     """The same steps on the meta device: fake tensors, no memory, no arithmetic; the
     fewest steps that give the same peaks, each op's output shapes worked out once per
     arguments (see measure.meta_cache)."""
-    from ffbench.allocator_view import traced_sequence
 
     built = build(spec, dataset, torch.device("meta"))
     traced = traced_sequence(built, META_WARMUP_STEPS, META_MEMORY_PASS_STEPS,
@@ -260,7 +187,6 @@ def memory_peaks(spec: CellSpec, dataset: Dataset) -> MemoryPeaks:
     gives both the tracked peaks and the event log: a warm-up step and a measured step give
     the peaks and the allocator's view of the cell's own warm-up and memory pass, to the
     byte (tests/test_allocator_view.py)."""
-    from ffbench.allocator_view import traced_sequence
 
     built = build(spec, dataset, torch.device(spec.device))
     meta = built if built.algorithm.device.type == "meta" else build(
@@ -282,7 +208,6 @@ def _split_columns(prefix: str, split: dict[str, int]) -> dict[str, int]:
 def allocator_columns(events: EventLog, spec: CellSpec) -> dict[str, int]:
     """What CUDA's caching allocator will report (allocator_view): for the GPU in use, or on
     meta for the cell's target GPU."""
-    from ffbench.allocator_view import replay
     from ffbench.gpus import Gpu, cublas_workspace_bytes, gpu
 
     if spec.device.startswith("cuda"):

@@ -57,7 +57,7 @@ def load(spec: CellSpec) -> Dataset:
 
 def synthetic(spec: CellSpec) -> Dataset:
     """Deterministic random digits and labels: memory and time do not depend on pixel values.
-    Drawn anew on each call (~0.5 s): cell.load_dataset keeps one for cells that share it."""
+    Drawn anew on each call (~0.5 s): built.load_dataset keeps one for cells that share it."""
     gen = torch.Generator().manual_seed(spec.seed)
 
     def draw(n: int) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,8 @@ from rich.table import Table
 
 from ffbench.algorithms import account, registry
 from ffbench.algorithms.account import MemoryAccount
-from ffbench.cell import PhasePeak, load_dataset, memory_peaks, predicted_peaks
+from ffbench.built import PhasePeak, load_dataset
+from ffbench.cell import memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import replay
 from ffbench.spec import CellSpec

@@ -19,14 +19,8 @@ from torch.distributed._tools.mem_tracker import MemTracker
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.base import Algorithm
-from ffbench.cell import (
-    META_WARMUP_STEPS,
-    build,
-    load_dataset,
-    memory_peaks,
-    predicted_peaks,
-    warm_up,
-)
+from ffbench.built import build, load_dataset, warm_up
+from ffbench.cell import META_WARMUP_STEPS, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import TensorTracker
 from ffbench.presets import PRESETS

@@ -13,17 +13,14 @@ from typer.testing import CliRunner
 from ffbench.algorithms import registry
 from ffbench.allocator_validation import compare_all, tracked_peaks
 from ffbench.allocator_view import event_log, replay
+from ffbench.built import MEMORY_PASS_STEPS, build, load_dataset, warm_up
 from ffbench.capacity import CAPACITY_MARGIN, deepest, fit_lines, needed_bytes
 from ffbench.cell import (
-    MEMORY_PASS_STEPS,
     META_MEMORY_PASS_STEPS,
     META_WARMUP_STEPS,
-    build,
-    load_dataset,
     memory_pass,
     memory_peaks,
     predicted_peaks,
-    warm_up,
 )
 from ffbench.cli import app, main
 from ffbench.gpus import gpu

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import build, load_dataset, memory_peaks, static_bytes, warm_up
+from ffbench.built import build, load_dataset, warm_up
+from ffbench.cell import memory_peaks, static_bytes
 from ffbench.results import read_row_json
 from ffbench.spec import OPTIMIZERS, CellSpec
 

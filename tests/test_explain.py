@@ -11,15 +11,8 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import (
-    META_MEMORY_PASS_STEPS,
-    META_WARMUP_STEPS,
-    build,
-    load_dataset,
-    memory_pass,
-    run_cell,
-    warm_up,
-)
+from ffbench.built import build, load_dataset, warm_up
+from ffbench.cell import META_MEMORY_PASS_STEPS, META_WARMUP_STEPS, memory_pass, run_cell
 from ffbench.explain import (
     cache_lines,
     explain,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from ffbench.cell import Built, build, load_dataset
+from ffbench.built import Built, build, load_dataset
 from ffbench.spec import CellSpec
 
 
@@ -30,7 +30,8 @@ def test_chunked_prediction_equals_unchunked() -> None:
 
 
 def test_chunking_bounds_replicated_rows_alive() -> None:
-    from ffbench.cell import memory_pass, warm_up
+    from ffbench.built import warm_up
+    from ffbench.cell import memory_pass
 
     peaks = {}
     for chunk in (0, 640):

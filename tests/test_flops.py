@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import build, load_dataset, warm_up
+from ffbench.built import build, load_dataset, warm_up
 from ffbench.spec import CellSpec
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ffbench.algorithms import registry
-from ffbench.cell import META_WARMUP_STEPS, build, load_dataset, warm_up
+from ffbench.built import build, load_dataset, warm_up
+from ffbench.cell import META_WARMUP_STEPS
 from ffbench.measure.tracker import TensorTracker, replay
 from ffbench.spec import CellSpec
 

@@ -27,7 +27,8 @@ CELL_TIMEOUT_S = 300
 # the cell's memory pass only (what capacity predicts), not its timing or calibration
 CHILD = f"""
 import json, sys, torch
-from ffbench.cell import classify, load_dataset, memory_peaks
+from ffbench.cell import classify, memory_peaks
+from ffbench.built import load_dataset
 from ffbench.spec import CellSpec
 torch.cuda.set_per_process_memory_fraction(float(sys.argv[1]))
 spec = CellSpec(sys.argv[2], n_layers=int(sys.argv[3]), hidden={HIDDEN}, batch_size={BATCH},

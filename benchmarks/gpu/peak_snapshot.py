@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ffbench.cell import MEMORY_PASS_STEPS, warmed_up
+from ffbench.built import MEMORY_PASS_STEPS, warmed_up
 from ffbench.measure import cuda
 from ffbench.measure.tracker import TensorTracker
 from ffbench.spec import CellSpec

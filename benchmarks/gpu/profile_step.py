@@ -9,7 +9,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ffbench.cell import warmed_up
+from ffbench.built import warmed_up
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.spec import CellSpec
 
