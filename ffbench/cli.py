@@ -561,6 +561,7 @@ def capacity_command(
     goodness: GoodnessOption = None,
     eval_chunk: EvalChunkOption = None,
     option: AlgorithmOptions = None,
+    optimizer: OptimizerOption = None,
     target_gpu: Annotated[str, typer.Option(
         help=f"GPU whose cuBLAS workspace and CUDA context to assume: {', '.join(GPUS)}.",
     )] = DEFAULT_GPU,
@@ -574,7 +575,8 @@ def capacity_command(
     memory_bytes, target = parse_memory(memory), gpu(target_gpu)
     names = algorithms.split(",") if algorithms else registry.names()
     fields = cell_fields({"hidden": hidden, "batch_size": batch_size, "dtype": dtype,
-                          "goodness": goodness, "eval_chunk": eval_chunk, "option": option})
+                          "goodness": goodness, "eval_chunk": eval_chunk, "option": option,
+                          "optimizer": optimizer})
     spec = CellSpec(names[0], n_layers=layers or 1, device="meta", **fields)
     for name in names:
         CellSpec(name, n_layers=1)  # refuses an unknown algorithm before any work
@@ -585,6 +587,10 @@ def capacity_command(
     if as_json:
         show(json.dumps([dataclasses.asdict(fit) for fit in fits], indent=2))
         return
+    resolved = spec.resolved()
+    at = f"{layers} layers, " if layers is not None else f"batch {resolved.batch_size}, "
+    show(f"{memory} on {target.name}: hidden {resolved.hidden}, {at}{resolved.dtype}, "
+         f"{resolved.optimizer}")
     for line in fit_lines(fits, memory_bytes, target, by_batch=layers is not None):
         show(line)
 

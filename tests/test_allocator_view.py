@@ -135,6 +135,20 @@ def test_capacity_command_json() -> None:
 
 
 @pytest.mark.slow
+def test_capacity_names_its_settings_and_takes_the_optimizer() -> None:
+    """SGD keeps no optimizer state, so more layers fit than with Adam's two moments."""
+    args = ["capacity", "2GiB", "--hidden", "256", "--batch-size", "256", "--algorithms", "bp"]
+    deepest_layers = {}
+    for optimizer in ("adam", "sgd"):
+        result = CliRunner().invoke(app, [*args, "--optimizer", optimizer])
+        assert result.exit_code == 0, result.output
+        first, _, row = result.output.splitlines()[:3]
+        assert first == f"2GiB on h200: hidden 256, batch 256, float32, {optimizer}"
+        deepest_layers[optimizer] = int(row.split()[1].replace(",", ""))
+    assert deepest_layers["sgd"] > deepest_layers["adam"] > 0
+
+
+@pytest.mark.slow
 def test_predictions_against_the_h200_measurements() -> None:
     """Every ok bp/ff/rff row of results/gpu/published-reduced*.parquet, phase by phase,
     where the row measured today's code (README, "On a GPU", lists the exceptions)."""
