@@ -29,12 +29,14 @@ from ffbench.errors import BadInput
 from ffbench.gpus import DEFAULT_GPU, GPUS
 from ffbench.paths import check_creatable, check_out_file
 from ffbench.presets import PRESETS, apply_preset
-from ffbench.spec import CellSpec, check_data, parse_int_range, whole_number
+from ffbench.spec import CellSpec, check_data, parse_int_range, parse_names, whole_number
 from ffbench.sweep_plan import defaults_help as sweep_defaults_help
 from ffbench.sweep_spec import DEFAULT_MAX_CELLS, MAX_CELLS
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ffbench.plots import Drawn
 
 app = typer.Typer(
     add_completion=False,
@@ -285,6 +287,20 @@ def result_sets(paths: list[Path], *, together: bool) -> list[list[Path]]:
     return [found] if together or found == paths else [[folder] for folder in found]
 
 
+def loaded_sets(paths: list[Path], *, together: bool) -> list[tuple[list[Path], pd.DataFrame]]:
+    """Each set of `result_sets` with its rows (missing cells of its sweep included)."""
+    from ffbench.sweep_folder import with_missing
+
+    return [(found, with_missing(load_results(found)))
+            for found in result_sets(paths, together=together)]
+
+
+def show_skipped(figures: list[Drawn]) -> None:
+    """One line per figure that was not drawn, with why."""
+    show(*(f"skipped {figure.name}: {figure.skipped}" for figure in figures
+           if figure.path is None))
+
+
 def default_out(results: list[Path], name: str) -> Path:
     """`name` inside the first results directory (beside it, for a file)."""
     first = results[0]
@@ -306,23 +322,20 @@ def plot(
     together: TogetherOption = False,
 ) -> None:
     """Draw the figures (memory, time, categories, prediction, accuracy, comparison)."""
-    from ffbench.sweep_folder import with_missing
-
     chosen = parse_int_range(depths, flag="depths") if depths else None
     out_root = out or default_out(results, "figures")
     if out_root.exists() and not out_root.is_dir():
         raise BadInput(f"--out {out_root} is a file; give a folder for the figures")
     check_creatable(out_root, "--out")
-    sets = result_sets(results, together=together)
-    frames = [with_missing(load_results(paths)) for paths in sets]
+    sets = loaded_sets(results, together=together)
 
     from ffbench.plots import draw_all
 
-    for paths, frame in zip(sets, frames, strict=True):
+    for paths, frame in sets:
         where = out / paths[0].name if out and len(sets) > 1 else out
         for figure in draw_all(frame, where or default_out(paths, "figures"), fmt.value, chosen):
             if figure.path is None:
-                show(f"skipped {figure.name}: {figure.skipped}")
+                show_skipped([figure])
             else:
                 show(f"wrote {figure.path}")
 
@@ -338,24 +351,20 @@ def report(
 ) -> None:
     """Write a one-page report: findings as numbers, per-layer slopes, failures, figures."""
     from ffbench import report as page
-    from ffbench.sweep_folder import with_missing
 
     if out is not None and out.suffix not in page.RENDERERS:
         raise BadInput(f"--out {out}: give a file ending in {' or '.join(page.RENDERERS)}")
-    sets = result_sets(results, together=together)
-    frames = [with_missing(load_results(paths)) for paths in sets]
+    sets = loaded_sets(results, together=together)
     targets = [
         out.with_stem(f"{out.stem}-{paths[0].name}") if out and len(sets) > 1
         else out or default_out(paths, "report.md")
-        for paths in sets
+        for paths, _ in sets
     ]
     for where in targets:  # every output path checked before anything is written
         check_out_file(where)
         check_creatable(page.figures_dir(where), "--out", where)
-    for where, frame in zip(targets, frames, strict=True):
-        for figure in page.write(frame, where):
-            if figure.path is None:
-                show(f"skipped {figure.name}: {figure.skipped}")
+    for where, (_, frame) in zip(targets, sets, strict=True):
+        show_skipped(page.write(frame, where))
         show(f"wrote {where} (figures in {page.figures_dir(where)})")
 
 
@@ -573,13 +582,12 @@ def capacity_command(
     from ffbench.gpus import gpu, parse_memory
 
     memory_bytes, target = parse_memory(memory), gpu(target_gpu)
-    names = algorithms.split(",") if algorithms else registry.names()
+    names = (parse_names(algorithms, flag="algorithms", known=tuple(registry.ALGORITHMS))
+             if algorithms is not None else registry.names())
     fields = cell_fields({"hidden": hidden, "batch_size": batch_size, "dtype": dtype,
                           "goodness": goodness, "eval_chunk": eval_chunk, "option": option,
                           "optimizer": optimizer})
     spec = CellSpec(names[0], n_layers=layers or 1, device="meta", **fields)
-    for name in names:
-        CellSpec(name, n_layers=1)  # refuses an unknown algorithm before any work
 
     from ffbench.capacity import capacity, fit_lines
 

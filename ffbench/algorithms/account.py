@@ -3,7 +3,7 @@
 Each algorithm's `memory_account(spec)` (beside its step, in its own module) says what is
 alive at the moment its train step peaks, by memory category, from the layer sizes, batch,
 dtype and optimizer alone (no torch). It is the independent check of the tracker: the
-tracked peak on meta must match it (tests/test_memory_account.py). The pieces every
+tracked peak on meta must match it (tests/test_algorithm_contract.py). The pieces every
 algorithm shares are here: parameter sizes, optimizer state, the optimizer step's
 temporaries, a loaded batch.
 
@@ -13,7 +13,7 @@ counters count there; on cuda and meta they do not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ffbench.measure.categories import CATEGORIES
@@ -48,6 +48,11 @@ class MemoryAccount:
         unknown = set(parts) - set(CATEGORIES)
         assert not unknown, unknown
         return cls({name: parts.get(name, 0) for name in CATEGORIES}, at)
+
+
+def largest(moments: Iterable[MemoryAccount]) -> MemoryAccount:
+    """The moment the train step peaks: the candidate holding the most bytes."""
+    return max(moments, key=lambda moment: moment.nbytes)
 
 
 def optimizer(spec: CellSpec) -> str:

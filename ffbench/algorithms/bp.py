@@ -171,7 +171,7 @@ class Backprop(Algorithm):
                 f"backward through layer {stop}", gradients=0 if fused else sum(above),
                 activations=(kept + outputs + 2) * row_block + 2 * e, **held,
             ))
-        return max(moments, key=lambda a: a.nbytes)
+        return account.largest(moments)
 
     @property
     def rows_per_step(self) -> int:

@@ -155,10 +155,7 @@ class ForwardForward(Algorithm):
         """The largest of the layers' Adam steps (layer k's: `ff_layer_account`)."""
         layers = account.hidden_widths(spec)
         params = [account.linear(fan_in, fan_out, spec) for fan_in, fan_out in layers]
-        return max(
-            (ff_layer_account(spec, params, k) for k in range(len(layers))),
-            key=lambda a: a.nbytes,
-        )
+        return account.largest(ff_layer_account(spec, params, k) for k in range(len(layers)))
 
     @property
     def rows_per_step(self) -> int:
@@ -260,19 +257,16 @@ def ff_layer_account(spec: CellSpec, params: list[list[int]], k: int) -> MemoryA
     fan_in = MNIST_PIXELS if k == 0 else spec.hidden
     layer_input = account.matrix(rows, fan_in, spec)
     around = (0 if k == 0 else layer_input) + account.matrix(rows, spec.hidden, spec) + k * e
-    return max(
-        (
-            MemoryAccount.of(
-                f"layer {k}'s {moment}",
-                parameters=sum(every),
-                gradients=gradients,
-                optimizer_state=account.optimizer_state(every, spec),
-                inputs=account.batch(spec.batch_size, spec) + (layer_input if k == 0 else 0),
-                activations=around + activations,
-            )
-            for moment, gradients, activations in local_update(spec, fan_in, params[k])
-        ),
-        key=lambda a: a.nbytes,
+    return account.largest(
+        MemoryAccount.of(
+            f"layer {k}'s {moment}",
+            parameters=sum(every),
+            gradients=gradients,
+            optimizer_state=account.optimizer_state(every, spec),
+            inputs=account.batch(spec.batch_size, spec) + (layer_input if k == 0 else 0),
+            activations=around + activations,
+        )
+        for moment, gradients, activations in local_update(spec, fan_in, params[k])
     )
 
 

@@ -250,7 +250,7 @@ def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryA
             inputs=account.batch(spec.batch_size, spec) + first_frozen,
             activations=first_frozen + account.matrix(rows, spec.hidden, spec),
         ))
-    return max(moments, key=lambda a: a.nbytes)
+    return account.largest(moments)
 
 
 ALGORITHM = ProgressiveFF

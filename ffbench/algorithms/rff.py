@@ -105,10 +105,7 @@ class RecurrentFF(Algorithm):
             account.linear(b, spec.hidden, spec) + account.linear(a, spec.hidden, spec, bias=False)
             for b, a in zip(below, above, strict=True)
         ]
-        return max(
-            (rff_layer_account(spec, params, k) for k in range(spec.n_layers)),
-            key=lambda a: a.nbytes,
-        )
+        return account.largest(rff_layer_account(spec, params, k) for k in range(spec.n_layers))
 
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
@@ -286,21 +283,18 @@ def rff_layer_account(spec: CellSpec, params: list[list[int]], k: int) -> Memory
          from_below + state + bottom_up_weight + bottom_up_bias + e),
         ("optimizer step", sum(params[k]), account.step_temporaries(params[k], spec)),
     )
-    return max(
-        (
-            MemoryAccount.of(
-                f"layer {k}'s {moment}, iteration {iterations}",
-                parameters=sum(every),
-                gradients=gradients,
-                optimizer_state=account.optimizer_state(every, spec),
-                inputs=account.batch(spec.batch_size, spec)
-                + account.matrix(rows, MNIST_PIXELS, spec)
-                + account.matrix(rows, MNIST_CLASSES, spec),
-                activations=around + activations,
-            )
-            for moment, gradients, activations in moments
-        ),
-        key=lambda a: a.nbytes,
+    return account.largest(
+        MemoryAccount.of(
+            f"layer {k}'s {moment}, iteration {iterations}",
+            parameters=sum(every),
+            gradients=gradients,
+            optimizer_state=account.optimizer_state(every, spec),
+            inputs=account.batch(spec.batch_size, spec)
+            + account.matrix(rows, MNIST_PIXELS, spec)
+            + account.matrix(rows, MNIST_CLASSES, spec),
+            activations=around + activations,
+        )
+        for moment, gradients, activations in moments
     )
 
 
