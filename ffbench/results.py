@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,21 +273,28 @@ def read_parquet(path: Path) -> pd.DataFrame:
             f"{path}: schema version {sorted(versions, key=str)}, this ffbench reads "
             f"{SCHEMA_VERSION}"
         )
-    return valid_rows(table.to_pylist(), path).to_pandas()
+    return valid_rows((_attempt(checked_row, row, path) for row in table.to_pylist()),
+                      path).to_pandas()
 
 
-def valid_rows(rows: Iterable[Any], source: Path) -> pa.Table:
-    """The rows that pass `row_problem` (a ResultsError stands for a row that could not be
-    read) as a table; each one left out is named in one warning line. None left:
-    ResultsError with the first reason."""
-    good, problems = [], []
+def _attempt(read: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any] | ResultsError:
+    """A checked row, or the ResultsError saying why it is not one (for `valid_rows`)."""
+    try:
+        return read(*args)
+    except ResultsError as exc:
+        return exc
+
+
+def valid_rows(rows: Iterable[dict[str, Any] | ResultsError], source: Path) -> pa.Table:
+    """The checked rows as a table; each ResultsError among them (a row left out) is named
+    in one warning line. None left: ResultsError with the first reason."""
+    good: list[dict[str, Any]] = []
+    problems: list[ResultsError] = []
     for row in rows:
-        try:
-            if isinstance(row, ResultsError):
-                raise row
-            good.append(checked_row(row, source))
-        except ResultsError as exc:
-            problems.append(exc)
+        if isinstance(row, ResultsError):
+            problems.append(row)
+        else:
+            good.append(row)
     if not good:
         raise problems[0] if problems else ResultsError(f"{source}: no result rows in it")
     for problem in problems:
@@ -324,13 +331,8 @@ def _load_one(path: Path) -> pd.DataFrame:
         cells = sorted((path / CELLS_DIR).glob("*.json"))
         if not cells:
             raise ResultsError(f"{path}: no {PARQUET_NAME} and no {CELLS_DIR}/*.json in it")
-        rows: list[Any] = []
-        for cell in cells:
-            try:
-                rows.append(read_row_json(cell))
-            except ResultsError as exc:
-                rows.append(exc)  # reported by valid_rows, once, beside the others
-        return valid_rows(rows, path / CELLS_DIR).to_pandas()
+        return valid_rows((_attempt(read_row_json, cell) for cell in cells),
+                          path / CELLS_DIR).to_pandas()
     if path.suffix == ".json":
         return pd.DataFrame([read_row_json(path)], columns=list(COLUMNS))
     return read_parquet(path)
