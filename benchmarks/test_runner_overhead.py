@@ -42,10 +42,11 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{PACKAGE_ROOT}:{path}" if path else PACKAGE_ROOT}
 
 
-def tiny_cell(seed: int) -> CellSpec:
-    """A cell whose own work is small; distinct seeds make distinct cells."""
-    return CellSpec(algorithm="bp", n_layers=1, hidden=16, batch_size=32, steps=1,
-                    warmup_steps=0, threads=1, seed=seed)
+def tiny_cell(index: int) -> CellSpec:
+    """A cell whose own work is small; distinct depths make distinct cells (one seed, as in a
+    sweep: its cells share the dataset the fork server loads once)."""
+    return CellSpec(algorithm="bp", n_layers=1 + index, hidden=16, batch_size=32, steps=1,
+                    warmup_steps=0, threads=1)
 
 
 def import_torch_s() -> float:
@@ -58,16 +59,16 @@ def interleaved(workdir: Path) -> tuple[list[float], list[float]]:
     """(import torch times, cell overheads): one pool, REPEATS + 1 cells, an import timed
     before each cell after the first (which waits for the fork server's imports)."""
     imports, overheads = [], []
-    pool = LocalPool(jobs=1, timeout_s=600, gpus=[], workdir=workdir / "work")
+    pool = LocalPool(jobs=1, timeout_s=600, gpus=[])
 
     def jobs() -> Iterator[CellJob]:  # the pool takes the next cell when the last has ended
-        for seed in range(REPEATS + 1):
-            if seed:
+        for index in range(REPEATS + 1):
+            if index:
                 imports.append(import_torch_s())
-            yield CellJob(tiny_cell(seed), "overhead", workdir / f"cell-{seed}.json")
+            yield CellJob(tiny_cell(index), "overhead", workdir / f"cell-{index}.json")
 
-    for job, outcome in pool.run(jobs()):
-        if outcome is not None and job.spec.seed > 0:
+    for job, outcome in pool.run(jobs(), workdir / "work"):
+        if outcome is not None and job.spec.n_layers > 1:
             assert outcome.wall_s is not None and outcome.start_method == FORKED
             overheads.append(outcome.wall_s - read_row_json(job.row_path)["cell_wall_s"])
     return imports, overheads

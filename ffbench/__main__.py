@@ -1,3 +1,3 @@
-from ffbench.cli import main
+from ffbench.cli import entry
 
-main()
+entry()

@@ -17,10 +17,18 @@ from typing import Any
 
 import torch
 
-from ffbench.built import MEMORY_PASS_STEPS, Built, PhasePeak, build, host_tracker, load_dataset
+from ffbench.built import (
+    MEMORY_PASS_STEPS,
+    Built,
+    PhasePeak,
+    build,
+    load_dataset,
+    phase_peak,
+    tracker_of,
+)
 from ffbench.measure.allocator import Block, CachingAllocator
 from ffbench.measure.meta_cache import MetaShapeCache
-from ffbench.measure.tracker import TensorTracker, TrackerEvent
+from ffbench.measure.tracker import TrackerEvent
 from ffbench.spec import CellSpec
 
 # aten ops that call cuBLAS (and so create the calling thread's workspace)
@@ -49,26 +57,32 @@ class AllocatorPeaks:
         }
 
 
-class _EventTracker(TensorTracker):
-    """The tracker, also noting whether a cuBLAS op ran inside autograd's backward."""
+# Output shapes depend only on an op and its arguments' shapes, dtypes and values, so one
+# cache serves every cell a process traces (a meta sweep worker's cells: only the first pays
+# for the real meta kernels, 0.1 to 1 ms each, of a new shape or step-dependent scalar).
+_SHAPES = MetaShapeCache()
 
-    def __init__(self, built: Built) -> None:
-        # module paths come from forward hooks, which a compiled forward would recompile for
-        model = None if built.algorithm.spec.compile else built.algorithm.model
-        super().__init__(built.algorithm.device, built.algorithm.persistent_tensors, model)
+
+class _MetaOps:
+    """Runs the tracker's ops through the meta shape cache, noting which threads ran a cuBLAS
+    op: the step's own, and autograd's backward thread."""
+
+    def __init__(self) -> None:
+        self.cache = _SHAPES
+        self.cublas: dict[int, bool] = {}  # id(op) -> whether it calls cuBLAS
         self.matmul_in_forward = False
         self.matmul_in_backward = False
 
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        if func.overloadpacket.__name__ in CUBLAS_OPS:
+    def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        cublas = self.cublas.get(id(func))  # ops live as long as the process
+        if cublas is None:
+            cublas = self.cublas[id(func)] = func.overloadpacket.__name__ in CUBLAS_OPS
+        if cublas:
             if torch._C._current_graph_task_id() == -1:
                 self.matmul_in_forward = True
             else:
                 self.matmul_in_backward = True
-        return super().__torch_dispatch__(func, types, args, kwargs)
+        return self.cache.call(func, args, kwargs)
 
 
 @dataclass(frozen=True)
@@ -107,8 +121,8 @@ def traced_sequence(
     peaks (with the host's, where it is not the device) as cell.memory_pass's. The warm-up's
     eval batch shapes only the allocator's cache: without it (`warm_up_eval=False`, where no
     allocator view is wanted) the peaks are the same."""
-    tracker = _EventTracker(built)
-    with MetaShapeCache(), tracker:
+    ops = _MetaOps()
+    with tracker_of(built, ops, peaks_from_start=False) as tracker:  # the warm-up's is unread
         for _ in range(warmup_steps):
             built.algorithm.step(built.train)
         if warm_up_eval:
@@ -116,25 +130,18 @@ def traced_sequence(
         gc.collect()
         train_start = len(tracker.events)
         tracker.reset_peak()
-        with host_tracker(built.algorithm) as host:
-
-            def phase_peak(start: int) -> PhasePeak:
-                return PhasePeak(tracker.peak_bytes, tracker.peak_split, None, None,
-                                 host.peak_bytes if host else None,
-                                 storages=tuple(tracker.peak_storages),
-                                 events=tuple(tracker.events), phase_start=start)
-
-            for _ in range(steps):
-                built.algorithm.step(built.train)
-            train = phase_peak(train_start)
-            gc.collect()
-            eval_start = len(tracker.events)
-            tracker.reset_peak()
-            built.algorithm.predict(built.eval.next()[0])
-            evaluation = phase_peak(eval_start)
+        tracker.track_host()
+        for _ in range(steps):
+            built.algorithm.step(built.train)
+        train = phase_peak(tracker, train_start)
+        gc.collect()
+        eval_start = len(tracker.events)
+        tracker.reset_peak()
+        built.algorithm.predict(built.eval.next()[0])
+        evaluation = phase_peak(tracker, eval_start)
         gc.collect()
         end = len(tracker.events)
-    workspaces = int(tracker.matmul_in_forward) + int(tracker.matmul_in_backward)
+    workspaces = int(ops.matmul_in_forward) + int(ops.matmul_in_backward)
     log = EventLog(list(tracker.events), train_start, eval_start, end, workspaces)
     return TracedSequence(log, train, evaluation)
 

@@ -1,10 +1,9 @@
 """A cell's algorithm built on its device, with its batch streams and dataset, warmed up;
 and what the measuring passes (cell) and the meta trace (allocator_view) share: a phase's
-peak, the host-side tracker, the memory pass's length."""
+peak, the tracker of a cell, the memory pass's length."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +11,7 @@ import torch
 from ffbench.algorithms import registry
 from ffbench.algorithms.base import DTYPES, Algorithm
 from ffbench.data import BatchStream, Dataset, load
-from ffbench.measure.tracker import Storage, TensorTracker, TrackerEvent
+from ffbench.measure.tracker import OpRunner, Storage, TensorTracker, TrackerEvent, run_op
 from ffbench.spec import CellSpec
 
 MEMORY_PASS_STEPS = 2  # the peak is reached in every step after warm-up; two show it repeats
@@ -87,8 +86,20 @@ def warmed_up(spec: CellSpec, steps: int) -> Built:
     return built
 
 
-def host_tracker(algorithm: Algorithm) -> TensorTracker | nullcontext[None]:
-    """A second tracker for host memory, where the device is not the host itself."""
-    if algorithm.device.type == "cpu":
-        return nullcontext()
-    return TensorTracker(torch.device("cpu"), algorithm.persistent_tensors)
+def tracker_of(built: Built, run: OpRunner = run_op,
+               peaks_from_start: bool = True) -> TensorTracker:
+    """The tensor tracker of a built cell's device (its ops run by `run`)."""
+    algorithm = built.algorithm
+    # module paths come from forward hooks, which a compiled forward would recompile for
+    model = None if algorithm.spec.compile else algorithm.model
+    return TensorTracker(algorithm.device, algorithm.persistent_tensors, model, run,
+                         peaks_from_start)
+
+
+def phase_peak(tracker: TensorTracker, start: int, allocated_bytes: int | None = None,
+               reserved_bytes: int | None = None) -> PhasePeak:
+    """The phase that began at event `start` and ends now, as the tracker saw it (and, on
+    CUDA, the allocator's peaks)."""
+    return PhasePeak(tracker.peak_bytes, tracker.peak_split, allocated_bytes, reserved_bytes,
+                     tracker.host_peak_bytes, storages=tuple(tracker.peak_storages),
+                     events=tuple(tracker.events), phase_start=start)

@@ -23,8 +23,9 @@ from ffbench.built import (
     Built,
     PhasePeak,
     build,
-    host_tracker,
     load_dataset,
+    phase_peak,
+    tracker_of,
     warm_up,
 )
 from ffbench.data import Dataset, in_order
@@ -34,7 +35,7 @@ from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
 from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
-from ffbench.measure.tracker import TensorTracker, storage_bytes
+from ffbench.measure.tracker import storage_bytes
 from ffbench.results import OOM_MARKERS, make_row, row_problem
 from ffbench.spec import CellSpec, identity_columns
 
@@ -75,31 +76,19 @@ def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak
     """Peaks of `steps` train steps, then of one eval batch, each phase on its own
     (the host-side peak, where tracked, runs over both phases)."""
     device = built.algorithm.device
-    # module paths come from forward hooks, which a compiled forward would recompile for
-    model = None if built.algorithm.spec.compile else built.algorithm.model
     settle_heap()
     cuda.reset_peaks(device)
-    with (
-        TensorTracker(device, built.algorithm.persistent_tensors, model) as tracker,
-        host_tracker(built.algorithm) as host,
-    ):
+    with tracker_of(built) as tracker:
+        tracker.track_host()
         train_start = len(tracker.events)  # after the persistent storages' allocations
         for _ in range(steps):
             built.algorithm.step(built.train)
-        train = PhasePeak(
-            tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
-            host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
-            events=tuple(tracker.events), phase_start=train_start,
-        )
+        train = phase_peak(tracker, train_start, *cuda.read_peaks(device))
         cuda.reset_peaks(device)
         tracker.reset_peak()
         eval_start = len(tracker.events)
         built.algorithm.predict(built.eval.next()[0])
-        evaluation = PhasePeak(
-            tracker.peak_bytes, tracker.peak_split, *cuda.read_peaks(device),
-            host.peak_bytes if host else None, storages=tuple(tracker.peak_storages),
-            events=tuple(tracker.events), phase_start=eval_start,
-        )
+        evaluation = phase_peak(tracker, eval_start, *cuda.read_peaks(device))
     return train, evaluation
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CHILD_MODULE = "ffbench.child"
 PARENT_PID_ENV = "FFBENCH_PARENT_PID"  # the child dies with this process (see child.py)
-POLL_S = 0.02  # how often the local pool looks at its children
+POLL_S = 0.005  # how often the local pool (and the fork server) look at their children
 SUBMITIT_POLL_S = 2.0  # Slurm's accounting is slow to ask; submitit caches it anyway
 STDERR_TAIL_BYTES = 4000
 WORKER_CLOSE_S = 5.0
@@ -112,13 +112,21 @@ def _write_spec(job: CellJob, workdir: Path) -> Path:
 
 
 class _Process:
-    """A `python -m ffbench.child` process in its own session, stderr kept in a file."""
+    """A `python -m ffbench.child` process in its own session, stderr kept in a file: at
+    `stderr_path`, or an anonymous one (nothing left behind, whatever ends this process)."""
 
     def __init__(
-        self, args: list[str], env: dict[str, str], stderr_path: Path, serve: bool
+        self, args: list[str], env: dict[str, str], stderr_path: Path | None, serve: bool
     ) -> None:
         self.stderr_path = stderr_path
-        with open(stderr_path, "ab") as err:
+        # an anonymous file is kept open to read its tail; a named one is opened again
+        self._anonymous: IO[bytes] | None = None
+        err: IO[bytes]
+        if stderr_path is None:
+            err = self._anonymous = tempfile.TemporaryFile()
+        else:
+            err = open(stderr_path, "ab")  # closed below, once the child has it
+        try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", CHILD_MODULE, *args],
                 stdin=subprocess.PIPE if serve else subprocess.DEVNULL,
@@ -127,6 +135,9 @@ class _Process:
                 env=env,
                 start_new_session=True,
             )
+        finally:
+            if err is not self._anonymous:
+                err.close()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -141,7 +152,13 @@ class _Process:
         return self.proc.pid
 
     def stderr_tail(self) -> str:
-        return _tail(self.stderr_path)
+        if self._anonymous is None:
+            assert self.stderr_path is not None
+            return _tail(self.stderr_path)
+        fd = self._anonymous.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - STDERR_TAIL_BYTES)
+        return os.pread(fd, size - start, start).decode(errors="replace")
 
 
 def _tail(path: Path) -> str:
@@ -174,8 +191,8 @@ class CellProcess(_Process):
 class MetaWorker(_Process):
     """One process that runs meta cells in turn: a JSON line in, "done" line out per cell."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
-        super().__init__(["--serve"], env, workdir / f"{name}.stderr", serve=True)
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(["--serve"], env, None, serve=True)
         self.job: CellJob | None = None
         self.start_method = WORKER
 
@@ -217,9 +234,8 @@ class ForkServer(_Process):
     Requests go in as JSON lines; it answers "pid PID" for each fork and "exit PID CODE"
     (a returncode as subprocess reports it) as each cell process ends."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
-        super().__init__([FORK_SERVER_FLAG, "." * TITLE_ROOM], env, workdir / f"{name}.stderr",
-                         serve=True)
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__([FORK_SERVER_FLAG, "." * TITLE_ROOM], env, None, serve=True)
         self.exits: dict[int, int] = {}
         self._pending = b""
         self._ended = False
@@ -331,20 +347,33 @@ class _Slot:
 
 
 class LocalPool:
-    """`jobs` cells at a time on this machine, each killed after `timeout_s`."""
+    """`jobs` cells at a time on this machine, each killed after `timeout_s`. `start` may
+    bring its processes up before the first cell (they import torch while the sweep checks
+    its cells); `run` starts what is still missing; a pool runs once, and ends its processes
+    when its run ends, or on `close`."""
 
-    def __init__(self, *, jobs: int, timeout_s: float, gpus: list[str], workdir: Path) -> None:
-        self.jobs, self.timeout_s, self.gpus, self.workdir = jobs, timeout_s, gpus, workdir
-        self._workers_started = 0
+    def __init__(self, *, jobs: int, timeout_s: float, gpus: list[str]) -> None:
+        self.jobs, self.timeout_s, self.gpus = jobs, timeout_s, gpus
+        self._slots = [_Slot(index) for index in range(jobs)]
         self._server: ForkServer | None = None
         self._forking = True  # until a server fails: then every cell is spawned
 
-    def run(self, jobs: Iterable[CellJob]) -> Ends:
-        """Yields (job, None) as a cell starts and (job, outcome) as it ends. Closing the
-        iterator, or an exception in it (Ctrl-C), kills whatever is running."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def start(self, device: str) -> None:
+        """Start the processes cells on `device` will need: a meta worker per slot, or the
+        fork server."""
+        if device == "meta":
+            for slot in self._slots:
+                slot.worker = slot.worker or self._new_worker()
+        elif self._server is None:
+            self._start_server()
+
+    def run(self, jobs: Iterable[CellJob], workdir: Path) -> Ends:
+        """Yields (job, None) as a cell starts and (job, outcome) as it ends; cells' spec
+        files and stderr go in `workdir`. Closing the iterator, or an exception in it
+        (Ctrl-C), kills whatever is running."""
+        workdir.mkdir(parents=True, exist_ok=True)
         queue = iter(jobs)
-        slots = [_Slot(index) for index in range(self.jobs)]
+        slots = self._slots
         more = True
         try:
             while more or any(slot.running for slot in slots):
@@ -354,7 +383,7 @@ class LocalPool:
                     job = next(queue, None)
                     more = job is not None
                     if job is not None:
-                        self._start(slot, job)
+                        self._start(slot, job, workdir)
                         yield job, None
                 for slot in slots:
                     outcome = self._check(slot)
@@ -362,11 +391,15 @@ class LocalPool:
                         yield outcome.job, outcome
                 time.sleep(POLL_S)
         finally:
-            for slot in slots:
-                slot.stop()
-            if self._server is not None:
-                self._server.kill()
-                self._server = None
+            self.close()
+
+    def close(self) -> None:
+        """Kill whatever runs."""
+        for slot in self._slots:
+            slot.stop()
+        if self._server is not None:
+            self._server.kill()
+            self._server = None
 
     def _env(self, slot: _Slot, job: CellJob) -> dict[str, str]:
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
@@ -374,33 +407,35 @@ class LocalPool:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot.index % len(self.gpus)]
         return env
 
-    def _start(self, slot: _Slot, job: CellJob) -> None:
+    def _start(self, slot: _Slot, job: CellJob, workdir: Path) -> None:
         slot.started_s, slot.started_at = time.perf_counter(), utc_now()
         env = self._env(slot, job)
         if job.spec.device != "meta":
             slot.close_worker()
-            slot.running = self._fork(job, env) or CellProcess(job, self.workdir, env)
+            slot.running = self._fork(job, env, workdir) or CellProcess(job, workdir, env)
             return
         if slot.worker is None:
-            self._workers_started += 1
-            name = f"worker-{slot.index}-{self._workers_started}"
-            slot.worker = MetaWorker(self.workdir, env, name)
-        slot.worker.submit(job, self.workdir)
+            slot.worker = self._new_worker()
+        slot.worker.submit(job, workdir)
         slot.running = slot.worker
 
-    def _fork(self, job: CellJob, env: dict[str, str]) -> ForkedCell | None:
+    def _new_worker(self) -> MetaWorker:
+        return MetaWorker({**os.environ, PARENT_PID_ENV: str(os.getpid())})  # meta: no GPU
+
+    def _start_server(self) -> ForkServer:
+        # each cell gets its own environment (its GPU) with its fork request
+        self._server = ForkServer({**os.environ, PARENT_PID_ENV: str(os.getpid())})
+        return self._server
+
+    def _fork(self, job: CellJob, env: dict[str, str], workdir: Path) -> ForkedCell | None:
         """The cell forked by this pool's server (started on first use), else None."""
         if not self._forking:
             return None
-        if self._server is None:
-            self._workers_started += 1
-            server_env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
-            self._server = ForkServer(self.workdir, server_env,
-                                      f"fork-server-{self._workers_started}")
-        cell = None if self._server.ended() else self._server.fork(job, self.workdir, env)
+        server = self._server or self._start_server()
+        cell = None if server.ended() else server.fork(job, workdir, env)
         if cell is None:
-            log.warning("the fork server is gone (see %s); spawning cells instead",
-                        self._server.stderr_path)
+            log.warning("the fork server is gone; spawning cells instead. Its stderr:\n%s",
+                        server.stderr_tail())
             self._forking = False
         return cell
 
@@ -431,8 +466,9 @@ class LocalPool:
 def run_blocking(job: CellJob, timeout_s: float) -> CellOutcome:
     """One cell in a fresh child process, waited for: what a Slurm array task runs."""
     with tempfile.TemporaryDirectory(prefix="ffbench-") as workdir:
-        pool = LocalPool(jobs=1, timeout_s=timeout_s, gpus=[], workdir=Path(workdir))
-        outcomes = [outcome for _, outcome in pool.run([job]) if outcome is not None]
+        pool = LocalPool(jobs=1, timeout_s=timeout_s, gpus=[])
+        ends = pool.run([job], Path(workdir))
+        outcomes = [outcome for _, outcome in ends if outcome is not None]
     return outcomes[0]
 
 
@@ -457,7 +493,9 @@ class SubmititPool:
         given = {names[key]: value for key, value in self.slurm.items() if key in names}
         return {"name": "ffbench", **given}
 
-    def run(self, jobs: Iterable[CellJob]) -> Ends:
+    def run(self, jobs: Iterable[CellJob], workdir: Path | None = None) -> Ends:
+        """Submits every cell at once; yields as LocalPool.run does (`workdir` is unused:
+        each task keeps its own)."""
         import submitit
 
         cells = list(jobs)

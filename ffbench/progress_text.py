@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 # Rough seconds per cell, by device kind: a fresh process (~3 s of it importing torch on
 # a CPU), the build, the warm-up and the measured steps. Only the estimate before a run
 # starts uses these; once cells finish, the ETA comes from their own times.
-SECONDS_PER_CELL = {"meta": 1.5, "cpu": 5.0, "cuda": 20.0}
+SECONDS_PER_CELL = {"meta": 0.5, "cpu": 5.0, "cuda": 20.0}
 UNKNOWN_DEVICE_SECONDS = 20.0
 QUIET_INTERVAL_S = 30.0  # a line at least this often while a long cell runs
 SECONDS_PER_MINUTE = 60

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import signal
+import time
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ LOCK_NAME = ".lock"  # held (fcntl) by the one sweep writing into the folder; ho
 STDERR_TAIL_CHARS = 2000
 # a Slurm task's time limit beyond the cell's own timeout (enforced inside the task): a backstop
 SLURM_MARGIN_MIN = 5
+# results.parquet is rewritten at most this often while cells finish (~15 ms a write): each
+# row is on disk at once in its cell file, and the sweep's end writes the parquet whole
+CONSOLIDATE_EVERY_S = 2.0
 
 
 def results_dir(base: Path, *, fresh: bool) -> Path:
@@ -263,6 +267,7 @@ class SweepDir:
             self.cells.mkdir(exist_ok=True)
             clean_partial_files(out_dir)
             self.rows = load_cells(out_dir, set_aside=True)
+            self._consolidated_s = -math.inf
             self.consolidate()  # repairs a parquet left behind by a kill between two writes
         except BaseException:
             self.lock.release()
@@ -281,7 +286,8 @@ class SweepDir:
 
     def record(self, *rows: dict[str, Any]) -> None:
         self.rows.update((row["cell_id"], row) for row in rows)
-        self.consolidate()
+        if time.monotonic() - self._consolidated_s >= CONSOLIDATE_EVERY_S:
+            self.consolidate()
 
     def sync(self) -> None:
         """Take in rows that children wrote but this process never heard of (Ctrl-C)."""
@@ -292,6 +298,7 @@ class SweepDir:
         """All rows, one per cell, in a stable order, to results.parquet (atomically)."""
         if self.rows:
             write_parquet(sorted(self.rows.values(), key=_row_order), self.path / PARQUET_NAME)
+            self._consolidated_s = time.monotonic()
 
 
 def _row_order(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -300,19 +307,34 @@ def _row_order(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_sweep(
-    sweep: SweepSpec, out_dir: Path, *, retry_failed: bool = False
+    sweep: SweepSpec, out_dir: Path, *, retry_failed: bool = False,
+    pool: LocalPool | None = None,
 ) -> Generator[Event, None, None]:
     """Run every unfinished cell of the sweep, yielding progress; each outcome is a row.
+    `pool`: one started early (`start_pool`), else one is made here.
 
     Closing the iterator (or Ctrl-C inside it) kills the running cells; finished ones stay."""
     cells = sweep.cells()
     store = SweepDir(out_dir, owner=sweep)
     with closing(store):
-        yield from _run_cells(sweep, cells, store, retry_failed=retry_failed)
+        yield from _run_cells(sweep, cells, store, pool or _pool(sweep, out_dir),
+                              retry_failed=retry_failed)
+
+
+def start_pool(sweep: SweepSpec) -> LocalPool | None:
+    """The local pool for this sweep, its processes already starting (they import torch
+    while this process checks the cells: a second or two earlier to the first cell); None
+    where cells run elsewhere (Slurm) or none can run here (CUDA without a GPU)."""
+    if sweep.executor != "local" or not _runnable(sweep):
+        return None
+    pool = _local_pool(sweep)
+    pool.start(sweep.device)
+    return pool
 
 
 def _run_cells(
-    sweep: SweepSpec, cells: list[CellSpec], store: SweepDir, *, retry_failed: bool
+    sweep: SweepSpec, cells: list[CellSpec], store: SweepDir, pool: LocalPool | SubmititPool,
+    *, retry_failed: bool
 ) -> Generator[Event, None, None]:
     out_dir = store.path
     sweep_folder.record_owner(sweep, out_dir)  # under the folder's lock
@@ -338,7 +360,7 @@ def _run_cells(
             yield CellJob(spec, out_dir.name, store.row_path(spec))
 
     try:
-        with closing(_pool(sweep, out_dir).run(jobs())) as ends:  # closing kills what runs
+        with closing(pool.run(jobs(), out_dir / WORK_DIR)) as ends:  # closing kills what runs
             for job, outcome in ends:
                 if outcome is None:
                     yield Started(job.spec)
@@ -354,11 +376,14 @@ def _run_cells(
 def _split_runnable(
     sweep: SweepSpec, cells: list[CellSpec]
 ) -> tuple[list[CellSpec], list[CellSpec]]:
-    """(cells to run, cells to skip): CUDA cells cannot run locally without a GPU (a Slurm
-    node may well have one, so the slurm executor runs them all)."""
-    if sweep.executor != "local" or not sweep.device.startswith("cuda") or gpu_ids():
-        return cells, []
-    return [], cells
+    """(cells to run, cells to skip): all or none (`_runnable`)."""
+    return (cells, []) if _runnable(sweep) else ([], cells)
+
+
+def _runnable(sweep: SweepSpec) -> bool:
+    """CUDA cells cannot run locally without a GPU (a Slurm node may well have one, so the
+    slurm executor runs them all)."""
+    return sweep.executor != "local" or not sweep.device.startswith("cuda") or bool(gpu_ids())
 
 
 def _pool(sweep: SweepSpec, out_dir: Path) -> LocalPool | SubmititPool:
@@ -366,20 +391,24 @@ def _pool(sweep: SweepSpec, out_dir: Path) -> LocalPool | SubmititPool:
         minutes = sweep.slurm.get("time_min", math.ceil(sweep.timeout_s / 60) + SLURM_MARGIN_MIN)
         return SubmititPool(slurm={**sweep.slurm, "time_min": minutes}, folder=out_dir / "slurm",
                             timeout_s=sweep.timeout_s)
-    return LocalPool(jobs=sweep.jobs, timeout_s=sweep.timeout_s, gpus=gpu_ids(),
-                     workdir=out_dir / WORK_DIR)
+    return _local_pool(sweep)
+
+
+def _local_pool(sweep: SweepSpec) -> LocalPool:
+    return LocalPool(jobs=sweep.cells_at_once, timeout_s=sweep.timeout_s, gpus=gpu_ids())
 
 
 def timing_warning(sweep: SweepSpec) -> str | None:
     """Parallel cells on one CPU (or one GPU) share it: their times are not comparable."""
-    if sweep.executor != "local" or sweep.jobs == 1:
+    jobs = sweep.cells_at_once
+    if sweep.executor != "local" or jobs == 1:
         return None
     device = sweep.device.partition(":")[0]
     if device == "cpu":
-        return (f"--jobs {sweep.jobs} runs CPU cells side by side: their step times distort "
+        return (f"--jobs {jobs} runs CPU cells side by side: their step times distort "
                 "each other (memory is unaffected); use --jobs 1 for timings")
     gpus = len(gpu_ids())
-    if device == "cuda" and sweep.jobs > gpus > 0:
-        return (f"--jobs {sweep.jobs} on {gpus} GPU(s): cells share a GPU, so their times and "
+    if device == "cuda" and jobs > gpus > 0:
+        return (f"--jobs {jobs} on {gpus} GPU(s): cells share a GPU, so their times and "
                 "NVML device memory mix; use at most one job per GPU")
     return None

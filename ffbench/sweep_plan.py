@@ -28,7 +28,6 @@ CPU_SWEEP = DEFAULT_SWEEP  # the measured CPU run takes the default's width, bat
 PREDICTED_DEVICE = "meta"
 PREDICTED_SUFFIX = "-predicted"
 CPU_SUFFIX = "-cpu"
-PREDICTED_JOBS = 2  # meta cells at once when the user gave no --jobs
 CPU_MAX_DEPTHS = 6  # depths the CPU run measures, spread over the requested range
 RUNNER_KEYS = ("timeout_s", "jobs", "executor")  # flags that leave the choice of grid alone
 NEW_FOLDER_FLAG_TEXT = "--no-resume starts a new folder"
@@ -102,9 +101,7 @@ def plan(source: str | None, overrides: dict[str, Any], out: Path | None,
 
 def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
                  max_cells: int) -> list[PlannedSweep]:
-    # meta cells are not timed, so side-by-side jobs distort nothing
-    jobs = {"jobs": overrides.get("jobs", PREDICTED_JOBS)}
-    published = load_sweep(PUBLISHED_SWEEP, {**overrides, "device": PREDICTED_DEVICE, **jobs},
+    published = load_sweep(PUBLISHED_SWEEP, {**overrides, "device": PREDICTED_DEVICE},
                            max_cells)
     predicted = dataclasses.replace(published, name=published.name + PREDICTED_SUFFIX)
     cpu_flags = {k: v for k, v in overrides.items() if k in (*GRID_KEYS, *RUNNER_KEYS)}

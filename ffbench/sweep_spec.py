@@ -47,6 +47,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MAX_CELLS = 10_000  # a bigger grid is refused unless --max-cells raises the limit
 MAX_CELLS = 10**6  # the most --max-cells allows: one process per cell, 10**6 is weeks
 MAX_JOBS = 1024  # cells at once on one machine; each is a process holding its own slot
+MAX_AUTO_META_JOBS = 4  # meta workers when --jobs is not given (each holds torch: ~0.9 GB)
 
 GRID_KEYS = ("algorithms", "layers", "batch_sizes", "hidden")
 _PER_CELL = {"algorithm", "n_layers", "batch_size", "hidden"}  # set by the grid, not by a key
@@ -70,7 +71,7 @@ class SweepSpec:
     hidden: tuple[int, ...] = (CellSpec.hidden,)
     cell: dict[str, Any] = field(default_factory=dict)  # CellSpec keyword arguments
     timeout_s: float = DEFAULT_TIMEOUT_S
-    jobs: int = 1
+    jobs: int | None = None  # cells at once; None: `cells_at_once` chooses
     executor: str = "local"
     slurm: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +79,17 @@ class SweepSpec:
     def device(self) -> str:
         """Every cell's device: it is a setting of the sweep, not a grid key."""
         return str(self.cell.get("device", CellSpec.device))
+
+    @property
+    def cells_at_once(self) -> int:
+        """`jobs` if given; else predicted (meta) cells one per usable CPU core, up to
+        MAX_AUTO_META_JOBS (nothing is timed, and each is only Python work), and measured
+        cells one at a time (side by side, their step times would disturb each other)."""
+        if self.jobs is not None:
+            return self.jobs
+        if self.device != "meta":
+            return 1
+        return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_META_JOBS))
 
     @property
     def size(self) -> int:
@@ -166,7 +178,8 @@ def parse_sweep(
         hidden=grid("hidden", CellSpec.hidden),
         cell=cell,
         timeout_s=_positive_number("timeout_s", values.get("timeout_s", DEFAULT_TIMEOUT_S)),
-        jobs=whole_number("jobs", values.get("jobs", 1), 1, MAX_JOBS),
+        jobs=None if values.get("jobs") is None else whole_number("jobs", values["jobs"], 1,
+                                                                   MAX_JOBS),
         executor=_executor(values.get("executor", "local")),
         slurm=_slurm_table(values.get("slurm", {})),
     )

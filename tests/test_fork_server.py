@@ -28,8 +28,8 @@ def run(specs: list[CellSpec], workdir: Path,
         timeout_s: float = WAIT_S) -> list[tuple[CellOutcome, dict[str, Any]]]:
     jobs = [CellJob(spec, "s", workdir / f"{i}-{spec.cell_id}.json")
             for i, spec in enumerate(specs)]
-    pool = LocalPool(jobs=1, timeout_s=timeout_s, gpus=[], workdir=workdir / "work")
-    outcomes = [outcome for _, outcome in pool.run(jobs) if outcome is not None]
+    pool = LocalPool(jobs=1, timeout_s=timeout_s, gpus=[])
+    outcomes = [outcome for _, outcome in pool.run(jobs, workdir / "work") if outcome is not None]
     return [(outcome, read_row_json(outcome.job.row_path) if outcome.job.row_path.exists()
              else {}) for outcome in outcomes]
 
@@ -66,8 +66,8 @@ def test_a_forked_cell_is_killed_alone_and_its_failure_is_a_returncode(tmp_path:
 def test_a_forked_cell_crashing_is_reported_by_its_signal(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     job = CellJob(tiny(n_layers=1500, seed=5), "s", tmp_path / "row.json")  # minutes long
-    pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[], workdir=workdir)
-    ends = pool.run([job])
+    pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[])
+    ends = pool.run([job], workdir)
     next(ends)  # started: the fork server answered with its pid
     stderr = workdir / f"{job.spec.cell_id}.stderr"
     deadline = time.monotonic() + WAIT_S

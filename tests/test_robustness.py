@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -52,7 +53,33 @@ def assert_refused(code: int, err: str, words: str, expected_code: int = 2) -> N
     assert lines[0].startswith("ffbench: error: ") and "Traceback" not in err
 
 
+def child_processes() -> list[str]:
+    """Command lines of this process's live children (a sweep's pool processes among them)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                found.append((stat.parent / "cmdline").read_text().replace("\0", " "))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
 # ---- the command line itself ----------------------------------------------------------------
+
+
+def test_a_sweep_refused_after_its_pool_started_leaves_no_process(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A sweep starts its pool's processes (two meta workers here) while it checks its cells;
+    a cell refused then ends them with the refusal."""
+    assert not [line for line in child_processes() if "ffbench.child" in line]
+    code, _, err = invoke(capsys, "sweep", *SWEEP_META, "--algorithms", "rff", "--jobs", "2",
+                          "--option", "iterations=0", "--out", tmp_path / "out")
+    assert_refused(code, err, "iterations")
+    assert not [line for line in child_processes() if "ffbench.child" in line]
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_arguments_print_the_help_and_exit_0(capsys: pytest.CaptureFixture[str]) -> None:

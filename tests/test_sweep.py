@@ -147,6 +147,10 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
                     cell_wall_s=math.pi, error=None)
     for row in rows:
         store.record(row)
+    # rows recorded in quick succession: the parquet is written at once for the first, then
+    # at most every CONSOLIDATE_EVERY_S (each row is in its cell file), and whole at the end
+    assert len(read_parquet(tmp_path / PARQUET_NAME)) == 1
+    store.consolidate()
     frame = read_parquet(tmp_path / PARQUET_NAME)
     assert len(frame) == len(specs)
     back = frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -195,6 +199,21 @@ def test_cpu_parallel_cells_warn_but_meta_ones_do_not() -> None:
         return sweeps.timing_warning(sweep_spec.parse_sweep(tiny_values(**values), "t"))
 
     assert warning(jobs=2) and warning(jobs=1) is None and warning(jobs=2, device="meta") is None
+
+
+def test_meta_cells_run_one_per_core_unless_jobs_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Predicted cells are not timed: without --jobs a sweep runs one per usable core (up to
+    MAX_AUTO_META_JOBS); measured cells one at a time; --jobs always wins."""
+    def at_once(cores: int, **values: object) -> int:
+        monkeypatch.setattr(sweep_spec.os, "sched_getaffinity", lambda _: set(range(cores)))
+        return sweep_spec.parse_sweep(tiny_values(**values), "t").cells_at_once
+
+    assert at_once(2, device="meta") == 2 and at_once(1, device="meta") == 1
+    assert at_once(64, device="meta") == sweep_spec.MAX_AUTO_META_JOBS
+    assert at_once(8, device="cpu") == 1
+    assert at_once(8, device="meta", jobs=1) == 1 and at_once(1, device="cpu", jobs=3) == 3
 
 
 def test_slurm_settings_reach_submitit_under_its_names() -> None:

@@ -45,7 +45,7 @@ def test_layers_alone_without_a_gpu_predicts_on_meta_and_measures_a_small_cpu_ru
     assert (predicted.spec.hidden, predicted.spec.batch_sizes) == ((2000,), (5000,))
     assert len(predicted.spec.cells()) == 3 * 46
     assert predicted.out == ROOT / "seed-figure-predicted"
-    assert predicted.spec.jobs == sweep_plan.PREDICTED_JOBS and cpu.spec.jobs == 1
+    assert predicted.spec.jobs is None and cpu.spec.cells_at_once == 1  # meta: one per core
     assert cpu.spec.device == "cpu" and "MEASURED" in cpu.why
     quick = load_sweep("quick", {})
     assert (cpu.spec.hidden, cpu.spec.batch_sizes) == (quick.hidden, quick.batch_sizes)

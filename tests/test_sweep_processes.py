@@ -189,8 +189,9 @@ def test_meta_cells_share_one_worker_and_real_cells_get_fresh_processes(tmp_path
     cpu = [CellSpec(algorithm="bp", n_layers=1, hidden=8, batch_size=8, steps=1,
                     warmup_steps=0, threads=1)]
     jobs = [CellJob(spec, "s", tmp_path / f"{spec.cell_id}.json") for spec in [*meta, *cpu]]
-    pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[], workdir=tmp_path / "work")
-    outcomes = [outcome for _, outcome in pool.run(jobs) if outcome is not None]
+    pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[])
+    outcomes = [outcome for _, outcome in pool.run(jobs, tmp_path / "work")
+                if outcome is not None]
     assert [o.returncode for o in outcomes] == [0, 0, 0, 0]
     assert len({o.pid for o in outcomes[:3]}) == 1 and outcomes[3].pid != outcomes[0].pid
     rows = [read_row_json(job.row_path) for job in jobs]

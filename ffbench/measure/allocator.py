@@ -44,7 +44,7 @@ def segment_size(block_bytes: int) -> int:
     return LARGE_ROUND_BYTES * -(-block_bytes // LARGE_ROUND_BYTES)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Block:
     address: int
     size_bytes: int
@@ -52,10 +52,6 @@ class Block:
     allocated: bool = False
     prev: Block | None = None  # neighbours inside the same segment
     next: Block | None = None
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.size_bytes, self.address)
 
 
 @dataclass
@@ -66,13 +62,14 @@ class _Pool:
     blocks: dict[tuple[int, int], Block] = field(default_factory=dict)
 
     def insert(self, block: Block) -> None:
-        bisect.insort(self.keys, block.key)
-        self.blocks[block.key] = block
+        key = (block.size_bytes, block.address)
+        bisect.insort(self.keys, key)
+        self.blocks[key] = block
 
     def remove(self, block: Block) -> None:
-        index = bisect.bisect_left(self.keys, block.key)
-        del self.keys[index]
-        del self.blocks[block.key]
+        key = (block.size_bytes, block.address)
+        del self.keys[bisect.bisect_left(self.keys, key)]
+        del self.blocks[key]
 
     def best_fit(self, size_bytes: int) -> Block | None:
         index = bisect.bisect_left(self.keys, (size_bytes, -1))
@@ -109,7 +106,8 @@ class CachingAllocator:
             pool.insert(rest)
         block.allocated = True
         self.allocated_bytes += block.size_bytes
-        self.peak_allocated_bytes = max(self.peak_allocated_bytes, self.allocated_bytes)
+        if self.allocated_bytes > self.peak_allocated_bytes:
+            self.peak_allocated_bytes = self.allocated_bytes
         return block
 
     def free(self, block: Block) -> None:

@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 _SCALARS = (bool, int, float, str, torch.dtype, torch.device, torch.memory_format, torch.layout)
 _UNCACHEABLE = object()
+_META = torch.device("meta")
 
 OutputSpec = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
 
@@ -31,10 +32,10 @@ class _Uncacheable(Exception):
 def _key(value: Any) -> Any:
     """A hashable summary of an argument: what a meta kernel's output can depend on."""
     if isinstance(value, torch.Tensor):
-        return (value.device.type, value.dtype, tuple(value.shape), value.stride(),
+        return (value.device, value.dtype, value.shape, value.stride(),
                 value.storage_offset())
     if isinstance(value, (list, tuple)):
-        return tuple(_key(item) for item in value)
+        return tuple([_key(item) for item in value])
     if value is None or isinstance(value, _SCALARS):
         return (type(value), value)
     raise _Uncacheable
@@ -74,11 +75,12 @@ def _spec(out: Any) -> list[OutputSpec] | None:
 
 
 class MetaShapeCache(TorchDispatchMode):
-    """Remembers meta ops' output shapes per arguments (enter it below the tracker)."""
+    """Remembers meta ops' output shapes per arguments: a dispatch mode of its own, or, inside
+    the tracker's (measure.tracker's `run`), its `call`."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.kinds: dict[Any, str] = {}
+        self.kinds: dict[int, str] = {}  # id(op) -> its kind
         self.outputs: dict[Any, Any] = {}
         self.hits = 0
 
@@ -89,14 +91,18 @@ class MetaShapeCache(TorchDispatchMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        kwargs = kwargs or {}
-        kind = self.kinds.get(func)
+        return self.call(func, args, kwargs or {})
+
+    def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The op's outputs: fresh ones of the remembered shapes for a repeat."""
+        op = id(func)  # ops live as long as the process; hashing one runs Python code
+        kind = self.kinds.get(op)
         if kind is None:
-            kind = self.kinds[func] = _kind(func)
+            kind = self.kinds[op] = _kind(func)
         if kind == "other" or not _on_meta(args):
             return func(*args, **kwargs)
         try:
-            key = (func, _key(args), _key(tuple(kwargs.items())))
+            key = (op, _key(args), _key(tuple(kwargs.items())) if kwargs else ())
         except _Uncacheable:
             return func(*args, **kwargs)
         known = self.outputs.get(key)
@@ -108,7 +114,7 @@ class MetaShapeCache(TorchDispatchMode):
         if kind == "inplace":
             return args[0]
         specs, container = known
-        fresh = [torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+        fresh = [torch.empty_strided(shape, stride, dtype=dtype, device=_META)
                  for shape, stride, dtype in specs]
         return fresh[0] if container is None else container(fresh)
 
@@ -130,5 +136,5 @@ def _on_meta(args: tuple[Any, ...]) -> bool:
         tensors = arg if isinstance(arg, (list, tuple)) else (arg,)
         for value in tensors:
             if isinstance(value, torch.Tensor):
-                return value.device.type == "meta"
+                return value.is_meta
     return False

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -45,8 +45,7 @@ class Storage:
     op: str  # the aten op that created it, or "persistent"
 
 
-@dataclass(frozen=True)
-class TrackerEvent:
+class TrackerEvent(NamedTuple):  # a tuple: tens of thousands per meta cell
     kind: str  # "alloc" or "free"
     key: int  # storage identity (storage_key)
     nbytes: int  # exact storage bytes
@@ -79,6 +78,13 @@ def replay(events: list[TrackerEvent], start: int = 0) -> Replayed:
 
 
 PersistentTensors = Callable[[], dict[str, list[torch.Tensor]]]
+# runs one aten op: (op, args, kwargs) -> its outputs
+OpRunner = Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def run_op(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The op itself (measure.meta_cache's MetaShapeCache.call answers repeats on meta)."""
+    return func(*args, **kwargs)
 
 
 @contextmanager
@@ -141,18 +147,28 @@ class _Ledger:
 
 
 class TensorTracker(TorchDispatchMode):
-    """Live and peak bytes of tensors on one device type, split by category."""
+    """Live and peak bytes of tensors on one device type, split by category; and, once
+    `track_host` is called, the peak of host memory beside it (one dispatch mode for both:
+    each mode an op passes through costs it several microseconds of Python)."""
 
     def __init__(self, device: torch.device, persistent: PersistentTensors,
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, run: OpRunner = run_op,
+                 peaks_from_start: bool = True) -> None:
         super().__init__()
         self.device_type = device.type
         self.persistent = persistent
         self.model = model  # its modules' forward hooks name the module path of each storage
+        self.run = run  # how each op is run
+        self._op_names: dict[int, str] = {}  # id(op) -> str(op)
         self._module_path: list[str] = []  # innermost last
         self._hooks: list[Any] = []
         self.ledger = _Ledger()
         self.peak_bytes = 0
+        # False: no peak is followed until the first reset_peak (a warm-up whose peak nobody
+        # reads: each new peak costs a look at every persistent tensor)
+        self._following_peak = peaks_from_start
+        self.host: _Ledger | None = None  # host storages, from track_host on
+        self._host_peak_bytes = 0
         # at the peak: the live storages and who owned which (classified when asked for:
         # a phase passes many peaks, and only its last is read)
         self._peak_live: dict[int, tuple[int, str, str]] = {}
@@ -162,7 +178,7 @@ class TensorTracker(TorchDispatchMode):
         for name, tensors in self.persistent().items():
             for tensor in tensors:
                 self._track(tensor, name, "persistent")
-        self.reset_peak()
+        self._record_peak()
         self._add_hooks()
         super().__enter__()
         return self
@@ -172,6 +188,23 @@ class TensorTracker(TorchDispatchMode):
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+
+    def track_host(self) -> None:
+        """From now on, also count storages in host memory, where the device is not the host:
+        the persistent ones at once, then each op's new ones; `host_peak_bytes` is their
+        peak from now on (never reset: it runs over the phases that follow)."""
+        if self.device_type == "cpu":
+            return
+        self.host = _Ledger()
+        for name, tensors in self.persistent().items():
+            for tensor in tensors:
+                self._track(tensor, name, "persistent")
+        self._host_peak_bytes = self.host.live_bytes
+
+    @property
+    def host_peak_bytes(self) -> int | None:
+        """Peak bytes of host storages since `track_host` (None: not tracked)."""
+        return None if self.host is None else self._host_peak_bytes
 
     @property
     def events(self) -> list[TrackerEvent]:
@@ -208,6 +241,7 @@ class TensorTracker(TorchDispatchMode):
 
     def reset_peak(self) -> None:
         """Start a new phase: its peak is at least what is alive now."""
+        self._following_peak = True
         self._record_peak()
 
     def _record_peak(self) -> None:
@@ -231,7 +265,7 @@ class TensorTracker(TorchDispatchMode):
     def _owners(self) -> dict[int, str]:
         """Storage key -> category of every persistent tensor right now."""
         return {
-            storage_key(t): name
+            t.untyped_storage()._cdata: name  # storage_key, inlined: asked at every new peak
             for name, tensors in self.persistent().items()
             for t in tensors
         }
@@ -243,28 +277,40 @@ class TensorTracker(TorchDispatchMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        out = func(*args, **(kwargs or {}))
+        out = self.run(func, args, kwargs or {})
         flat = [out] if isinstance(out, torch.Tensor) else tree_flatten(out)[0]
         grew = False
         for value in flat:
             if isinstance(value, torch.Tensor):
                 grew |= self._track(value, _current_category[0], func)
-        if grew and self.live_bytes > self.peak_bytes:
+        if grew and self._following_peak and self.live_bytes > self.peak_bytes:
             self._record_peak()
+        host = self.host
+        if host is not None and host.live_bytes > self._host_peak_bytes:
+            self._host_peak_bytes = host.live_bytes
         return out
 
     def _track(self, tensor: torch.Tensor, name: str, op: object) -> bool:
-        """Count the tensor's storage if new; `op` (an aten op, or "persistent") is named
-        with str() only then (views, in-place results and other devices' outputs skip it)."""
-        if tensor.device.type != self.device_type:
+        """Count the tensor's storage if new (True: on the tracked device); `op` (an aten op,
+        or "persistent") is named with str() only then (views, in-place results and other
+        devices' outputs skip it)."""
+        device_type = tensor.device.type
+        if device_type == self.device_type:
+            ledger = self.ledger
+        elif device_type == "cpu" and self.host is not None:
+            ledger = self.host
+        else:
             return False
         storage = tensor.untyped_storage()
         key = int(storage._cdata)
-        if key in self.ledger.live:
+        if key in ledger.live:
             return False
         module = self._module_path[-1] if self._module_path else ""
-        self.ledger.add(storage, key, (storage.nbytes(), name, str(op)), module)
-        return True
+        op_name = self._op_names.get(id(op))  # ops live as long as the process
+        if op_name is None:
+            op_name = self._op_names[id(op)] = str(op)
+        ledger.add(storage, key, (storage.nbytes(), name, op_name), module)
+        return ledger is self.ledger
 
 
 def _classify(live: dict[int, tuple[int, str, str]], owner: dict[int, str]) -> list[Storage]:
