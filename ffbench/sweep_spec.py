@@ -60,6 +60,13 @@ SLURM_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (all of them where the OS cannot say: macOS)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A grid (algorithms x hidden x batch sizes x depths) with settings shared by every cell."""
@@ -89,7 +96,7 @@ class SweepSpec:
             return self.jobs
         if self.device != "meta":
             return 1
-        return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_META_JOBS))
+        return max(1, min(usable_cpus(), MAX_AUTO_META_JOBS))
 
     @property
     def size(self) -> int:
