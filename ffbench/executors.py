@@ -377,6 +377,8 @@ class LocalPool:
         more = True
         try:
             while more or any(slot.running for slot in slots):
+                # a slot that frees up gets its next cell before the ended one is reported
+                ended = [outcome for outcome in map(self._check, slots) if outcome is not None]
                 for slot in slots:
                     if not more or slot.running is not None:
                         continue
@@ -385,11 +387,10 @@ class LocalPool:
                     if job is not None:
                         self._start(slot, job, workdir)
                         yield job, None
-                for slot in slots:
-                    outcome = self._check(slot)
-                    if outcome is not None:
-                        yield outcome.job, outcome
-                time.sleep(POLL_S)
+                for outcome in ended:
+                    yield outcome.job, outcome
+                if not ended:
+                    time.sleep(POLL_S)
         finally:
             self.close()
 

@@ -41,6 +41,18 @@ def _key(value: Any) -> Any:
     raise _Uncacheable
 
 
+def _args_key(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`_key(args)`, its top level spelled out: it runs for every op."""
+    parts = []
+    for value in args:
+        if isinstance(value, torch.Tensor):
+            parts.append((value.device, value.dtype, value.shape, value.stride(),
+                          value.storage_offset()))
+        else:
+            parts.append(_key(value))
+    return tuple(parts)
+
+
 def _kind(func: Any) -> str:
     """"functional" (fresh outputs), "inplace" (returns its mutated self) or "other"."""
     schema = func._schema
@@ -102,7 +114,7 @@ class MetaShapeCache(TorchDispatchMode):
         if kind == "other" or not _on_meta(args):
             return func(*args, **kwargs)
         try:
-            key = (op, _key(args), _key(tuple(kwargs.items())) if kwargs else ())
+            key = (op, _args_key(args), _key(tuple(kwargs.items())) if kwargs else ())
         except _Uncacheable:
             return func(*args, **kwargs)
         known = self.outputs.get(key)
@@ -114,9 +126,11 @@ class MetaShapeCache(TorchDispatchMode):
         if kind == "inplace":
             return args[0]
         specs, container = known
-        fresh = [torch.empty_strided(shape, stride, dtype=dtype, device=_META)
-                 for shape, stride, dtype in specs]
-        return fresh[0] if container is None else container(fresh)
+        if container is None:  # one tensor
+            shape, stride, dtype = specs[0]
+            return torch.empty_strided(shape, stride, dtype=dtype, device=_META)
+        return container([torch.empty_strided(shape, stride, dtype=dtype, device=_META)
+                          for shape, stride, dtype in specs])
 
     def _first_call(self, func: Any, kind: str, key: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:

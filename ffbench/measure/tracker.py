@@ -278,12 +278,14 @@ class TensorTracker(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         out = self.run(func, args, kwargs or {})
-        flat = [out] if isinstance(out, torch.Tensor) else tree_flatten(out)[0]
-        grew = False
-        for value in flat:
-            if isinstance(value, torch.Tensor):
-                grew |= self._track(value, _current_category[0], func)
-        if grew and self._following_peak and self.live_bytes > self.peak_bytes:
+        if isinstance(out, torch.Tensor):  # most ops: one tensor
+            grew = self._track(out, _current_category[0], func)
+        else:
+            grew = False
+            for value in tree_flatten(out)[0]:
+                if isinstance(value, torch.Tensor):
+                    grew |= self._track(value, _current_category[0], func)
+        if grew and self._following_peak and self.ledger.live_bytes > self.peak_bytes:
             self._record_peak()
         host = self.host
         if host is not None and host.live_bytes > self._host_peak_bytes:
