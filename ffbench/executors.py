@@ -6,8 +6,8 @@ atomically; a pool only reports how each child ended (`CellOutcome`), and the sw
 an ending without a row into a failure row.
 
 Real-device cells get a fresh process each, forked by a fork server (`python -m
-ffbench.child --fork-server`): a process that imported torch and ffbench once and never
-touched CUDA or ran an op, so each cell skips the ~2 s import yet has its own CUDA
+ffbench.child --fork-server`): a process that imported torch and ffbench once (and holds
+the sweep's dataset) and never touched CUDA, so each cell skips the ~2 s import yet has its own CUDA
 context, its own host high-water mark, and dies alone. Should the server be gone, a cell
 is spawned as `python -m ffbench.child SPEC OUT` instead. The row's `start_method` says
 which. Meta-device cells (fake tensors: no device state, nothing timed) run one after
