@@ -346,6 +346,11 @@ class _Slot:
             self.worker = None
 
 
+def _child_env() -> dict[str, str]:
+    """This process's environment, and its pid: a child dies with it (child.die_with_parent)."""
+    return {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+
+
 class LocalPool:
     """`jobs` cells at a time on this machine, each killed after `timeout_s`. `start` may
     bring its processes up before the first cell (they import torch while the sweep checks
@@ -353,7 +358,7 @@ class LocalPool:
     when its run ends, or on `close`."""
 
     def __init__(self, *, jobs: int, timeout_s: float, gpus: list[str]) -> None:
-        self.jobs, self.timeout_s, self.gpus = jobs, timeout_s, gpus
+        self.timeout_s, self.gpus = timeout_s, gpus
         self._slots = [_Slot(index) for index in range(jobs)]
         self._server: ForkServer | None = None
         self._forking = True  # until a server fails: then every cell is spawned
@@ -403,7 +408,7 @@ class LocalPool:
             self._server = None
 
     def _env(self, slot: _Slot, job: CellJob) -> dict[str, str]:
-        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+        env = _child_env()
         if job.spec.device == "cuda" and self.gpus:  # "cuda:N" means the user chose
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot.index % len(self.gpus)]
         return env
@@ -421,11 +426,11 @@ class LocalPool:
         slot.running = slot.worker
 
     def _new_worker(self) -> MetaWorker:
-        return MetaWorker({**os.environ, PARENT_PID_ENV: str(os.getpid())})  # meta: no GPU
+        return MetaWorker(_child_env())  # meta cells: no GPU to choose
 
     def _start_server(self) -> ForkServer:
         # each cell gets its own environment (its GPU) with its fork request
-        self._server = ForkServer({**os.environ, PARENT_PID_ENV: str(os.getpid())})
+        self._server = ForkServer(_child_env())
         return self._server
 
     def _fork(self, job: CellJob, env: dict[str, str], workdir: Path) -> ForkedCell | None:

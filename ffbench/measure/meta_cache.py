@@ -29,27 +29,20 @@ class _Uncacheable(Exception):
     pass
 
 
-def _key(value: Any) -> Any:
-    """A hashable summary of an argument: what a meta kernel's output can depend on."""
-    if isinstance(value, torch.Tensor):
-        return (value.device, value.dtype, value.shape, value.stride(),
-                value.storage_offset())
-    if isinstance(value, (list, tuple)):
-        return tuple([_key(item) for item in value])
-    if value is None or isinstance(value, _SCALARS):
-        return (type(value), value)
-    raise _Uncacheable
-
-
-def _args_key(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """`_key(args)`, its top level spelled out: it runs for every op."""
-    parts = []
-    for value in args:
+def _key(values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
+    """A hashable summary of arguments (nested lists too): what a meta kernel's output can
+    depend on. A loop, not a call per argument: it runs for every op."""
+    parts: list[Any] = []
+    for value in values:
         if isinstance(value, torch.Tensor):
             parts.append((value.device, value.dtype, value.shape, value.stride(),
                           value.storage_offset()))
-        else:
+        elif isinstance(value, (list, tuple)):
             parts.append(_key(value))
+        elif value is None or isinstance(value, _SCALARS):
+            parts.append((type(value), value))
+        else:
+            raise _Uncacheable
     return tuple(parts)
 
 
@@ -114,7 +107,7 @@ class MetaShapeCache(TorchDispatchMode):
         if kind == "other" or not _on_meta(args):
             return func(*args, **kwargs)
         try:
-            key = (op, _args_key(args), _key(tuple(kwargs.items())) if kwargs else ())
+            key = (op, _key(args), _key(tuple(kwargs.items())) if kwargs else ())
         except _Uncacheable:
             return func(*args, **kwargs)
         known = self.outputs.get(key)

@@ -175,9 +175,7 @@ class TensorTracker(TorchDispatchMode):
         self._peak_owner: dict[int, str] = {}
 
     def __enter__(self) -> TensorTracker:
-        for name, tensors in self.persistent().items():
-            for tensor in tensors:
-                self._track(tensor, name, "persistent")
+        self._track_persistent()
         self._record_peak()
         self._add_hooks()
         super().__enter__()
@@ -196,10 +194,14 @@ class TensorTracker(TorchDispatchMode):
         if self.device_type == "cpu":
             return
         self.host = _Ledger()
+        self._track_persistent()  # those on the device are counted already
+        self._host_peak_bytes = self.host.live_bytes
+
+    def _track_persistent(self) -> None:
+        """Count the storages of the algorithm's persistent tensors, by their category."""
         for name, tensors in self.persistent().items():
             for tensor in tensors:
                 self._track(tensor, name, "persistent")
-        self._host_peak_bytes = self.host.live_bytes
 
     @property
     def host_peak_bytes(self) -> int | None:
