@@ -69,8 +69,8 @@ def tracked_peaks(log: EventLog) -> tuple[int, int]:
     for start, stop in ((0, log.train_start), (log.train_start, log.eval_start),
                         (log.eval_start, log.end)):
         peak = live
-        for event in log.events[start:stop]:
-            live += event.nbytes if event.kind == "alloc" else -event.nbytes
+        for kind, _, nbytes, *_ in log.events[start:stop]:
+            live += nbytes if kind == "alloc" else -nbytes
             peak = max(peak, live)
         peaks.append(peak)
     return peaks[1], peaks[2]

@@ -11,7 +11,14 @@ import torch
 from ffbench.algorithms import registry
 from ffbench.algorithms.base import DTYPES, Algorithm
 from ffbench.data import BatchStream, Dataset, load
-from ffbench.measure.tracker import OpRunner, Storage, TensorTracker, TrackerEvent, run_op
+from ffbench.measure.tracker import (
+    EagerTensorTracker,
+    Event,
+    OpRunner,
+    Storage,
+    TensorTracker,
+    run_op,
+)
 from ffbench.spec import CellSpec
 
 MEMORY_PASS_STEPS = 2  # the peak is reached in every step after warm-up; two show it repeats
@@ -36,7 +43,7 @@ class PhasePeak:
     host_tracked_bytes: int | None = None
     storages: tuple[Storage, ...] = ()  # alive at the peak, oldest first (for `explain`)
     # the tracker's event log up to the phase's end, and where the phase begins in it
-    events: tuple[TrackerEvent, ...] = ()
+    events: tuple[Event, ...] = ()
     phase_start: int = 0
 
 
@@ -92,8 +99,9 @@ def tracker_of(built: Built, run: OpRunner = run_op,
     algorithm = built.algorithm
     # module paths come from forward hooks, which a compiled forward would recompile for
     model = None if algorithm.spec.compile else algorithm.model
-    return TensorTracker(algorithm.device, algorithm.persistent_tensors, model, run,
-                         peaks_from_start)
+    # on meta the steps are never compiled (`build`)
+    tracker = EagerTensorTracker if algorithm.device.type == "meta" else TensorTracker
+    return tracker(algorithm.device, algorithm.persistent_tensors, model, run, peaks_from_start)
 
 
 def phase_peak(tracker: TensorTracker, start: int, allocated_bytes: int | None = None,

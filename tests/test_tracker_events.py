@@ -9,7 +9,7 @@ import torch
 from ffbench.algorithms import registry
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import META_WARMUP_STEPS
-from ffbench.measure.tracker import TensorTracker, replay
+from ffbench.measure.tracker import TensorTracker, TrackerEvent, replay
 from ffbench.spec import CellSpec
 
 META = torch.device("meta")
@@ -24,10 +24,10 @@ def test_the_log_replays_to_the_tracked_peak(name: str) -> None:
     with TensorTracker(META, algorithm.persistent_tensors, algorithm.model) as tracker:
         start = len(tracker.events)
         algorithm.step(built.train)
-    events = tracker.events
+    events = [TrackerEvent(*event) for event in tracker.events]
     assert {e.op for e in events[:start]} == {"persistent"}
     assert all(e.kind == "alloc" for e in events[:start])
-    assert replay(events, start).peak_bytes == tracker.peak_bytes
+    assert replay(tracker.events, start).peak_bytes == tracker.peak_bytes
     live: dict[int, int] = {}
     for event in events:  # every free is of a live storage, with the bytes it came with
         if event.kind == "alloc":
@@ -45,7 +45,7 @@ def test_module_paths_come_from_forward_hooks() -> None:
     algorithm = built.algorithm
     with TensorTracker(META, algorithm.persistent_tensors, algorithm.model) as tracker:
         algorithm.step(built.train)
-    made = {(e.op, e.module) for e in tracker.events if e.kind == "alloc"}
+    made = {(op, module) for kind, _, _, _, op, module in tracker.events if kind == "alloc"}
     # the Linears' outputs in forward, made inside each Linear; backward and Adam outside
     assert {("aten.addmm.default", f"layers.{i}") for i in range(2)} <= made
     assert ("aten.addmm.default", "head") in made

@@ -18,7 +18,7 @@ No torch here: a laptop replays a cell's predicted event log through it in milli
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MIN_BLOCK_BYTES = 512  # kMinBlockSize: every block is a multiple of this
 SMALL_REQUEST_BYTES = 1 << 20  # kSmallSize: requests up to this come from the small pool
@@ -54,26 +54,23 @@ class Block:
     next: Block | None = None
 
 
-@dataclass
 class _Pool:
-    """Free blocks, ordered by (size, address) as the allocator's BlockPool set is."""
+    """Free blocks, ordered by (size, address) as the allocator's BlockPool set is: entries
+    (size, address, block), never compared past the address (each block has its own)."""
 
-    keys: list[tuple[int, int]] = field(default_factory=list)
-    blocks: dict[tuple[int, int], Block] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, int, Block]] = []
 
     def insert(self, block: Block) -> None:
-        key = (block.size_bytes, block.address)
-        bisect.insort(self.keys, key)
-        self.blocks[key] = block
+        bisect.insort(self.entries, (block.size_bytes, block.address, block))
 
     def remove(self, block: Block) -> None:
-        key = (block.size_bytes, block.address)
-        del self.keys[bisect.bisect_left(self.keys, key)]
-        del self.blocks[key]
+        del self.entries[bisect.bisect_left(self.entries, (block.size_bytes, block.address))]
 
-    def best_fit(self, size_bytes: int) -> Block | None:
-        index = bisect.bisect_left(self.keys, (size_bytes, -1))
-        return self.blocks[self.keys[index]] if index < len(self.keys) else None
+    def take_best_fit(self, size_bytes: int) -> Block | None:
+        """The smallest block of at least `size_bytes` (lowest address first), taken out."""
+        index = bisect.bisect_left(self.entries, (size_bytes, -1))
+        return self.entries.pop(index)[2] if index < len(self.entries) else None
 
 
 class CachingAllocator:
@@ -92,11 +89,9 @@ class CachingAllocator:
         size = round_size(nbytes)
         small = size <= SMALL_REQUEST_BYTES
         pool = self._pools[small]
-        block = pool.best_fit(size)
+        block = pool.take_best_fit(size)
         if block is None:
             block = self._new_segment(segment_size(size), small)
-        else:
-            pool.remove(block)
         remaining = block.size_bytes - size
         if remaining >= MIN_BLOCK_BYTES if small else remaining > SMALL_REQUEST_BYTES:
             rest = Block(block.address + size, remaining, small, prev=block, next=block.next)
@@ -115,10 +110,13 @@ class CachingAllocator:
         block.allocated = False
         self.allocated_bytes -= block.size_bytes
         pool = self._pools[block.small]
-        for neighbour in (block.prev, block.next):
-            if neighbour is not None and not neighbour.allocated:
-                pool.remove(neighbour)
-                block = self._merge(block, neighbour)
+        before, after = block.prev, block.next
+        if before is not None and not before.allocated:
+            pool.remove(before)
+            block = self._merge(block, before)
+        if after is not None and not after.allocated:
+            pool.remove(after)
+            block = self._merge(block, after)
         pool.insert(block)
 
     def empty_cache(self) -> None:

@@ -104,7 +104,7 @@ class MetaShapeCache(TorchDispatchMode):
         kind = self.kinds.get(op)
         if kind is None:
             kind = self.kinds[op] = _kind(func)
-        if kind == "other" or not _on_meta(args):
+        if kind == "other":
             return func(*args, **kwargs)
         try:
             key = (op, _key(args), _key(tuple(kwargs.items())) if kwargs else ())
@@ -113,7 +113,7 @@ class MetaShapeCache(TorchDispatchMode):
         known = self.outputs.get(key)
         if known is None:
             return self._first_call(func, kind, key, args, kwargs)
-        if known is _UNCACHEABLE:
+        if known is _UNCACHEABLE:  # the key names each argument's device: so is its repeat
             return func(*args, **kwargs)
         self.hits += 1
         if kind == "inplace":
@@ -128,12 +128,14 @@ class MetaShapeCache(TorchDispatchMode):
     def _first_call(self, func: Any, kind: str, key: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
         out = func(*args, **kwargs)
-        if kind == "inplace":
+        if not _on_meta(args):  # a host op (Adam's step count): its values are real
+            self.outputs[key] = _UNCACHEABLE
+        elif kind == "inplace":
             self.outputs[key] = ([], None) if out is args[0] else _UNCACHEABLE
-            return out
-        specs = _spec(out)
-        container = type(out) if isinstance(out, (tuple, list)) else None
-        self.outputs[key] = _UNCACHEABLE if specs is None else (specs, container)
+        else:
+            specs = _spec(out)
+            container = type(out) if isinstance(out, (tuple, list)) else None
+            self.outputs[key] = _UNCACHEABLE if specs is None else (specs, container)
         return out
 
 

@@ -20,6 +20,7 @@ or "activations" (saved activations and temporaries) by default.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,13 +46,21 @@ class Storage:
     op: str  # the aten op that created it, or "persistent"
 
 
-class TrackerEvent(NamedTuple):  # a tuple: tens of thousands per meta cell
+class TrackerEvent(NamedTuple):
+    """An event's fields. The log stores each as a plain `Event` tuple (TrackerEvent(*event)
+    names them): the garbage collector stops scanning a plain tuple of numbers and strings,
+    but would scan a NamedTuple at every gc.collect() (a meta cell logs tens of thousands)."""
+
     kind: str  # "alloc" or "free"
     key: int  # storage identity (storage_key)
     nbytes: int  # exact storage bytes
     category: str  # category when created (see measure.categories)
     op: str  # aten op that created it ("persistent" for pre-existing storages)
     module: str  # module path from forward hooks ("" when outside any module)
+
+
+Event = tuple[str, int, int, str, str, str]  # a TrackerEvent's fields, in its order
+LiveEntry = tuple[int, str, str, str]  # a live storage's bytes, category, op and module
 
 
 @dataclass(frozen=True)
@@ -63,18 +72,19 @@ class Replayed:
     at: TrackerEvent | None
 
 
-def replay(events: list[TrackerEvent], start: int = 0) -> Replayed:
+def replay(events: list[Event], start: int = 0) -> Replayed:
     """Live bytes through `events`; the largest from index `start` on (at least what is
     alive at `start`) and the first allocation that reached it."""
     live = 0
-    for event in events[:start]:
-        live += event.nbytes if event.kind == "alloc" else -event.nbytes
+    for kind, _, nbytes, *_ in events[:start]:
+        live += nbytes if kind == "alloc" else -nbytes
     peak, at = live, None
     for event in events[start:]:
-        live += event.nbytes if event.kind == "alloc" else -event.nbytes
+        kind, _, nbytes, *_ = event
+        live += nbytes if kind == "alloc" else -nbytes
         if live > peak:
             peak, at = live, event
-    return Replayed(peak, at)
+    return Replayed(peak, None if at is None else TrackerEvent(*at))
 
 
 PersistentTensors = Callable[[], dict[str, list[torch.Tensor]]]
@@ -118,32 +128,28 @@ class _Ledger:
     keep that parameter alive, or a cell's model would never be freed."""
 
     def __init__(self) -> None:
-        # storage key -> (bytes, category when created, the op that created it)
-        self.live: dict[int, tuple[int, str, str]] = {}
+        # storage key -> (bytes, category when created, the op that created it, module path)
+        self.live: dict[int, LiveEntry] = {}
         self.live_bytes = 0
         self._refs: dict[int, weakref.ref[torch.UntypedStorage]] = {}
-        self.events: list[TrackerEvent] = []
-        self._modules: dict[int, str] = {}  # storage key -> module path when created
+        self.events: list[Event] = []
 
-    def add(self, storage: torch.UntypedStorage, key: int, entry: tuple[int, str, str],
-            module: str) -> None:
+    def add(self, storage: torch.UntypedStorage, key: int, entry: LiveEntry) -> None:
         self.live[key] = entry
         self.live_bytes += entry[0]
         self._refs[key] = weakref.ref(storage, self._releaser(key))
-        self._modules[key] = module
-        self.events.append(TrackerEvent("alloc", key, *entry, module))
+        self.events.append(("alloc", key, *entry))
 
     def _releaser(self, key: int) -> Callable[[weakref.ref[torch.UntypedStorage]], None]:
         return lambda _: self.release(key)
 
     def release(self, key: int) -> None:
-        if key not in self.live:
+        entry = self.live.pop(key, None)
+        if entry is None:
             return
-        nbytes, created_as, op = self.live.pop(key)
         self._refs.pop(key, None)
-        self.live_bytes -= nbytes
-        self.events.append(TrackerEvent("free", key, nbytes, created_as, op,
-                                        self._modules.pop(key, "")))
+        self.live_bytes -= entry[0]
+        self.events.append(("free", key, *entry))
 
 
 class TensorTracker(TorchDispatchMode):
@@ -156,10 +162,16 @@ class TensorTracker(TorchDispatchMode):
                  peaks_from_start: bool = True) -> None:
         super().__init__()
         self.device_type = device.type
+        # tensor -> whether it is on this device type (Tensor.is_meta, is_cuda, ...: a tenth
+        # of the time of tensor.device.type, asked of every op's outputs)
+        self._on_device: Callable[[torch.Tensor], bool] = (
+            operator.attrgetter(f"is_{device.type}") if hasattr(torch.Tensor, f"is_{device.type}")
+            else lambda tensor: tensor.device.type == device.type)
         self.persistent = persistent
         self.model = model  # its modules' forward hooks name the module path of each storage
         self.run = run  # how each op is run
-        self._op_names: dict[int, str] = {}  # id(op) -> str(op)
+        # id(op) -> (its name, whether it returns tensors); ops live as long as the process
+        self._ops: dict[int, tuple[str, bool]] = {}
         self._module_path: list[str] = []  # innermost last
         self._hooks: list[Any] = []
         self.ledger = _Ledger()
@@ -171,7 +183,7 @@ class TensorTracker(TorchDispatchMode):
         self._host_peak_bytes = 0
         # at the peak: the live storages and who owned which (classified when asked for:
         # a phase passes many peaks, and only its last is read)
-        self._peak_live: dict[int, tuple[int, str, str]] = {}
+        self._peak_live: dict[int, LiveEntry] = {}
         self._peak_owner: dict[int, str] = {}
 
     def __enter__(self) -> TensorTracker:
@@ -209,7 +221,7 @@ class TensorTracker(TorchDispatchMode):
         return None if self.host is None else self._host_peak_bytes
 
     @property
-    def events(self) -> list[TrackerEvent]:
+    def events(self) -> list[Event]:
         """Allocations and frees on the tracked device in program order (module docstring)."""
         return self.ledger.events
 
@@ -233,8 +245,8 @@ class TensorTracker(TorchDispatchMode):
         self._module_path.pop()
 
     @property
-    def live(self) -> dict[int, tuple[int, str, str]]:
-        """Storage key -> (bytes, category when created, the op that created it)."""
+    def live(self) -> dict[int, LiveEntry]:
+        """Storage key -> (bytes, category when created, the op that created it, module)."""
         return self.ledger.live
 
     @property
@@ -272,7 +284,7 @@ class TensorTracker(TorchDispatchMode):
             for t in tensors
         }
 
-    def __torch_dispatch__(
+    def _dispatch(
         self,
         func: Any,
         types: Any,
@@ -280,13 +292,19 @@ class TensorTracker(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         out = self.run(func, args, kwargs or {})
+        op = self._ops.get(id(func))
+        if op is None:
+            op = self._ops[id(func)] = (str(func), _returns_tensors(func))
+        op_name, returns_tensors = op
+        if not returns_tensors:  # a number (Tensor.item) or a profiler record: nothing to count
+            return out
         if isinstance(out, torch.Tensor):  # most ops: one tensor
-            grew = self._track(out, _current_category[0], func)
+            grew = self._track(out, _current_category[0], op_name)
         else:
             grew = False
             for value in tree_flatten(out)[0]:
                 if isinstance(value, torch.Tensor):
-                    grew |= self._track(value, _current_category[0], func)
+                    grew |= self._track(value, _current_category[0], op_name)
         if grew and self._following_peak and self.ledger.live_bytes > self.peak_bytes:
             self._record_peak()
         host = self.host
@@ -294,31 +312,49 @@ class TensorTracker(TorchDispatchMode):
             self._host_peak_bytes = host.live_bytes
         return out
 
-    def _track(self, tensor: torch.Tensor, name: str, op: object) -> bool:
-        """Count the tensor's storage if new (True: on the tracked device); `op` (an aten op,
-        or "persistent") is named with str() only then (views, in-place results and other
-        devices' outputs skip it)."""
-        device_type = tensor.device.type
-        if device_type == self.device_type:
+    def _track(self, tensor: torch.Tensor, category: str, op: str) -> bool:
+        """Count the tensor's storage if new (True: on the tracked device), as made by `op`
+        (an aten op's name, or "persistent") in `category`."""
+        if self._on_device(tensor):
             ledger = self.ledger
-        elif device_type == "cpu" and self.host is not None:
+        elif self.host is not None and tensor.is_cpu:
             ledger = self.host
         else:
             return False
         storage = tensor.untyped_storage()
-        key = int(storage._cdata)
+        key = storage._cdata
         if key in ledger.live:
             return False
         module = self._module_path[-1] if self._module_path else ""
-        op_name = self._op_names.get(id(op))  # ops live as long as the process
-        if op_name is None:
-            op_name = self._op_names[id(op)] = str(op)
-        ledger.add(storage, key, (storage.nbytes(), name, op_name), module)
+        ledger.add(storage, key, (storage.nbytes(), category, op, module))
         return ledger is self.ledger
 
 
-def _classify(live: dict[int, tuple[int, str, str]], owner: dict[int, str]) -> list[Storage]:
+    # every op passes here; TorchDispatchMode wraps it so that torch.compile never traces it
+    __torch_dispatch__ = _dispatch
+
+
+class EagerTensorTracker(TensorTracker):
+    """A tracker of steps that nothing compiles (the meta trace: `built.build` never compiles
+    on meta), without that wrapper, which costs each op about a microsecond (3.0 against
+    4.0 us for an op through a mode that does nothing else, on this project's 2-core CPU)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:  # read by TorchDispatchMode.__init_subclass__
+        return False
+
+    __torch_dispatch__ = TensorTracker._dispatch
+
+
+def _returns_tensors(func: Any) -> bool:
+    """Whether an op can return a tensor (and so show the tracker a storage it has not seen,
+    even through a view); no schema to go by: it might."""
+    returns = getattr(getattr(func, "_schema", None), "returns", None)
+    return returns is None or any("Tensor" in str(r.type) for r in returns)
+
+
+def _classify(live: dict[int, LiveEntry], owner: dict[int, str]) -> list[Storage]:
     return [
         Storage(nbytes, owner.get(key, created_as), op)
-        for key, (nbytes, created_as, op) in live.items()
+        for key, (nbytes, created_as, op, _) in live.items()
     ]
