@@ -5,13 +5,15 @@ a row) in this fresh process, writes the row atomically to OUT.json and exits at
 `--serve` runs meta cells one after another instead: each stdin line is a JSON list
 [SPEC.json, OUT.json, SWEEP_ID], and each row written is answered by a "done" line on
 stdout. `--fork-server ROOM` imports what a cell needs, then forks a fresh process per
-stdin line ({"spec", "row", "sweep_id", "stderr", "env"}), answering "pid PID" for each and
-"exit PID RETURNCODE" as each ends. What the child cannot report itself (killed, crashed,
-hung) the parent classifies.
+stdin line, answering "pid PID TAG" for each and "exit PID RETURNCODE" as each ends: a cell
+({"spec", "row", "sweep_id", "stderr", "env", "tag"}), or a meta worker serving on pipes the
+server was started with ({"worker": [REQUESTS, REPLIES, STDERR], "others", "env", "tag"}).
+What the child cannot report itself (killed, crashed, hung) the parent classifies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
@@ -21,6 +23,7 @@ import select
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,8 +74,8 @@ def run_one(spec_path: str, out_path: str, sweep_id: str = "", *,
     write_row_json(row, Path(out_path))
 
 
-def serve(replies: TextIO) -> None:
-    for line in sys.stdin:
+def serve(requests: TextIO, replies: TextIO) -> None:
+    for line in requests:
         run_one(*json.loads(line), start_method=WORKER)
         # keep the next cell's gc.collect() (before each memory pass) cheap: survivors of
         # this cell (modules imported on first use) are moved out of the collector's sight
@@ -118,13 +121,18 @@ def fork_server(replies: int) -> None:
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 request = json.loads(line)
-                preload_dataset(request["spec"])
+                worker = "worker" in request
+                if not worker:
+                    preload_dataset(request["spec"])
                 sys.stdout.flush()
                 sys.stderr.flush()
                 pid = os.fork()
                 if pid == 0:
-                    forked_cell(request, replies)
-                os.write(replies, f"pid {pid}\n".encode())
+                    (forked_worker if worker else forked_cell)(request, replies)
+                if worker:  # its pipes are the worker's alone now: its death ends them
+                    for fd in request["worker"]:
+                        os.close(fd)
+                os.write(replies, f"pid {pid} {request['tag']}\n".encode())
         reap(replies)
 
 
@@ -141,22 +149,41 @@ def reap(replies: int) -> None:
 
 
 def forked_cell(request: dict[str, Any], replies: int) -> None:
-    """In the forked process: a session and stderr of its own, the cell's environment,
-    then the cell, as a spawned child would run it. Never returns."""
+    """In the forked process: the cell, as a spawned child would run it. Never returns."""
+    err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    spec_path, row_path = request["spec"], request["row"]
+    title = [CHILD_MODULE, Path(spec_path).name.removesuffix(".spec.json"), row_path]
+    forked(request, replies, err, title,
+           lambda: run_one(spec_path, row_path, request["sweep_id"], start_method=FORKED))
+
+
+def forked_worker(request: dict[str, Any], replies: int) -> None:
+    """In the forked process: a meta worker (`--serve`) on the pipes the request names (the
+    other workers' ends closed, or their deaths would never show). Never returns."""
+    requests_fd, replies_fd, err = request["worker"]
+    for fd in request["others"]:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    forked(request, replies, err, [CHILD_MODULE, "--serve"],
+           lambda: serve(os.fdopen(requests_fd), os.fdopen(replies_fd, "w")))
+
+
+def forked(request: dict[str, Any], replies: int, err: int, title: list[str],
+           work: Callable[[], None]) -> None:
+    """A forked process's set-up (a session of its own, stderr into `err`, the request's
+    environment), then its work. Never returns."""
     code = 1
     try:
         os.setsid()  # killable alone, with what it starts
         die_with(os.getppid())  # the server dies with the sweep
         os.close(replies)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         os.dup2(err, 1)
         os.dup2(err, 2)
         os.environ.clear()
         os.environ.update(request["env"])  # CUDA_VISIBLE_DEVICES among them: CUDA reads it later
-        spec_path, row_path = request["spec"], request["row"]
-        set_title([CHILD_MODULE, Path(spec_path).name.removesuffix(".spec.json"), row_path])
-        run_one(spec_path, row_path, request["sweep_id"], start_method=FORKED)
+        set_title(title)
+        work()
         code = 0
     except BaseException:
         traceback.print_exc()
@@ -193,7 +220,7 @@ def main(argv: list[str]) -> None:
     if argv == ["--serve"]:
         replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not be replies
-        serve(replies)
+        serve(sys.stdin, replies)
     elif argv[:1] == [FORK_SERVER_FLAG]:
         replies_fd = os.dup(sys.stdout.fileno())
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -11,11 +11,14 @@ the sweep's dataset) and never touched CUDA, so each cell skips the ~2 s import 
 context, its own host high-water mark, and dies alone. Should the server be gone, a cell
 is spawned as `python -m ffbench.child SPEC OUT` instead. The row's `start_method` says
 which. Meta-device cells (fake tensors: no device state, nothing timed) run one after
-another in a long-lived worker per slot, which also keeps its caches warm.
+another in a long-lived worker per slot, which also keeps its caches warm; the workers too
+are forked by the fork server (on pipes it was started with), so a meta sweep imports torch
+once for all of them; a worker that dies is replaced by a spawned one.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -116,7 +119,8 @@ class _Process:
     `stderr_path`, or an anonymous one (nothing left behind, whatever ends this process)."""
 
     def __init__(
-        self, args: list[str], env: dict[str, str], stderr_path: Path | None, serve: bool
+        self, args: list[str], env: dict[str, str], stderr_path: Path | None, serve: bool,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.stderr_path = stderr_path
         # an anonymous file is kept open to read its tail; a named one is opened again
@@ -134,6 +138,7 @@ class _Process:
                 stderr=err,
                 env=env,
                 start_new_session=True,
+                pass_fds=pass_fds,
             )
         finally:
             if err is not self._anonymous:
@@ -155,10 +160,14 @@ class _Process:
         if self._anonymous is None:
             assert self.stderr_path is not None
             return _tail(self.stderr_path)
-        fd = self._anonymous.fileno()
-        size = os.fstat(fd).st_size
-        start = max(0, size - STDERR_TAIL_BYTES)
-        return os.pread(fd, size - start, start).decode(errors="replace")
+        return _fd_tail(self._anonymous.fileno())
+
+
+def _fd_tail(fd: int) -> str:
+    """The last STDERR_TAIL_BYTES of an open file."""
+    size = os.fstat(fd).st_size
+    start = max(0, size - STDERR_TAIL_BYTES)
+    return os.pread(fd, size - start, start).decode(errors="replace")
 
 
 def _tail(path: Path) -> str:
@@ -188,31 +197,48 @@ class CellProcess(_Process):
         return self.proc.returncode
 
 
-class MetaWorker(_Process):
-    """One process that runs meta cells in turn: a JSON line in, "done" line out per cell."""
+class _WorkerChannel:
+    """A meta worker's side of the conversation: a JSON line in, a "done" line out per cell."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(["--serve"], env, None, serve=True)
-        self.job: CellJob | None = None
-        self.start_method = WORKER
+    requests: IO[bytes] | None
+    replies: IO[bytes] | None
+    job: CellJob | None
 
     def submit(self, job: CellJob, workdir: Path) -> None:
         self.job = job
         request = [str(_write_spec(job, workdir)), str(job.row_path), job.sweep_id]
-        stdin: IO[bytes] | None = self.proc.stdin
-        assert stdin is not None
+        assert self.requests is not None
         with suppress(BrokenPipeError):  # a dead worker shows in cell_done
-            stdin.write(json.dumps(request).encode() + b"\n")
-            stdin.flush()
+            self.requests.write(json.dumps(request).encode() + b"\n")
+            self.requests.flush()
+
+    def _answered(self) -> bool:
+        """A reply came ("done", or the end of the channel: the worker is gone)."""
+        assert self.replies is not None
+        if not select.select([self.replies], [], [], 0)[0]:
+            return False
+        if not self.replies.readline():
+            self._gone()
+        return True
+
+    def _gone(self) -> None:
+        """The worker closed its end of the channel (it died)."""
+
+
+class MetaWorker(_WorkerChannel, _Process):
+    """A spawned process that runs meta cells in turn (`python -m ffbench.child --serve`)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(["--serve"], env, None, serve=True)
+        self.requests, self.replies = self.proc.stdin, self.proc.stdout
+        self.job = None
+        self.start_method = WORKER
+
+    def _gone(self) -> None:
+        self.proc.wait()
 
     def cell_done(self) -> bool:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        if select.select([stdout], [], [], 0)[0]:
-            if not stdout.readline():  # end of file: the worker died
-                self.proc.wait()
-            return True
-        return not self.alive()
+        return self._answered() or not self.alive()
 
     def returncode(self) -> int | None:
         return 0 if self.alive() else self.proc.returncode
@@ -228,65 +254,201 @@ class MetaWorker(_Process):
             self.kill()
 
 
+class _WorkerEnds:
+    """The pipes (and stderr file) of a meta worker the fork server will fork: the server
+    is given the child's ends (their numbers go in the request), the pool keeps its own."""
+
+    def __init__(self) -> None:
+        requests_read, requests_write = os.pipe()
+        replies_read, replies_write = os.pipe()
+        self.stderr = tempfile.TemporaryFile()  # anonymous: nothing left behind
+        self.requests = os.fdopen(requests_write, "wb")
+        self.replies = os.fdopen(replies_read, "rb")
+        self.child_fds = (requests_read, replies_write, self.stderr.fileno())
+
+    def close_child_fds(self) -> None:
+        """The server has its copies: without ours, the worker's death ends its replies."""
+        for fd in self.child_fds[:2]:
+            os.close(fd)
+
+    def close(self) -> None:
+        for end in (self.requests, self.replies, self.stderr):
+            with suppress(OSError):
+                end.close()
+
+
+class ForkedWorker(_WorkerChannel):
+    """A meta worker forked by the fork server: `python -m ffbench.child --serve` without
+    its own import of torch. Its pid comes later, in the server's reply; cells can be sent
+    before (they wait in the pipe)."""
+
+    def __init__(self, server: ForkServer, tag: int, ends: _WorkerEnds) -> None:
+        self.server, self.tag, self.ends = server, tag, ends
+        self.requests, self.replies = ends.requests, ends.replies
+        self.job = None
+        self.start_method = WORKER
+        self._ended = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid_of(self.tag)
+
+    def _gone(self) -> None:
+        self._ended = True
+        pid = self.pid
+        if pid is not None:  # for its returncode
+            self.server.wait_for_exit(pid)
+
+    def _exited(self) -> bool:
+        self.server.poll()
+        pid = self.server.known_pid(self.tag)
+        return pid is not None and pid in self.server.exits
+
+    def alive(self) -> bool:
+        return not (self._ended or self._exited() or self.server.ended())
+
+    def cell_done(self) -> bool:
+        return self._answered() or not self.alive()
+
+    def returncode(self) -> int | None:
+        if self.alive():
+            return 0
+        pid = self.server.known_pid(self.tag)
+        return None if pid is None else self.server.exits.get(pid)
+
+    def kill(self) -> None:
+        """Kill it, if forked yet (else it dies with the server, or at the end of its input:
+        its pipes close here)."""
+        self.server.poll()
+        pid = self.server.known_pid(self.tag)
+        if pid is not None:
+            self.server.kill_child(pid)
+        self.ends.close()
+
+    def close(self) -> None:
+        """Let it finish cleanly (end of input), else kill it."""
+        with suppress(OSError):
+            self.ends.requests.close()
+        self.server.poll()
+        pid = self.server.known_pid(self.tag)
+        if pid is not None and not self.server.wait_for_exit(pid):
+            self.server.kill_child(pid)
+        self.ends.close()
+
+    def stderr_tail(self) -> str:
+        return _fd_tail(self.ends.stderr.fileno())
+
+
 class ForkServer(_Process):
-    """`python -m ffbench.child --fork-server`: forks a process per cell on request.
+    """`python -m ffbench.child --fork-server`: forks a process per request.
 
-    Requests go in as JSON lines; it answers "pid PID" for each fork and "exit PID CODE"
-    (a returncode as subprocess reports it) as each cell process ends."""
+    Requests go in as JSON lines, each with a tag: a cell, or (given the pipes it was
+    started with, `workers`) a meta worker. It answers "pid PID TAG" for each fork and
+    "exit PID CODE" (a returncode as subprocess reports it) as each process ends."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        super().__init__([FORK_SERVER_FLAG, "." * TITLE_ROOM], env, None, serve=True)
+    def __init__(self, env: dict[str, str], workers: int = 0) -> None:
+        self._spare = [_WorkerEnds() for _ in range(workers)]
+        child_fds = tuple(fd for ends in self._spare for fd in ends.child_fds)
+        try:
+            super().__init__([FORK_SERVER_FLAG, "." * TITLE_ROOM], env, None, serve=True,
+                             pass_fds=child_fds)
+        finally:
+            for ends in self._spare:
+                ends.close_child_fds()
         self.exits: dict[int, int] = {}
+        self._pids: dict[int, int] = {}  # request tag -> pid
+        self._tags = itertools.count()
         self._pending = b""
         self._ended = False
 
     def fork(self, job: CellJob, workdir: Path, env: dict[str, str]) -> ForkedCell | None:
         """The cell's process, or None when the server is gone."""
         stderr_path = workdir / f"{job.spec.cell_id}.stderr"
-        request = {"spec": str(_write_spec(job, workdir)), "row": str(job.row_path),
-                   "sweep_id": job.sweep_id, "stderr": str(stderr_path), "env": env}
+        tag = self._request({"spec": str(_write_spec(job, workdir)), "row": str(job.row_path),
+                             "sweep_id": job.sweep_id, "stderr": str(stderr_path), "env": env})
+        pid = None if tag is None else self.pid_of(tag)
+        return None if pid is None else ForkedCell(job, self, pid, stderr_path)
+
+    def fork_worker(self, env: dict[str, str]) -> ForkedWorker | None:
+        """A meta worker on one of the server's spare pipes (None: none left, or the server
+        is gone). Returns at once: the fork happens once the server has its imports."""
+        if not self._spare or self.ended():
+            return None
+        ends = self._spare.pop(0)
+        others = [fd for spare in self._spare for fd in spare.child_fds]
+        tag = self._request({"worker": ends.child_fds, "others": others, "env": env})
+        if tag is None:
+            ends.close()
+            return None
+        return ForkedWorker(self, tag, ends)
+
+    def _request(self, request: dict[str, Any]) -> int | None:
+        """Send a fork request; its tag, or None when the server is gone."""
+        tag = next(self._tags)
         stdin = self.proc.stdin
         assert stdin is not None
         try:
-            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.write(json.dumps({**request, "tag": tag}).encode() + b"\n")
             stdin.flush()
         except OSError:  # BrokenPipeError: it died
             return None
+        return tag
+
+    def known_pid(self, tag: int) -> int | None:
+        """The pid of request `tag`'s process, if the server has answered."""
+        return self._pids.get(tag)
+
+    def pid_of(self, tag: int) -> int | None:
+        """The pid of request `tag`'s process, waiting for the answer (None: the server
+        ended or did not answer within FORK_REPLY_S)."""
         deadline = time.monotonic() + FORK_REPLY_S
-        while not self._ended and time.monotonic() < deadline:
-            for line in self._read(deadline - time.monotonic()):
-                word, pid = line.split()[:2]
-                if word == "pid":
-                    return ForkedCell(job, self, int(pid), stderr_path)
-        return None
+        while tag not in self._pids and not self._ended and time.monotonic() < deadline:
+            self._read(deadline - time.monotonic())
+        return self._pids.get(tag)
 
     def poll(self, wait_s: float = 0.0) -> None:
-        """Take in the exits reported so far (waiting up to `wait_s` for the first)."""
+        """Take in the replies so far (waiting up to `wait_s` for the first)."""
         self._read(wait_s)
 
-    def _read(self, wait_s: float) -> list[str]:
-        """Lines available within `wait_s`; exit reports are recorded, the rest returned."""
+    def _read(self, wait_s: float) -> None:
+        """Record the pids and exits reported within `wait_s` (after the first, what is there)."""
         stdout = self.proc.stdout
         assert stdout is not None
-        others = []
         while not self._ended and select.select([stdout], [], [], max(0.0, wait_s))[0]:
             chunk = os.read(stdout.fileno(), 65536)
             self._ended = not chunk
             self._pending += chunk
             *lines, self._pending = self._pending.split(b"\n")
-            for line in map(bytes.decode, lines):
-                if line.startswith("exit "):
-                    _, pid, code = line.split()
-                    self.exits[int(pid)] = int(code)
+            for word, pid, number in (line.split() for line in map(bytes.decode, lines)):
+                if word == "exit":
+                    self.exits[int(pid)] = int(number)
                 else:
-                    others.append(line)
-            if others:
-                break
+                    self._pids[int(number)] = int(pid)
             wait_s = 0.0
-        return others
 
     def ended(self) -> bool:
         return self._ended or not self.alive()
+
+    def wait_for_exit(self, pid: int) -> bool:
+        """Whether the server reports `pid` ended within WORKER_CLOSE_S."""
+        deadline = time.monotonic() + WORKER_CLOSE_S
+        while pid not in self.exits and not self.ended() and time.monotonic() < deadline:
+            self.poll(POLL_S)
+        return pid in self.exits
+
+    def kill_child(self, pid: int) -> None:
+        """SIGKILL a forked process's group, then wait (a while) for the server to report it."""
+        if pid in self.exits:  # reaped: the pid may be someone else's now
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        self.wait_for_exit(pid)
+
+    def kill(self) -> None:
+        super().kill()
+        for ends in self._spare:
+            ends.close()
+        self._spare.clear()
 
 
 class ForkedCell:
@@ -307,16 +469,7 @@ class ForkedCell:
         return self.server.exits.get(self.pid)
 
     def kill(self) -> None:
-        """SIGKILL its process group, then wait (a while) for the server to report it."""
-        if self.pid in self.server.exits:  # reaped: the pid may be someone else's now
-            return
-        with suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + WORKER_CLOSE_S
-        while self.pid not in self.server.exits and not self.server.ended():
-            if time.monotonic() > deadline:
-                break
-            self.server.poll(POLL_S)
+        self.server.kill_child(self.pid)
 
     def stderr_tail(self) -> str:
         return _tail(self.stderr_path)
@@ -327,8 +480,8 @@ class _Slot:
     """One place a cell can run; with several GPUs, slot i uses GPU i mod count."""
 
     index: int
-    running: CellProcess | ForkedCell | MetaWorker | None = None
-    worker: MetaWorker | None = None  # kept between meta cells
+    running: CellProcess | ForkedCell | MetaWorker | ForkedWorker | None = None
+    worker: MetaWorker | ForkedWorker | None = None  # kept between meta cells
     started_s: float = 0.0
     started_at: str = ""
 
@@ -425,12 +578,18 @@ class LocalPool:
         slot.worker.submit(job, workdir)
         slot.running = slot.worker
 
-    def _new_worker(self) -> MetaWorker:
-        return MetaWorker(_child_env())  # meta cells: no GPU to choose
+    def _new_worker(self) -> MetaWorker | ForkedWorker:
+        """A meta worker forked by the fork server, which imports torch once for them all
+        (started here, with pipes for each slot still without a worker), else a spawned
+        one (a worker that died is replaced so). Meta cells: no GPU to choose."""
+        if self._server is None and self._forking:
+            self._start_server(workers=sum(slot.worker is None for slot in self._slots))
+        worker = None if self._server is None else self._server.fork_worker(_child_env())
+        return worker or MetaWorker(_child_env())
 
-    def _start_server(self) -> ForkServer:
+    def _start_server(self, workers: int = 0) -> ForkServer:
         # each cell gets its own environment (its GPU) with its fork request
-        self._server = ForkServer(_child_env())
+        self._server = ForkServer(_child_env(), workers)
         return self._server
 
     def _fork(self, job: CellJob, env: dict[str, str], workdir: Path) -> ForkedCell | None:

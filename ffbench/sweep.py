@@ -343,7 +343,7 @@ def _run_cells(
         if not is_finished(store.rows.get(spec.cell_id), retry_failed=retry_failed)
     ]
     yield Planned(total=len(cells), to_run=len(todo))
-    runnable, skipped = _split_runnable(sweep, todo)
+    runnable, skipped = _split_runnable(sweep, run_order(sweep, todo))
     skipped_cells = [
         (spec, failure_row(spec, out_dir.name, "skipped", "no CUDA device on this machine"))
         for spec in skipped
@@ -371,6 +371,15 @@ def _run_cells(
     finally:
         shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
         store.sync()
+
+
+def run_order(sweep: SweepSpec, cells: list[CellSpec]) -> list[CellSpec]:
+    """The grid's order (depth-major), but deepest first where cells run side by side in
+    workers (meta): the longest cells start first, so that the workers end together instead
+    of one running the deepest cell alone at the end."""
+    if sweep.device != "meta" or sweep.cells_at_once == 1:
+        return cells
+    return sorted(cells, key=lambda spec: -spec.n_layers)  # stable: algorithms keep their order
 
 
 def _split_runnable(

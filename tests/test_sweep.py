@@ -216,6 +216,19 @@ def test_meta_cells_run_one_per_core_unless_jobs_is_given(
     assert at_once(8, device="meta", jobs=1) == 1 and at_once(1, device="cpu", jobs=3) == 3
 
 
+def test_meta_cells_in_workers_run_deepest_first_measured_ones_in_grid_order() -> None:
+    """Workers side by side end together when the longest (deepest) cells go first; one at
+    a time, or measured, the grid's depth-major order stands."""
+    def order(**values: object) -> list[tuple[int, str]]:
+        spec = sweep_spec.parse_sweep(tiny_values(**values), "t")
+        return [(c.n_layers, c.algorithm) for c in sweeps.run_order(spec, spec.cells())]
+
+    grid = [(n, a) for n in (1, 2, 3) for a in ("bp", "ff")]
+    assert order(device="meta", jobs=2) == [(n, a) for n in (3, 2, 1) for a in ("bp", "ff")]
+    assert order(device="meta", jobs=1) == grid
+    assert order(device="cpu", jobs=2) == grid
+
+
 def test_slurm_settings_reach_submitit_under_its_names() -> None:
     spec = sweep_spec.parse_sweep(tiny_values(executor="slurm", slurm={
         "partition": "gpu", "account": "lab", "time_min": 30, "gpus_per_task": 1,

@@ -19,7 +19,7 @@ import pytest
 import ffbench
 from ffbench import sweep as sweeps
 from ffbench import sweep_spec
-from ffbench.executors import PARENT_PID_ENV, CellJob, LocalPool
+from ffbench.executors import PARENT_PID_ENV, WORKER, CellJob, LocalPool
 from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
 from ffbench.spec import MNIST_FILES, CellSpec
 
@@ -199,6 +199,49 @@ def test_meta_cells_share_one_worker_and_real_cells_get_fresh_processes(tmp_path
     assert [row["cpu_peak_rss_bytes"] is None for row in rows] == [True, True, True, False]
     assert all(o.wall_s is not None and o.wall_s > row["cell_wall_s"]
                for o, row in zip(outcomes, rows, strict=True))
+
+
+def parent_command(pid: int) -> str:
+    """The command line of process `pid`'s parent."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    parent = int(stat.rsplit(")", 1)[1].split()[1])
+    return Path(f"/proc/{parent}/cmdline").read_text().replace("\0", " ")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_meta_workers_come_from_the_fork_server_and_a_killed_one_is_replaced(
+    tmp_path: Path,
+) -> None:
+    """The meta worker is forked by the fork server (one import of torch for all workers);
+    killed in a cell, it makes that cell a failure with its signal, and the next cell runs
+    in a fresh worker (spawned: the server's pipes for workers are spent)."""
+    def meta(n_layers: int) -> CellSpec:
+        return CellSpec(algorithm="bp", n_layers=n_layers, hidden=8, batch_size=8,
+                        device="meta", warmup_steps=0, steps=1)
+
+    specs = [meta(1), meta(1500), meta(2)]  # 1500 layers: minutes on meta
+    jobs = [CellJob(spec, "s", tmp_path / f"{spec.cell_id}.json") for spec in specs]
+    pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[])
+    pool.start("meta")
+    outcomes, parents = {}, {}
+    for job, outcome in pool.run(jobs, tmp_path / "work"):
+        if outcome is None:
+            continue
+        layers = job.spec.n_layers
+        outcomes[layers] = outcome
+        assert outcome.pid is not None
+        if layers != 1500:
+            parents[layers] = parent_command(outcome.pid)  # the worker is still there
+        if layers == 1:  # the slot's next cell (1500 layers) is already in its worker
+            os.kill(outcome.pid, signal.SIGKILL)
+    assert "--fork-server" in parents[1]
+    assert outcomes[1500].returncode == -signal.SIGKILL and outcomes[1500].pid == outcomes[1].pid
+    assert "--fork-server" not in parents[2] and outcomes[2].pid != outcomes[1].pid
+    assert [o.start_method for o in outcomes.values()] == [WORKER] * 3
+    rows = {job.spec.n_layers: read_row_json(job.row_path) for job in jobs
+            if job.row_path.exists()}
+    assert rows.keys() == {1, 2} and rows[1]["status"] == rows[2]["status"] == "ok"
 
 
 @pytest.mark.slow
