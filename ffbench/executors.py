@@ -272,7 +272,8 @@ class _WorkerEnds:
             os.close(fd)
 
     def close(self) -> None:
-        for end in (self.requests, self.replies, self.stderr):
+        """The pipes (the stderr file stays readable for its tail until this is dropped)."""
+        for end in (self.requests, self.replies):
             with suppress(OSError):
                 end.close()
 
@@ -317,10 +318,14 @@ class ForkedWorker(_WorkerChannel):
         return None if pid is None else self.server.exits.get(pid)
 
     def kill(self) -> None:
-        """Kill it, if forked yet (else it dies with the server, or at the end of its input:
-        its pipes close here)."""
-        self.server.poll()
-        pid = self.server.known_pid(self.tag)
+        """Kill it. Given a cell, it is killed once forked (a cell waiting in its pipe must
+        not run later); given none, only if forked yet (else it dies with the server, or at
+        the end of its input: its pipes close here)."""
+        if self.job is not None:
+            pid = self.pid
+        else:
+            self.server.poll()
+            pid = self.server.known_pid(self.tag)
         if pid is not None:
             self.server.kill_child(pid)
         self.ends.close()
@@ -440,8 +445,11 @@ class ForkServer(_Process):
         """SIGKILL a forked process's group, then wait (a while) for the server to report it."""
         if pid in self.exits:  # reaped: the pid may be someone else's now
             return
-        with suppress(ProcessLookupError):
+        try:
             os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:  # just forked: not yet in a session (a group) of its own
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.wait_for_exit(pid)
 
     def kill(self) -> None:

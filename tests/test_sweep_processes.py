@@ -245,6 +245,24 @@ def test_meta_workers_come_from_the_fork_server_and_a_killed_one_is_replaced(
 
 
 @pytest.mark.slow
+def test_a_meta_cell_out_of_time_is_killed_with_its_worker_even_before_the_fork(
+    tmp_path: Path,
+) -> None:
+    """Sent to its worker while the fork server still imports torch, a cell that runs out
+    of time is a timeout with SIGKILL's returncode; it never runs later, and nothing is left."""
+    out = tmp_path / "t"
+    result = ffbench_sweep("--algorithms", "bp", "--layers", "1500", "--hidden", "8",
+                           "--batch-sizes", "8", "--device", "meta", "--timeout", "1",
+                           "--jobs", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = {row["n_layers"]: row for row in read_parquet(out / PARQUET_NAME).to_dict("records")}
+    assert rows[1500]["status"] == "timeout" and rows[1500]["returncode"] == -signal.SIGKILL
+    time.sleep(2)  # a worker that took the cell up later would write its row by now
+    assert read_row_json(out / CELLS_DIR / f"{rows[1500]['cell_id']}.json")["status"] == "timeout"
+    assert not child_pids("--serve")
+
+
+@pytest.mark.slow
 def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
