@@ -23,7 +23,6 @@ import select
 import signal
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -128,7 +127,7 @@ def fork_server(replies: int) -> None:
                 sys.stderr.flush()
                 pid = os.fork()
                 if pid == 0:
-                    (forked_worker if worker else forked_cell)(request, replies)
+                    forked(request, replies)
                 if worker:  # its pipes are the worker's alone now: its death ends them
                     for fd in request["worker"]:
                         os.close(fd)
@@ -137,7 +136,7 @@ def fork_server(replies: int) -> None:
 
 
 def reap(replies: int) -> None:
-    """Report every cell process that has ended (returncode as subprocess gives it)."""
+    """Report every forked process that has ended (returncode as subprocess gives it)."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -148,35 +147,33 @@ def reap(replies: int) -> None:
         os.write(replies, f"exit {pid} {os.waitstatus_to_exitcode(status)}\n".encode())
 
 
-def forked_cell(request: dict[str, Any], replies: int) -> None:
-    """In the forked process: the cell, as a spawned child would run it. Never returns."""
-    err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-    spec_path, row_path = request["spec"], request["row"]
-    title = [CHILD_MODULE, Path(spec_path).name.removesuffix(".spec.json"), row_path]
-    forked(request, replies, err, title,
-           lambda: run_one(spec_path, row_path, request["sweep_id"], start_method=FORKED))
-
-
-def forked_worker(request: dict[str, Any], replies: int) -> None:
-    """In the forked process: a meta worker (`--serve`) on the pipes the request names (the
-    other workers' ends closed, or their deaths would never show). Never returns."""
-    requests_fd, replies_fd, err = request["worker"]
-    for fd in request["others"]:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    forked(request, replies, err, [CHILD_MODULE, "--serve"],
-           lambda: serve(os.fdopen(requests_fd), os.fdopen(replies_fd, "w")))
-
-
-def forked(request: dict[str, Any], replies: int, err: int, title: list[str],
-           work: Callable[[], None]) -> None:
-    """A forked process's set-up (a session of its own, stderr into `err`, the request's
-    environment), then its work. Never returns."""
+def forked(request: dict[str, Any], replies: int) -> None:
+    """In a forked process: a session of its own, stderr into its file, the request's
+    environment, then its work: the cell, as a spawned child would run it, or a meta worker
+    (`--serve`) on the pipes the request names (the other workers' ends closed, or their
+    deaths would never show). Never returns, whatever fails."""
     code = 1
     try:
         os.setsid()  # killable alone, with what it starts
         die_with(os.getppid())  # the server dies with the sweep
         os.close(replies)
+        if "worker" in request:
+            requests_fd, replies_fd, err = request["worker"]
+            for fd in request["others"]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            title = [CHILD_MODULE, "--serve"]
+
+            def work() -> None:
+                serve(os.fdopen(requests_fd), os.fdopen(replies_fd, "w"))
+        else:
+            err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            spec_path, row_path = request["spec"], request["row"]
+            title = [CHILD_MODULE, Path(spec_path).name.removesuffix(".spec.json"), row_path]
+
+            def work() -> None:
+                run_one(spec_path, row_path, request["sweep_id"], start_method=FORKED)
+
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(err, 1)
         os.dup2(err, 2)

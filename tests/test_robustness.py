@@ -364,8 +364,10 @@ def test_two_sweeps_started_together_one_runs_one_is_refused(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_a_second_sweep_leaves_the_running_ones_files_alone(tmp_path: Path) -> None:
     out = tmp_path / "x"
-    first = start_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..4", "--hidden", "16",
-                        "--batch-sizes", "16", "--steps", "1", "--warmup", "0", "--device",
+    # cells of a few seconds: the first sweep still runs when the second (its own import of
+    # torch, ~2 s) reaches the folder's lock
+    first = start_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..4", "--hidden", "512",
+                        "--batch-sizes", "512", "--steps", "20", "--warmup", "0", "--device",
                         "cpu", "--threads", "1", "--jobs", "2", "--out", out)
     wait_for(lambda: (out / ".work").exists() and any((out / ".work").iterdir()),
              "the first sweep's cells to start")
