@@ -224,8 +224,14 @@ class _WorkerChannel:
     def _gone(self) -> None:
         """The worker closed its end of the channel (it died)."""
 
+    def alive(self) -> bool:
+        raise NotImplementedError  # each kind of worker knows
 
-class MetaWorker(_WorkerChannel, _Process):
+    def cell_done(self) -> bool:
+        return self._answered() or not self.alive()
+
+
+class MetaWorker(_Process, _WorkerChannel):  # alive() and the rest from _Process
     """A spawned process that runs meta cells in turn (`python -m ffbench.child --serve`)."""
 
     def __init__(self, env: dict[str, str]) -> None:
@@ -236,9 +242,6 @@ class MetaWorker(_WorkerChannel, _Process):
 
     def _gone(self) -> None:
         self.proc.wait()
-
-    def cell_done(self) -> bool:
-        return self._answered() or not self.alive()
 
     def returncode(self) -> int | None:
         return 0 if self.alive() else self.proc.returncode
@@ -300,16 +303,14 @@ class ForkedWorker(_WorkerChannel):
         if pid is not None:  # for its returncode
             self.server.wait_for_exit(pid)
 
-    def _exited(self) -> bool:
+    def _pid_so_far(self) -> int | None:
+        """Its pid if the server has answered by now (no waiting)."""
         self.server.poll()
-        pid = self.server.known_pid(self.tag)
-        return pid is not None and pid in self.server.exits
+        return self.server.known_pid(self.tag)
 
     def alive(self) -> bool:
-        return not (self._ended or self._exited() or self.server.ended())
-
-    def cell_done(self) -> bool:
-        return self._answered() or not self.alive()
+        pid = self._pid_so_far()
+        return not (self._ended or pid in self.server.exits or self.server.ended())
 
     def returncode(self) -> int | None:
         if self.alive():
@@ -321,11 +322,7 @@ class ForkedWorker(_WorkerChannel):
         """Kill it. Given a cell, it is killed once forked (a cell waiting in its pipe must
         not run later); given none, only if forked yet (else it dies with the server, or at
         the end of its input: its pipes close here)."""
-        if self.job is not None:
-            pid = self.pid
-        else:
-            self.server.poll()
-            pid = self.server.known_pid(self.tag)
+        pid = self.pid if self.job is not None else self._pid_so_far()
         if pid is not None:
             self.server.kill_child(pid)
         self.ends.close()
@@ -334,8 +331,7 @@ class ForkedWorker(_WorkerChannel):
         """Let it finish cleanly (end of input), else kill it."""
         with suppress(OSError):
             self.ends.requests.close()
-        self.server.poll()
-        pid = self.server.known_pid(self.tag)
+        pid = self._pid_so_far()
         if pid is not None and not self.server.wait_for_exit(pid):
             self.server.kill_child(pid)
         self.ends.close()

@@ -329,7 +329,6 @@ class TensorTracker(TorchDispatchMode):
         ledger.add(storage, key, (storage.nbytes(), category, op, module))
         return ledger is self.ledger
 
-
     # every op passes here; TorchDispatchMode wraps it so that torch.compile never traces it
     __torch_dispatch__ = _dispatch
 
