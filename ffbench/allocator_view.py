@@ -116,16 +116,18 @@ class TracedSequence:
 
 
 def traced_sequence(
-    built: Built, warmup_steps: int, steps: int, warm_up_eval: bool = True
+    built: Built, warmup_steps: int, steps: int, warm_up_eval: bool = True, *,
+    module_paths: bool = False
 ) -> TracedSequence:
     """`warmup_steps` train steps and one eval batch, then `steps` train steps and one eval
     batch, all under one tracker: the events for the allocator model, and the same tracked
     peaks (with the host's, where it is not the device) as cell.memory_pass's. The warm-up's
     eval batch shapes only the allocator's cache: without it (`warm_up_eval=False`, where no
-    allocator view is wanted) the peaks are the same."""
+    allocator view is wanted) the peaks are the same. `module_paths`: as built.tracker_of."""
     ops = _MetaOps()
     # no peak is followed through the warm-up: nobody reads it
-    with _no_automatic_collection(), tracker_of(built, ops, peaks_from_start=False) as tracker:
+    with _no_automatic_collection(), tracker_of(
+            built, ops, peaks_from_start=False, module_paths=module_paths) as tracker:
         for _ in range(warmup_steps):
             built.algorithm.step(built.train)
         if warm_up_eval:

@@ -93,12 +93,14 @@ def warmed_up(spec: CellSpec, steps: int) -> Built:
     return built
 
 
-def tracker_of(built: Built, run: OpRunner = run_op,
-               peaks_from_start: bool = True) -> TensorTracker:
-    """The tensor tracker of a built cell's device (its ops run by `run`)."""
+def tracker_of(built: Built, run: OpRunner = run_op, peaks_from_start: bool = True,
+               module_paths: bool = False) -> TensorTracker:
+    """The tensor tracker of a built cell's device (its ops run by `run`); `module_paths`:
+    name the module that made each storage (explain reads them; the hooks that name them
+    cost every module call, ~5% of a meta cell)."""
     algorithm = built.algorithm
     # module paths come from forward hooks, which a compiled forward would recompile for
-    model = None if algorithm.spec.compile else algorithm.model
+    model = algorithm.model if module_paths and not algorithm.spec.compile else None
     # on meta the steps are never compiled (`build`)
     tracker = EagerTensorTracker if algorithm.device.type == "meta" else TensorTracker
     return tracker(algorithm.device, algorithm.persistent_tensors, model, run, peaks_from_start)

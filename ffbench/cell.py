@@ -72,13 +72,14 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS) -> tuple[PhasePeak, PhasePeak]:
+def memory_pass(built: Built, steps: int = MEMORY_PASS_STEPS, *,
+                module_paths: bool = False) -> tuple[PhasePeak, PhasePeak]:
     """Peaks of `steps` train steps, then of one eval batch, each phase on its own
     (the host-side peak, where tracked, runs over both phases)."""
     device = built.algorithm.device
     settle_heap()
     cuda.reset_peaks(device)
-    with tracker_of(built) as tracker:
+    with tracker_of(built, module_paths=module_paths) as tracker:
         tracker.track_host()
         train_start = len(tracker.events)  # after the persistent storages' allocations
         for _ in range(steps):
@@ -170,24 +171,26 @@ class MemoryPeaks:
     log: EventLog
 
 
-def memory_peaks(spec: CellSpec, dataset: Dataset) -> MemoryPeaks:
+def memory_peaks(spec: CellSpec, dataset: Dataset, *, module_paths: bool = False) -> MemoryPeaks:
     """Build on the cell's device and run its memory pass, after predicting it on meta
     (on meta, the predicting pass is itself the measured one). One traced pass on meta
     gives both the tracked peaks and the event log: a warm-up step and a measured step give
     the peaks and the allocator's view of the cell's own warm-up and memory pass, to the
-    byte (tests/test_allocator_view.py)."""
+    byte (tests/test_allocator_view.py). `module_paths`: the events name the module that
+    made each storage (explain)."""
 
     built = build(spec, dataset, torch.device(spec.device))
     meta = built if built.algorithm.device.type == "meta" else build(
         spec, dataset, torch.device("meta"))
     # a cpu cell has no allocator view: its pass skips the warm-up's eval batch
     traced = traced_sequence(meta, META_WARMUP_STEPS, META_MEMORY_PASS_STEPS,
-                             warm_up_eval=spec.device != "cpu")
+                             warm_up_eval=spec.device != "cpu", module_paths=module_paths)
     if built is meta:
         return MemoryPeaks(built, traced.train, traced.eval, traced.train, traced.eval,
                            traced.log)
     warm_up(built, spec.warmup_steps)
-    return MemoryPeaks(built, *memory_pass(built), traced.train, traced.eval, traced.log)
+    return MemoryPeaks(built, *memory_pass(built, module_paths=module_paths),
+                       traced.train, traced.eval, traced.log)
 
 
 def _split_columns(prefix: str, split: dict[str, int]) -> dict[str, int]:

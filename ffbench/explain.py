@@ -107,7 +107,7 @@ def explain(spec: CellSpec) -> Explanation:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     dataset = load_dataset(spec)
-    peaks = memory_peaks(spec, dataset)
+    peaks = memory_peaks(spec, dataset, module_paths=True)
     phases = (
         Phase("train", _account_view(spec), _view(peaks.train), _view(peaks.predicted_train),
               peaks.train.allocated_bytes),

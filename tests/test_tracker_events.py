@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ffbench.algorithms import registry
+from ffbench.allocator_view import traced_sequence
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import META_WARMUP_STEPS
 from ffbench.measure.tracker import TensorTracker, TrackerEvent, replay
@@ -53,3 +54,25 @@ def test_module_paths_come_from_forward_hooks() -> None:
     hooks = sum(len(m._forward_pre_hooks) + len(m._forward_hooks)
                 for m in algorithm.model.modules())
     assert hooks == 0  # removed on exit
+
+
+@pytest.mark.parametrize("name", ["bp", "rff"])
+def test_module_paths_are_named_on_request_and_change_nothing_else(name: str) -> None:
+    """A sweep's cells trace without the forward hooks (nobody reads the paths there); the
+    same cell traced with them (explain) differs only in the module field."""
+    spec = CellSpec(name, n_layers=3, hidden=64, batch_size=32, device="meta").resolved()
+    dataset = load_dataset(spec)
+    plain, named = (
+        traced_sequence(build(spec, dataset, META), META_WARMUP_STEPS, 1, module_paths=paths)
+        for paths in (False, True)
+    )
+    assert {TrackerEvent(*e).module for e in plain.log.events} == {""}
+    assert len({TrackerEvent(*e).module for e in named.log.events}) > 1
+    # kind, bytes, category and op in order (keys are storage addresses, new each run)
+    without_module = [
+        [(e.kind, e.nbytes, e.category, e.op) for e in map(TrackerEvent._make, log.events)]
+        for log in (plain.log, named.log)
+    ]
+    assert without_module[0] == without_module[1]
+    assert (plain.train.tracked_bytes, plain.train.split, plain.eval.split) == (
+        named.train.tracked_bytes, named.train.split, named.eval.split)

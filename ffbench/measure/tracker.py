@@ -9,8 +9,8 @@ Event log: `TensorTracker.events` lists, in program order from `__enter__` on, e
 storage on the tracked device as it appears ("alloc": persistent ones at `__enter__`, the
 rest from the op that made them) and as Python drops it ("free"), with its bytes, its
 category when created, the op, and the module path (from forward hooks on the model's
-modules; "" outside any module's forward). `explain` finds a phase's peak, and where it is,
-by replaying it (`replay`).
+modules, when the tracker is given the model; "" outside any module's forward). `explain`
+finds a phase's peak, and where it is, by replaying it (`replay`).
 
 Categories: a storage is "parameters", "gradients", "optimizer_state" or "cache" when
 the algorithm reports it so at the moment of the peak; otherwise it keeps the
@@ -56,7 +56,7 @@ class TrackerEvent(NamedTuple):
     nbytes: int  # exact storage bytes
     category: str  # category when created (see measure.categories)
     op: str  # aten op that created it ("persistent" for pre-existing storages)
-    module: str  # module path from forward hooks ("" when outside any module)
+    module: str  # module path from forward hooks ("" outside any module, or no model given)
 
 
 Event = tuple[str, int, int, str, str, str]  # a TrackerEvent's fields, in its order
