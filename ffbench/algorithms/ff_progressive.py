@@ -149,7 +149,8 @@ class ProgressiveFF(ForwardForward):
         images = self.order[self.taken : self.taken + batch]
         self.taken += batch
         with category("inputs"):
-            return self.load(self.cache[torch.cat([images, images + n_images])])
+            # whole rows at a time (see data.BatchStream.next)
+            return self.load(self.cache.index_select(0, torch.cat([images, images + n_images])))
 
     @torch.no_grad()
     def _refill_cache(self) -> None:
