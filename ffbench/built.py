@@ -97,7 +97,7 @@ def tracker_of(built: Built, run: OpRunner = run_op, peaks_from_start: bool = Tr
                module_paths: bool = False) -> TensorTracker:
     """The tensor tracker of a built cell's device (its ops run by `run`); `module_paths`:
     name the module that made each storage (explain reads them; the hooks that name them
-    cost every module call, ~5% of a meta cell)."""
+    cost every module call: ~3% of a meta cell)."""
     algorithm = built.algorithm
     # module paths come from forward hooks, which a compiled forward would recompile for
     model = algorithm.model if module_paths and not algorithm.spec.compile else None

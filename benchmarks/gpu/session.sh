@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Everything ffbench checks on a GPU, in one call (a lent GPU machine's time is short: this
-# script stays under ~9 minutes, each stage under its own time limit, most important first).
+# Everything ffbench checks on a GPU, in one call (a lent GPU machine's time is short: each
+# stage runs under its own time limit, most important first, so a run cut short by the
+# call's own limit loses only the last stages).
 # From the repository root:  OUT=results/gpu bash benchmarks/gpu/session.sh
 # Each sweep resumes into $WORK and copies its results.parquet to $OUT as soon as it ends,
 # so a run cut short still returns what it finished:
+#   0. the tests that need a GPU (a forked cell's CUDA peak is its own; predicted against
+#      measured peaks), their report kept in $OUT/gpu-tests.xml (and the log);
 #   1. what the allocator holds at the train peak that the tracker does not see, ff then bp
 #      at 2 layers (peak_snapshot.py; printed to the log, snapshot pickles kept in $OUT);
 #   2. the published sweep (hidden 2000) for bp, bp-lean (when registered), ff, rff at
@@ -27,6 +30,9 @@ SWEEP=(python3 -m ffbench sweep --algorithms "$ALGORITHMS" --hidden 2000 --devic
 
 run nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 run python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
+
+run timeout 120 python3 -m pytest -q -rA -p no:cacheprovider tests/test_fork_server.py \
+    tests/test_explain.py -k "cuda_peak_is_its_own or close_to_cuda" --junitxml "$OUT/gpu-tests.xml"
 
 run timeout 100 python3 benchmarks/gpu/peak_snapshot.py ff 2 "$OUT"
 run timeout 60 python3 benchmarks/gpu/peak_snapshot.py bp 2 "$OUT"
