@@ -16,6 +16,7 @@ from typing import Any
 
 from ffbench.allocator_view import EventLog, event_log, replay
 from ffbench.gpus import Gpu, cublas_workspace_bytes
+from ffbench.measure import tracker
 from ffbench.results import spec_of_row
 from ffbench.spec import CellSpec
 
@@ -64,16 +65,10 @@ def spec_from_row(row: dict[str, Any]) -> CellSpec:
 
 def tracked_peaks(log: EventLog) -> tuple[int, int]:
     """The tracker's (train, eval) peaks from its event log: each phase starts at what is
-    alive when it starts (TensorTracker.reset_peak)."""
-    live, peaks = 0, []
-    for start, stop in ((0, log.train_start), (log.train_start, log.eval_start),
-                        (log.eval_start, log.end)):
-        peak = live
-        for kind, _, nbytes, *_ in log.events[start:stop]:
-            live += nbytes if kind == "alloc" else -nbytes
-            peak = max(peak, live)
-        peaks.append(peak)
-    return peaks[1], peaks[2]
+    alive when it starts (TensorTracker.reset_peak), as tracker.replay counts it."""
+    train = tracker.replay(log.events[:log.eval_start], log.train_start)
+    evaluation = tracker.replay(log.events[:log.end], log.eval_start)
+    return train.peak_bytes, evaluation.peak_bytes
 
 
 def compare_row(row: dict[str, Any], source: str, target: Gpu) -> list[Comparison]:
