@@ -14,8 +14,9 @@ import time
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import Built, warmed_up
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 DEFAULT_SIZE = (16, 1000, 1000)  # layers, hidden, batch: seconds a step on one thread
 DEFAULT_ROUNDS = 15
@@ -33,7 +34,7 @@ def main(layers: int, hidden: int, batch: int, rounds: int) -> None:
     names = ("bp", "bp-lean")
     cells = {
         name: warmed_up(
-            CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch, threads=1).resolved(),
+            resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch, threads=1)),
             WARMUP_STEPS,
         )
         for name in names

@@ -15,11 +15,12 @@ from contextlib import nullcontext
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.allocator_view import traced_sequence
 from ffbench.built import build, load_dataset
 from ffbench.cell import run_cell
 from ffbench.measure.meta_cache import MetaShapeCache
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 CELLS = (("bp", 47), ("ff", 47), ("rff", 24))
 PUBLISHED = {"hidden": 2000, "batch_size": 5000}
@@ -58,7 +59,7 @@ def parts(spec: CellSpec) -> str:
 
 def main() -> None:
     for name, layers in CELLS:
-        print(parts(CellSpec(name, n_layers=layers, device="meta", **PUBLISHED).resolved()))
+        print(parts(resolved(CellSpec(name, n_layers=layers, device="meta", **PUBLISHED))))
 
 
 if __name__ == "__main__":

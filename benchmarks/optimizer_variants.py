@@ -18,9 +18,10 @@ from dataclasses import replace
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import Built, warmed_up
 from ffbench.measure.timer import time_calls
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 SIZE = {"n_layers": 4, "hidden": 1024, "batch_size": 1024}
 ROUNDS = 7
@@ -61,7 +62,7 @@ def optimizer_steps(built: Built) -> Callable[[], None]:
 
 def measure(algorithm: str) -> dict[str, tuple[float, float]]:
     """Variant -> (median step-time ratio to today's, median optimizer-step ratio)."""
-    spec = CellSpec(algorithm, threads=1, **SIZE).resolved()  # type: ignore[arg-type]
+    spec = resolved(CellSpec(algorithm, threads=1, **SIZE))  # type: ignore[arg-type]
     variants = {name: with_adam(warmed_up(spec, WARMUP_STEPS), options)
                 for name, options in ADAMS.items()}
     if algorithm != "bp":  # bp's compile is the whole model's; FF's is each layer's

@@ -19,10 +19,11 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import Built, warmed_up
 from ffbench.cell import calibrated_rate
 from ffbench.measure.timer import time_calls
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 SIZE = {"n_layers": 4, "hidden": 1024, "batch_size": 1024}
 ROUNDS = 7
@@ -32,7 +33,7 @@ CPU = torch.device("cpu")
 
 
 def built_cell(algorithm: str) -> Built:
-    return warmed_up(CellSpec(algorithm, threads=1, **SIZE).resolved(), 2)  # type: ignore[arg-type]
+    return warmed_up(resolved(CellSpec(algorithm, threads=1, **SIZE)), 2)  # type: ignore[arg-type]
 
 
 def interleaved(cells: dict[str, Built]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:

@@ -14,7 +14,7 @@ import pytest
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.cell import run_cell
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 PUBLISHED = {"hidden": 2000, "batch_size": 5000}
 

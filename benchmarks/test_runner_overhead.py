@@ -28,7 +28,7 @@ from pathlib import Path
 import ffbench
 from ffbench.executors import FORKED, CellJob, LocalPool
 from ffbench.results import PARQUET_NAME, read_parquet, read_row_json
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 REPEATS = 7
 SWEEP_CELLS = 5

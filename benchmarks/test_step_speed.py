@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import Built, warmed_up
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 SIZE = {"n_layers": 4, "hidden": 512, "batch_size": 512}
 
 
 def built_cell(algorithm: str) -> Built:
-    return warmed_up(CellSpec(algorithm, threads=1, **SIZE).resolved(), 2)  # type: ignore[arg-type]
+    return warmed_up(resolved(CellSpec(algorithm, threads=1, **SIZE)), 2)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))

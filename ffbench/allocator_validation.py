@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ffbench.allocator_view import EventLog, event_log, replay
-from ffbench.gpus import Gpu, cublas_workspace_bytes
 from ffbench.measure import tracker
 from ffbench.results import spec_of_row
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
+from ffbench.settings.gpus import Gpu, cublas_workspace_bytes
 
 ALLOCATED_TOLERANCE = 0.02  # relative, or ALLOCATED_TOLERANCE_BYTES when larger
 ALLOCATED_TOLERANCE_BYTES = 4 << 20

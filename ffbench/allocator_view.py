@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import (
     MEMORY_PASS_STEPS,
     Built,
@@ -31,7 +32,7 @@ from ffbench.built import (
 from ffbench.measure.allocator import Block, CachingAllocator
 from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.measure.tracker import Event
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 # aten ops that call cuBLAS (and so create the calling thread's workspace)
 CUBLAS_OPS = frozenset(
@@ -101,7 +102,7 @@ class EventLog:
 def event_log(spec: CellSpec, steps: int = MEMORY_PASS_STEPS) -> EventLog:
     """Run the cell's CUDA sequence on meta under the tracker (see the module docstring);
     `steps` train steps in the memory pass (every step after the first repeats it)."""
-    spec = spec.resolved()
+    spec = resolved(spec)
     return traced_sequence(build(spec, load_dataset(spec), torch.device("meta")),
                            spec.warmup_steps, steps).log
 

@@ -19,7 +19,7 @@ from ffbench.measure.tracker import (
     TensorTracker,
     run_op,
 )
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 MEMORY_PASS_STEPS = 2  # the peak is reached in every step after warm-up; two show it repeats
 

@@ -15,9 +15,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.allocator_view import event_log, replay
-from ffbench.gpus import Gpu, cublas_workspace_bytes
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
+from ffbench.settings.gpus import Gpu, cublas_workspace_bytes
 
 DEPTH_PROBES = (8, 16)  # layers of the two predictions the boundary is extrapolated from
 VERIFY_MAX_LAYERS = 48  # deeper boundaries are extrapolated only (replaying them takes long)
@@ -118,7 +119,7 @@ def capacity(
     """Per algorithm: the deepest network (or, `by_batch`, the largest batch at the spec's
     depth) that fits in `memory_bytes` of `target`."""
     answer = largest_batch if by_batch else deepest
-    return [answer(dataclasses.replace(spec, algorithm=name).resolved(), memory_bytes, target)
+    return [answer(resolved(dataclasses.replace(spec, algorithm=name)), memory_bytes, target)
             for name in algorithms]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ffbench.algorithms.base import DTYPES, Algorithm
+from ffbench.algorithms.resolve import cell_id, identity_columns, resolved
 from ffbench.allocator_view import EventLog, replay, traced_sequence
 from ffbench.built import (
     MEMORY_PASS_STEPS,
@@ -37,7 +38,7 @@ from ffbench.measure.nvml import NvmlPoller
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.measure.tracker import storage_bytes
 from ffbench.results import OOM_MARKERS, make_row, row_problem
-from ffbench.spec import CellSpec, identity_columns
+from ffbench.settings.cell import CellSpec
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _split_columns(prefix: str, split: dict[str, int]) -> dict[str, int]:
 def allocator_columns(events: EventLog, spec: CellSpec) -> dict[str, int]:
     """What CUDA's caching allocator will report (allocator_view): for the GPU in use, or on
     meta for the cell's target GPU."""
-    from ffbench.gpus import Gpu, cublas_workspace_bytes, gpu
+    from ffbench.settings.gpus import Gpu, cublas_workspace_bytes, gpu
 
     if spec.device.startswith("cuda"):
         properties = torch.cuda.get_device_properties(torch.device(spec.device))
@@ -213,7 +214,7 @@ def allocator_columns(events: EventLog, spec: CellSpec) -> dict[str, int]:
 
 def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
     """Measure one cell in this process; raises on failure (see `run_cell_row`)."""
-    spec = spec.resolved()
+    spec = resolved(spec)
     started_at, wall_start = utc_now(), time.perf_counter()
     device = torch.device(spec.device)
     poller = NvmlPoller(device.index or 0) if device.type == "cuda" else None
@@ -304,7 +305,7 @@ def run_cell_row(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
             raise ValueError(f"the result cannot be stored: {problem}")
         return row
     except Exception as exc:
-        log.exception("cell %s failed", spec.cell_id)
+        log.exception("cell %s failed", cell_id(spec))
         return make_row(
             **identity_columns(spec, sweep_id),
             status=classify(exc),

@@ -39,7 +39,7 @@ from ffbench.executors import (
     WORKER,
 )
 from ffbench.results import write_row_json
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ffbench import __version__
+from ffbench.algorithms.resolve import cell_id, resolved
 from ffbench.console import (
     error_line,
     resume_command,
@@ -28,10 +29,12 @@ from ffbench.console import (
     warn,
 )
 from ffbench.errors import BadInput
-from ffbench.gpus import DEFAULT_GPU, GPUS
 from ffbench.paths import check_creatable, check_out_file
 from ffbench.presets import PRESETS, apply_preset
-from ffbench.spec import CellSpec, check_data, parse_int_range, parse_names, whole_number
+from ffbench.settings.cell import CellSpec, check_data
+from ffbench.settings.checks import whole_number
+from ffbench.settings.gpus import DEFAULT_GPU, GPUS
+from ffbench.settings.ranges import parse_int_range, parse_names
 from ffbench.sweep_plan import defaults_help as sweep_defaults_help
 from ffbench.sweep_spec import DEFAULT_MAX_CELLS, MAX_CELLS
 
@@ -478,7 +481,7 @@ def run_one_sweep(spec: Any, requested: Path, *, no_resume: bool, retry_failed: 
              f"  {resume_command(sys.argv, out_dir)}", to_stderr=True)
         raise typer.Exit(130) from None
     rows = sweeps.load_cells(out_dir)
-    grid_rows = [rows[c.cell_id] for c in cells if c.cell_id in rows]
+    grid_rows = [rows[cell_id(c)] for c in cells if cell_id(c) in rows]
     from ffbench.summary import sweep_table
 
     kind = "PREDICTED on meta (no compute), " if is_predicted(spec.device) else ""
@@ -592,7 +595,7 @@ def capacity_command(
     """Per algorithm, the deepest network (or at --layers the largest batch) whose predicted
     reserved memory plus the CUDA context fits in MEMORY."""
     from ffbench.algorithms import registry
-    from ffbench.gpus import gpu, parse_memory
+    from ffbench.settings.gpus import gpu, parse_memory
 
     memory_bytes, target = parse_memory(memory), gpu(target_gpu)
     names = (parse_names(algorithms, flag="algorithms", known=tuple(registry.ALGORITHMS))
@@ -608,7 +611,7 @@ def capacity_command(
     if as_json:
         show(json.dumps([dataclasses.asdict(fit) for fit in fits], indent=2))
         return
-    resolved = spec.resolved()
+    resolved = resolved(spec)
     at = f"{layers} layers, " if layers is not None else f"batch {resolved.batch_size}, "
     show(f"{memory} on {target.name}: hidden {resolved.hidden}, {at}{resolved.dtype}, "
          f"{resolved.optimizer}")

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 out = Console(markup=False, highlight=False, emoji=False)
 err = Console(stderr=True, markup=False, highlight=False, emoji=False)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 SYNTHETIC_TRAIN_SIZE = 60_000  # MNIST's sizes, so whole-dataset caches cost what they would
 SYNTHETIC_TEST_SIZE = 10_000

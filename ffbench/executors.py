@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ffbench.algorithms.resolve import cell_id
 from ffbench.measure.env import utc_now
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _nvidia_smi_gpus() -> list[str]:
 
 
 def _write_spec(job: CellJob, workdir: Path) -> Path:
-    path = workdir / f"{job.spec.cell_id}.spec.json"
+    path = workdir / f"{cell_id(job.spec)}.spec.json"
     path.write_text(job.spec.to_json())
     return path
 
@@ -184,7 +185,7 @@ class CellProcess(_Process):
 
     def __init__(self, job: CellJob, workdir: Path, env: dict[str, str]) -> None:
         spec_path = _write_spec(job, workdir)
-        stderr_path = workdir / f"{job.spec.cell_id}.stderr"
+        stderr_path = workdir / f"{cell_id(job.spec)}.stderr"
         super().__init__([str(spec_path), str(job.row_path), job.sweep_id], env, stderr_path,
                          serve=False)
         self.job = job
@@ -364,7 +365,7 @@ class ForkServer(_Process):
 
     def fork(self, job: CellJob, workdir: Path, env: dict[str, str]) -> ForkedCell | None:
         """The cell's process, or None when the server is gone."""
-        stderr_path = workdir / f"{job.spec.cell_id}.stderr"
+        stderr_path = workdir / f"{cell_id(job.spec)}.stderr"
         tag = self._request({"spec": str(_write_spec(job, workdir)), "row": str(job.row_path),
                              "sweep_id": job.sweep_id, "stderr": str(stderr_path), "env": env})
         pid = None if tag is None else self.pid_of(tag)

@@ -21,11 +21,12 @@ from rich.table import Table
 
 from ffbench.algorithms import account, registry
 from ffbench.algorithms.account import MemoryAccount
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import PhasePeak, load_dataset
 from ffbench.cell import memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import replay
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 from ffbench.units import MIB, mib
 
 MB = 10**6  # the published per-layer figures are decimal megabytes
@@ -103,7 +104,7 @@ def _account_view(spec: CellSpec) -> Peak:
 
 def explain(spec: CellSpec) -> Explanation:
     """Run the cell's memory pass (tracked on its device, predicted on meta) and its account."""
-    spec = spec.resolved()
+    spec = resolved(spec)
     if spec.threads:
         torch.set_num_threads(spec.threads)
     dataset = load_dataset(spec)

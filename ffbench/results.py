@@ -22,7 +22,7 @@ from ffbench.measure.categories import CATEGORIES
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ffbench.spec import CellSpec
+    from ffbench.settings.cell import CellSpec
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def spec_of_row(row: dict[str, Any]) -> CellSpec:
     it was written, such as optimizer, or target_gpu, which only meta rows carry) takes
     CellSpec's default, as it did when the row was written. BadInput, TypeError or
     ValueError if its settings are not a cell."""
-    from ffbench.spec import IDENTITY_FIELDS, CellSpec
+    from ffbench.settings.cell import IDENTITY_FIELDS, CellSpec
 
     row = _whole_floats_as_ints(row)
     fields = {name: row[name] for name in IDENTITY_FIELDS if row.get(name) is not None}
@@ -176,11 +176,11 @@ def _cell_id_problem(row: dict[str, Any]) -> str | None:
     try:
         spec = spec_of_row(row)
         # a row records the threads torch used; the cell may have left them to torch
-        ids = {spec.cell_id, dataclasses.replace(spec, threads=None).cell_id}
+        ids = {cell_id(spec), cell_id(dataclasses.replace(spec, threads=None))}
     except (BadInput, TypeError, ValueError) as exc:
         return f"settings that are not a cell ({exc})"
     if cell_id not in ids:
-        return f"cell_id {cell_id} does not match its settings (they give {spec.cell_id})"
+        return f"cell_id {cell_id} does not match its settings (they give {cell_id(spec)})"
     return None
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ffbench import sweep_folder
+from ffbench.algorithms.resolve import cell_id, identity_columns
 from ffbench.errors import BadInput
 from ffbench.executors import CellJob, CellOutcome, LocalPool, SubmititPool, gpu_ids
 from ffbench.measure.env import host_columns, utc_now
@@ -39,7 +40,7 @@ from ffbench.results import (
     write_parquet,
     write_row_json,
 )
-from ffbench.spec import CellSpec, identity_columns
+from ffbench.settings.cell import CellSpec
 from ffbench.sweep_spec import SweepSpec
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ def outcome_row(job: CellJob, outcome: CellOutcome, timeout_s: float) -> dict[st
     """The child's own row if it wrote one (even if it hung afterwards), else a failure row."""
     try:
         row = read_row_json(job.row_path)
-        if row["cell_id"] != job.spec.cell_id:
+        if row["cell_id"] != cell_id(job.spec):
             raise ResultsError(f"{job.row_path}: holds the row of cell {row['cell_id']!r:.40}")
         return row
     except ResultsError as exc:
@@ -277,12 +278,12 @@ class SweepDir:
         self.lock.release()
 
     def row_path(self, spec: CellSpec) -> Path:
-        return self.cells / f"{spec.cell_id}.json"
+        return self.cells / f"{cell_id(spec)}.json"
 
     def forget(self, spec: CellSpec) -> None:
         """Drop a stale (failed or skipped) row about to be redone: it must not pass as new."""
         self.row_path(spec).unlink(missing_ok=True)
-        self.rows.pop(spec.cell_id, None)
+        self.rows.pop(cell_id(spec), None)
 
     def record(self, *rows: dict[str, Any]) -> None:
         self.rows.update((row["cell_id"], row) for row in rows)
@@ -340,7 +341,7 @@ def _run_cells(
     sweep_folder.record_owner(sweep, out_dir)  # under the folder's lock
     todo = [
         spec for spec in cells
-        if not is_finished(store.rows.get(spec.cell_id), retry_failed=retry_failed)
+        if not is_finished(store.rows.get(cell_id(spec)), retry_failed=retry_failed)
     ]
     yield Planned(total=len(cells), to_run=len(todo))
     runnable, skipped = _split_runnable(sweep, run_order(sweep, todo))

@@ -14,8 +14,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ffbench.algorithms.resolve import cell_id
+from ffbench.errors import BadInput
 from ffbench.results import CELLS_DIR, PARQUET_NAME, _atomic_write
-from ffbench.spec import BadInput, CellSpec
+from ffbench.settings.cell import CellSpec
 from ffbench.sweep_spec import SweepSpec
 
 if TYPE_CHECKING:
@@ -123,10 +125,10 @@ def with_missing(frame: pd.DataFrame) -> pd.DataFrame:
         if kept is None:
             continue
         present = set(frame.loc[frame["source"] == source, "cell_id"])
-        extra += [{"source": source, "cell_id": c.cell_id, "algorithm": c.algorithm,
+        extra += [{"source": source, "cell_id": cell_id(c), "algorithm": c.algorithm,
                    "n_layers": c.n_layers, "hidden": c.hidden, "batch_size": c.batch_size,
                    "device": c.device, "status": MISSING, "sweep_id": kept.name}
-                  for c in kept.cells() if c.cell_id not in present]
+                  for c in kept.cells() if cell_id(c) not in present]
     if not extra:
         return frame
     return pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)

@@ -22,18 +22,11 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import ffbench
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import cell_id
 from ffbench.errors import BadInput
-from ffbench.spec import (
-    MAX_BATCH_SIZE,
-    MAX_HIDDEN,
-    MAX_LAYERS,
-    CellSpec,
-    check_data,
-    one_of,
-    parse_int_range,
-    parse_names,
-    whole_number,
-)
+from ffbench.settings.cell import MAX_BATCH_SIZE, MAX_HIDDEN, MAX_LAYERS, CellSpec, check_data
+from ffbench.settings.checks import one_of, whole_number
+from ffbench.settings.ranges import parse_int_range, parse_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,7 +107,7 @@ class SweepSpec:
             for n in self.layers
             for a in self.algorithms
         ]
-        return list({spec.cell_id: spec for spec in specs}.values())
+        return list({cell_id(spec): spec for spec in specs}.values())
 
 
 def packaged_sweeps() -> list[str]:

@@ -19,12 +19,13 @@ from torch.distributed._tools.mem_tracker import MemTracker
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.base import Algorithm
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import META_WARMUP_STEPS, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import TensorTracker
 from ffbench.presets import PRESETS
-from ffbench.spec import MNIST_CLASSES, CellSpec
+from ffbench.settings.cell import MNIST_CLASSES, CellSpec
 
 NAMES = registry.names()
 # (layers, hidden, batch): small rows and wide layers peak in an Adam step; many rows, in
@@ -38,8 +39,8 @@ META = torch.device("meta")
 
 
 def small_spec(name: str, device: str, **fields: Any) -> CellSpec:
-    return CellSpec(name, n_layers=2, hidden=32, batch_size=16, eval_batch_size=8,
-                    device=device, dataset="mnist-5k", warmup_steps=1, **fields).resolved()
+    return resolved(CellSpec(name, n_layers=2, hidden=32, batch_size=16, eval_batch_size=8,
+                    device=device, dataset="mnist-5k", warmup_steps=1, **fields))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -79,8 +80,8 @@ def test_smoke(name: str, phase: str, device: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_the_tracked_peak_is_the_closed_form_account(name: str, size: tuple[int, ...]) -> None:
     layers, hidden, batch = size
-    spec = CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
-                    device="meta").resolved()
+    spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
+                    device="meta"))
     predicted, _ = predicted_peaks(spec, load_dataset(spec))
     account = registry.load(name).memory_account(spec)
     assert account.nbytes == pytest.approx(predicted.tracked_bytes, rel=TOTAL_RTOL), account.at
@@ -98,8 +99,8 @@ def test_the_account_covers_every_optimizer(name: str, optimizer: str) -> None:
     step counters and ff-layerwise's host-side layers and cache count there)."""
     layers, hidden, batch = SIZES[0]
     for device in ("meta", "cpu"):
-        spec = CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch, device=device,
-                        optimizer=optimizer, threads=1).resolved()
+        spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
+                                 device=device, optimizer=optimizer, threads=1))
         peaks = memory_peaks(spec, load_dataset(spec))
         peak = peaks.predicted_train if device == "meta" else peaks.train
         account = registry.load(name).memory_account(spec)
@@ -134,8 +135,8 @@ def test_pytorch_mem_tracker_agrees_to_the_byte(name: str, size: tuple[int, ...]
     reports them persistent, so the model, its optimizers and the algorithm's persistent
     tensors (a cache) are passed. After that, the two peaks are equal to the byte."""
     layers, hidden, batch = size
-    spec = CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
-                    device="meta").resolved()
+    spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
+                    device="meta"))
     built = build(spec, load_dataset(spec), META)
     warm_up(built, META_WARMUP_STEPS, eval_batches=0)
     algorithm = built.algorithm

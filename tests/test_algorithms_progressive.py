@@ -8,9 +8,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms.ff_layerwise import LayerwiseFF
 from ffbench.algorithms.ff_progressive import ProgressiveFF
+from ffbench.algorithms.resolve import resolved
 from ffbench.cell import run_cell
 from ffbench.data import BatchStream, embed_labels_, positive_and_negative
-from ffbench.spec import MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_PIXELS, CellSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -28,7 +29,7 @@ def build(cls: type[ProgressiveFF], algorithm: str, **fields: object) -> Progres
     defaults: dict[str, object] = {"n_layers": 3, "hidden": 32, "batch_size": 16}
     spec = CellSpec(algorithm=algorithm, **{**defaults, **fields})  # type: ignore[arg-type]
     torch.manual_seed(0)
-    return cls(spec.resolved(), CPU)
+    return cls(resolved(spec), CPU)
 
 
 class Recording(ProgressiveFF):
@@ -92,7 +93,7 @@ def test_layerwise_trains_exactly_like_progressive_with_a_cache() -> None:
 def test_layerwise_keeps_only_the_layer_in_training_on_the_device() -> None:
     spec = CellSpec(algorithm="ff-layerwise", n_layers=3, hidden=32, batch_size=16, device="meta")
     torch.manual_seed(0)
-    ff = LayerwiseFF(spec.resolved(), torch.device("meta"))
+    ff = LayerwiseFF(resolved(spec), torch.device("meta"))
     ff.use_training_set(stream())
     for current in range(3):
         on_device = [p.is_meta for layer in ff.layers for p in layer.parameters()]

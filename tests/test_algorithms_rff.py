@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.algorithms.rff import RecurrentFF, every_label_rows, positive_and_negative_rows
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -19,7 +20,7 @@ CPU = torch.device("cpu")
 def build(**fields: object) -> RecurrentFF:
     spec = CellSpec(algorithm="rff", **{"n_layers": 3, "hidden": 32, "batch_size": 16, **fields})
     torch.manual_seed(0)
-    return RecurrentFF(spec.resolved(), CPU)
+    return RecurrentFF(resolved(spec), CPU)
 
 
 def batch(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +141,7 @@ def test_analytic_flops_match_torch_flop_counter() -> None:
      {"damping_old": 1.5}],
 )
 def test_impossible_readout_or_damping_is_refused(options: dict[str, object]) -> None:
-    from ffbench.spec import BadInput
+    from ffbench.errors import BadInput
 
     with pytest.raises(BadInput):
         CellSpec(algorithm="rff", n_layers=2, options=options)

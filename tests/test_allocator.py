@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ffbench.gpus import GPUS, cublas_workspace_bytes, gpu, parse_memory
+from ffbench.errors import BadInput
 from ffbench.measure.allocator import CachingAllocator, round_size, segment_size
-from ffbench.spec import BadInput
+from ffbench.settings.gpus import GPUS, cublas_workspace_bytes, gpu, parse_memory
 
 MIB = 1 << 20
 

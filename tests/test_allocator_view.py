@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from ffbench.algorithms import registry
+from ffbench.algorithms.resolve import resolved
 from ffbench.allocator_validation import compare_all, tracked_peaks
 from ffbench.allocator_view import event_log, replay
 from ffbench.built import MEMORY_PASS_STEPS, build, load_dataset, warm_up
@@ -23,9 +24,9 @@ from ffbench.cell import (
     predicted_peaks,
 )
 from ffbench.cli import app, main
-from ffbench.gpus import gpu
 from ffbench.measure.meta_cache import MetaShapeCache
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
+from ffbench.settings.gpus import gpu
 
 MIB = 1 << 20
 GPU_RESULTS = Path(__file__).parent.parent / "results" / "gpu"
@@ -33,7 +34,7 @@ SMALL = {"hidden": 256, "batch_size": 256, "device": "meta"}
 
 
 def test_event_log_gives_the_trackers_peaks_and_the_allocator_adds_workspaces() -> None:
-    spec = CellSpec("bp", n_layers=3, **SMALL).resolved()
+    spec = resolved(CellSpec("bp", n_layers=3, **SMALL))
     log = event_log(spec)
     train, evaluation = predicted_peaks(spec, load_dataset(spec))
     assert tracked_peaks(log) == (train.tracked_bytes, evaluation.tracked_bytes)
@@ -55,7 +56,7 @@ def test_one_traced_pass_gives_the_peaks_and_the_allocators_view_of_the_full_seq
     (cell.memory_pass, here on meta) and the
     allocator's view of the cell's own sequence (its warm-up steps, MEMORY_PASS_STEPS), to
     the byte."""
-    spec = CellSpec(name, n_layers=3, optimizer=optimizer, **SMALL).resolved()
+    spec = resolved(CellSpec(name, n_layers=3, optimizer=optimizer, **SMALL))
     dataset = load_dataset(spec)
     peaks = memory_peaks(spec, dataset)
     built = build(spec, dataset, torch.device("meta"))  # the memory pass of a real device
@@ -105,7 +106,7 @@ def test_capacity_boundary_fits_and_one_more_layer_does_not() -> None:
     at_10 = needed_bytes(CellSpec("bp", n_layers=10, **wide), target)
     at_11 = needed_bytes(CellSpec("bp", n_layers=11, **wide), target)
     assert at_11 > at_10
-    fit = deepest(CellSpec("bp", n_layers=1, **wide).resolved(), (at_10 + at_11) // 2, target)
+    fit = deepest(resolved(CellSpec("bp", n_layers=1, **wide)), (at_10 + at_11) // 2, target)
     assert (fit.n_layers, fit.checked, fit.needed_bytes) == (10, True, at_10)
 
 
@@ -114,7 +115,7 @@ def test_capacity_says_no_limit_where_depth_does_not_raise_the_peak() -> None:
     """Layer-wise FF keeps finished layers off the device: its peak is the same at any
     depth, so capacity gives no depth limit (an extrapolation would give billions)."""
     target = gpu("h200")
-    spec = CellSpec("ff-layerwise", n_layers=1, **SMALL).resolved()
+    spec = resolved(CellSpec("ff-layerwise", n_layers=1, **SMALL))
     assert needed_bytes(dataclasses.replace(spec, n_layers=8), target) == needed_bytes(
         dataclasses.replace(spec, n_layers=16), target)
     fit = deepest(spec, 2 << 30, target)

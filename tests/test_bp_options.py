@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import memory_peaks, static_bytes
 from ffbench.results import read_row_json
-from ffbench.spec import OPTIMIZERS, CellSpec
+from ffbench.settings.cell import OPTIMIZERS, CellSpec
 
 from helpers import ffbench_cli
 
@@ -30,7 +31,7 @@ def small(algorithm: str, **kw: object) -> CellSpec:
     fields: dict[str, object] = {
         "n_layers": 4, "hidden": 64, "batch_size": 32, "threads": 1, "dataset": "mnist-5k",
     } | kw
-    return CellSpec(algorithm, **fields).resolved()  # type: ignore[arg-type]
+    return resolved(CellSpec(algorithm, **fields))  # type: ignore[arg-type]
 
 
 def trained(spec: CellSpec) -> tuple[list[float], dict[str, torch.Tensor]]:
@@ -125,8 +126,8 @@ WELL_BELOW = 0.75  # bp-lean at 47 layers: about two thirds of bp (2.7 vs 4.0 Gi
 def test_bp_lean_closed_form_account_matches_meta(
     layers: int, hidden: int, batch: int, optimizer: str
 ) -> None:
-    spec = CellSpec("bp-lean", n_layers=layers, hidden=hidden, batch_size=batch,
-                    device="meta", optimizer=optimizer).resolved()
+    spec = resolved(CellSpec("bp-lean", n_layers=layers, hidden=hidden, batch_size=batch,
+                    device="meta", optimizer=optimizer))
     peaks = memory_peaks(spec, load_dataset(spec))
     account = ALGORITHMS[spec.algorithm].memory_account(spec)
     assert account.nbytes == pytest.approx(peaks.train.tracked_bytes, rel=ACCOUNT_RTOL)

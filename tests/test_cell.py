@@ -11,7 +11,7 @@ import pytest
 
 from ffbench.cell import run_cell
 from ffbench.results import COLUMNS
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 from helpers import ffbench_cli
 

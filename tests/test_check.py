@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ffbench.algorithms.resolve import cell_id
 from ffbench.check import by_cell, compare
 from ffbench.results import (
     PARQUET_NAME,
@@ -19,7 +20,7 @@ from ffbench.results import (
     write_parquet,
     write_row_json,
 )
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 CELLS = [("bp", 1), ("ff", 1), ("ff", 2)]
 PEAKS = ("train_peak_tracked_bytes", "eval_peak_tracked_bytes")
@@ -51,7 +52,7 @@ def baseline_from(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
 def other_seed(row: dict[str, object]) -> dict[str, object]:
     """The same row as if measured for another seed: another cell, with its own id."""
     spec = dataclasses.replace(spec_of_row(row), seed=1)
-    return {**row, "seed": 1, "cell_id": spec.cell_id}
+    return {**row, "seed": 1, "cell_id": cell_id(spec)}
 
 
 def check(*args: str | Path) -> subprocess.CompletedProcess[str]:

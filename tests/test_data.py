@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ffbench import data
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 from helpers import make_mnist_dir
 

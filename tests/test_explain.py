@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import META_MEMORY_PASS_STEPS, META_WARMUP_STEPS, memory_pass, run_cell
 from ffbench.explain import (
@@ -22,7 +23,7 @@ from ffbench.explain import (
     slope_lines,
 )
 from ffbench.measure.meta_cache import MetaShapeCache
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 # Tracked and predicted peaks of a few cells, recorded with main's tracker and cell code
 # before the meta path was made cheaper (fewer meta steps, gc.freeze, lazy peak split):
@@ -97,8 +98,8 @@ def test_memory_pass_numbers_are_pinned(cell: tuple) -> None:  # type: ignore[ty
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_the_meta_shape_cache_changes_no_number(algorithm: str) -> None:
     """The meta pass with ops' output shapes remembered gives the bytes of the plain one."""
-    spec = CellSpec(algorithm, n_layers=3, hidden=64, batch_size=32, device="meta",
-                    dataset="mnist-5k").resolved()
+    spec = resolved(CellSpec(algorithm, n_layers=3, hidden=64, batch_size=32, device="meta",
+                    dataset="mnist-5k"))
     dataset = load_dataset(spec)
     plain = build(spec, dataset, torch.device("meta"))
     warm_up(plain, META_WARMUP_STEPS, eval_batches=0)
@@ -116,7 +117,7 @@ def test_the_meta_shape_cache_changes_no_number(algorithm: str) -> None:
 
 def test_a_tracked_model_is_freed_when_dropped() -> None:
     """The tracker's release callbacks must not keep the model (and its device memory) alive."""
-    spec = CellSpec("ff", n_layers=2, hidden=16, batch_size=8, threads=1).resolved()
+    spec = resolved(CellSpec("ff", n_layers=2, hidden=16, batch_size=8, threads=1))
     built = build(spec, load_dataset(spec), torch.device("cpu"))
     warm_up(built, 1)
     memory_pass(built)
@@ -212,8 +213,8 @@ def test_predicted_peak_is_close_to_cuda_max_memory_allocated(algorithm: str, la
     workspaces (32 MiB per handle on Hopper; the main thread and the autograd engine's
     device thread each have theirs: 67-78 MiB measured on an H200, results/gpu/) and block
     rounding (512 bytes; a cached block reused whole when the rest would be under 1 MiB)."""
-    spec = CellSpec(algorithm, n_layers=layers, hidden=1000, batch_size=1000, device="cuda",
-                    steps=1).resolved()
+    spec = resolved(CellSpec(algorithm, n_layers=layers, hidden=1000, batch_size=1000,
+                             device="cuda", steps=1))
     row = run_cell(spec)
     for phase in ("train", "eval"):
         predicted, allocated = row[f"predicted_{phase}_peak_bytes"], row[

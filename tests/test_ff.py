@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import Built, build, load_dataset
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 
 def built_ff(**fields: object) -> Built:
-    spec = CellSpec(**({"algorithm": "ff", "n_layers": 3, "hidden": 64, "batch_size": 256}
-                       | fields)).resolved()  # type: ignore[arg-type]
+    spec = resolved(CellSpec(**({"algorithm": "ff", "n_layers": 3, "hidden": 64, "batch_size": 256}
+                       | fields)))  # type: ignore[arg-type]
     return build(spec, load_dataset(spec), torch.device("cpu"))
 
 

@@ -8,14 +8,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import build, load_dataset, warm_up
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_analytic_flops_match_flop_counter(algorithm: str) -> None:
-    spec = CellSpec(algorithm, n_layers=3, hidden=48, batch_size=32, eval_batch_size=16,
-                    warmup_steps=1).resolved()
+    spec = resolved(CellSpec(algorithm, n_layers=3, hidden=48, batch_size=32, eval_batch_size=16,
+                    warmup_steps=1))
     built = build(spec, load_dataset(spec), torch.device("cpu"))
     warm_up(built, 1)
     x, y = built.train.next()

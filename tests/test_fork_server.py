@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import torch
 
+from ffbench.algorithms.resolve import cell_id
 from ffbench.executors import FORKED, CellJob, CellOutcome, LocalPool
 from ffbench.results import read_row_json
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 WAIT_S = 300
 MIB = 2**20
@@ -26,7 +27,7 @@ def tiny(**changes: Any) -> CellSpec:
 
 def run(specs: list[CellSpec], workdir: Path,
         timeout_s: float = WAIT_S) -> list[tuple[CellOutcome, dict[str, Any]]]:
-    jobs = [CellJob(spec, "s", workdir / f"{i}-{spec.cell_id}.json")
+    jobs = [CellJob(spec, "s", workdir / f"{i}-{cell_id(spec)}.json")
             for i, spec in enumerate(specs)]
     pool = LocalPool(jobs=1, timeout_s=timeout_s, gpus=[])
     outcomes = [outcome for _, outcome in pool.run(jobs, workdir / "work") if outcome is not None]
@@ -69,7 +70,7 @@ def test_a_forked_cell_crashing_is_reported_by_its_signal(tmp_path: Path) -> Non
     pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[])
     ends = pool.run([job], workdir)
     next(ends)  # started: the fork server answered with its pid
-    stderr = workdir / f"{job.spec.cell_id}.stderr"
+    stderr = workdir / f"{cell_id(job.spec)}.stderr"
     deadline = time.monotonic() + WAIT_S
     while not stderr.exists():  # the forked process has redirected its stderr
         assert time.monotonic() < deadline
@@ -91,10 +92,10 @@ def pool_running_pid(workdir: Path, job: CellJob) -> int:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"ffbench.child" in argv and job.spec.cell_id.encode() in argv:
+            if b"ffbench.child" in argv and cell_id(job.spec).encode() in argv:
                 return int(proc.name)
         time.sleep(0.05)
-    raise AssertionError(f"no process titled with {job.spec.cell_id} ({workdir})")
+    raise AssertionError(f"no process titled with {cell_id(job.spec)} ({workdir})")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

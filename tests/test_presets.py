@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.errors import BadInput
 from ffbench.presets import PRESETS, apply_preset, preset_fields
-from ffbench.spec import BadInput, CellSpec
+from ffbench.settings.cell import CellSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

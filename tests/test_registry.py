@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from ffbench.algorithms import registry
-from ffbench.spec import BadInput, CellSpec
+from ffbench.errors import BadInput
+from ffbench.settings.cell import CellSpec
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "examples" / "plugin"

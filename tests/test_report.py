@@ -12,8 +12,8 @@ import pytest
 from results_factory import failed_row, ok_row, sweep_rows, write_results
 
 from ffbench import report, sweep_folder
+from ffbench.algorithms.resolve import identity_columns
 from ffbench.results import load
-from ffbench.spec import identity_columns
 from ffbench.sweep_spec import load_sweep
 
 from helpers import REPO, ffbench_cli

@@ -17,6 +17,7 @@ from test_sweep_processes import WAIT_S, ffbench_sweep, finished_cells, start_sw
 
 from ffbench import sweep as sweeps
 from ffbench import sweep_spec
+from ffbench.algorithms.resolve import identity_columns
 from ffbench.cli import main
 from ffbench.errors import BadInput
 from ffbench.results import (
@@ -29,7 +30,8 @@ from ffbench.results import (
     write_parquet,
     write_row_json,
 )
-from ffbench.spec import CellSpec, identity_columns, parse_int_range
+from ffbench.settings.cell import CellSpec
+from ffbench.settings.ranges import parse_int_range
 
 META = ["--device", "meta", "--hidden", "8", "--batch-size", "8", "--steps", "1",
         "--warmup", "0", "--layers", "1"]
@@ -332,7 +334,7 @@ def test_a_sweep_into_a_bracketed_folder_with_a_failing_cell_finishes(tmp_path: 
                            "--out", out)
     assert result.returncode == 2 and "unknown option 'no_such'" in result.stderr  # refused
     (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
-    from ffbench.spec import MNIST_FILES
+    from ffbench.settings.cell import MNIST_FILES
 
     for name in MNIST_FILES:
         (tmp_path / "data" / "MNIST" / "raw" / name).write_bytes(b"[/] not idx")

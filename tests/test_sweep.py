@@ -16,10 +16,12 @@ import ffbench
 from ffbench import sweep as sweeps
 from ffbench import sweep_spec
 from ffbench.algorithms.registry import ALGORITHMS
+from ffbench.algorithms.resolve import cell_id, identity_columns, resolved
 from ffbench.cli import main, resume_command
+from ffbench.errors import BadInput
 from ffbench.executors import CellJob, CellOutcome, SubmititPool
 from ffbench.results import CELLS_DIR, PARQUET_NAME, make_row, read_parquet
-from ffbench.spec import BadInput, CellSpec, identity_columns
+from ffbench.settings.cell import CellSpec
 from ffbench.summary import sweep_table
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
@@ -48,7 +50,7 @@ def test_grid_is_depth_major_validated_and_without_duplicates() -> None:
     assert len(cells) == 2 * 3 * 2
     assert [(c.batch_size, c.n_layers, c.algorithm) for c in cells[:4]] == [
         (32, 1, "bp"), (32, 1, "ff"), (32, 2, "bp"), (32, 2, "ff")]
-    assert len({c.cell_id for c in cells}) == len(cells)
+    assert len({cell_id(c) for c in cells}) == len(cells)
     assert all(c.hidden == 16 for c in cells)
 
 
@@ -129,7 +131,7 @@ def test_failure_row_has_identity_environment_and_every_column() -> None:
     spec = CellSpec(algorithm="ff", n_layers=3, hidden=8)
     row = sweeps.failure_row(spec, "s1", "timeout", "too slow", outcome(-9, timed_out=True))
     assert {k: row[k] for k in identity_columns(spec, "s1")} == identity_columns(spec, "s1") | {
-        "options": json.dumps(spec.resolved().options, sort_keys=True)}
+        "options": json.dumps(resolved(spec).options, sort_keys=True)}
     assert (row["status"], row["error"], row["returncode"], row["cell_wall_s"]) == (
         "timeout", "too slow", -9, 1.5)
     assert row["host"] == "host" and row["ffbench_version"] == ffbench.__version__
@@ -167,7 +169,7 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
     store.close()
     again = sweeps.SweepDir(tmp_path)
     assert not list(tmp_path.rglob("*.tmp"))
-    assert set(again.rows) == {s.cell_id for s in specs}  # corrupt.json: to be run again
+    assert set(again.rows) == {cell_id(s) for s in specs}  # corrupt.json: to be run again
     rejected = tmp_path / sweeps.REJECTED_DIR
     assert sorted(p.name for p in rejected.iterdir()) == ["corrupt.json",
                                                           "corrupt.json.reason.txt"]

@@ -13,9 +13,10 @@ import pytest
 from results_factory import ok_row, write_results
 
 from ffbench import sweep_folder, sweep_plan
+from ffbench.algorithms.resolve import identity_columns
 from ffbench.cli import main
+from ffbench.errors import BadInput
 from ffbench.progress_text import ProgressLines, duration, estimate_s
-from ffbench.spec import BadInput, identity_columns
 from ffbench.sweep_spec import load_sweep
 
 ROOT = Path("results")

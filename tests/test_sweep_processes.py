@@ -19,9 +19,10 @@ import pytest
 import ffbench
 from ffbench import sweep as sweeps
 from ffbench import sweep_spec
+from ffbench.algorithms.resolve import cell_id
 from ffbench.executors import PARENT_PID_ENV, WORKER, CellJob, LocalPool
 from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
-from ffbench.spec import MNIST_FILES, CellSpec
+from ffbench.settings.cell import MNIST_FILES, CellSpec
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
 FFBENCH = [sys.executable, "-m", "ffbench"]
@@ -96,7 +97,7 @@ def assert_every_file_whole(out: Path) -> None:
 def test_ci_cpu_sweep_survives_sigkill_at_random_moments_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "ci"
     args = [PACKAGE_ROOT / "ffbench" / "sweeps" / "ci-cpu.toml", "--out", out]
-    expected = {spec.cell_id for spec in sweep_spec.load_sweep("ci-cpu", {}).cells()}
+    expected = {cell_id(spec) for spec in sweep_spec.load_sweep("ci-cpu", {}).cells()}
     rng = random.Random()
     moments = []
     for kill in range(3):
@@ -146,9 +147,9 @@ def test_timeout_and_crash_are_rows_and_the_rest_finish(tmp_path: Path) -> None:
                                         "warmup_steps": 0, "device": "cpu"})
     victim = next(spec for spec in grid.cells() if spec.n_layers == 1501)
     parent = start_sweep(*args)
-    wait_for(lambda: bool(child_pids(victim.cell_id)), "the depth-1501 cell to start")
+    wait_for(lambda: bool(child_pids(cell_id(victim))), "the depth-1501 cell to start")
     time.sleep(1.0)
-    for pid in child_pids(victim.cell_id):
+    for pid in child_pids(cell_id(victim)):
         os.kill(pid, signal.SIGABRT)
     stdout, stderr = parent.communicate(timeout=WAIT_S)
     assert parent.returncode == 0, stderr
@@ -188,7 +189,7 @@ def test_meta_cells_share_one_worker_and_real_cells_get_fresh_processes(tmp_path
                      warmup_steps=0, steps=1) for n in (1, 2, 3)]
     cpu = [CellSpec(algorithm="bp", n_layers=1, hidden=8, batch_size=8, steps=1,
                     warmup_steps=0, threads=1)]
-    jobs = [CellJob(spec, "s", tmp_path / f"{spec.cell_id}.json") for spec in [*meta, *cpu]]
+    jobs = [CellJob(spec, "s", tmp_path / f"{cell_id(spec)}.json") for spec in [*meta, *cpu]]
     pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[])
     outcomes = [outcome for _, outcome in pool.run(jobs, tmp_path / "work")
                 if outcome is not None]
@@ -221,7 +222,7 @@ def test_meta_workers_come_from_the_fork_server_and_a_killed_one_is_replaced(
                         device="meta", warmup_steps=0, steps=1)
 
     specs = [meta(1), meta(1500), meta(2)]  # 1500 layers: minutes on meta
-    jobs = [CellJob(spec, "s", tmp_path / f"{spec.cell_id}.json") for spec in specs]
+    jobs = [CellJob(spec, "s", tmp_path / f"{cell_id(spec)}.json") for spec in specs]
     pool = LocalPool(jobs=1, timeout_s=WAIT_S, gpus=[])
     pool.start("meta")
     outcomes, parents = {}, {}

@@ -7,18 +7,19 @@ import pytest
 import torch
 
 from ffbench.algorithms import registry
+from ffbench.algorithms.resolve import resolved
 from ffbench.allocator_view import traced_sequence
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import META_WARMUP_STEPS
 from ffbench.measure.tracker import TensorTracker, TrackerEvent, replay
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 META = torch.device("meta")
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_the_log_replays_to_the_tracked_peak(name: str) -> None:
-    spec = CellSpec(name, n_layers=2, hidden=64, batch_size=32, device="meta").resolved()
+    spec = resolved(CellSpec(name, n_layers=2, hidden=64, batch_size=32, device="meta"))
     built = build(spec, load_dataset(spec), META)
     warm_up(built, META_WARMUP_STEPS, eval_batches=0)
     algorithm = built.algorithm
@@ -40,7 +41,7 @@ def test_the_log_replays_to_the_tracked_peak(name: str) -> None:
 
 
 def test_module_paths_come_from_forward_hooks() -> None:
-    spec = CellSpec("bp", n_layers=2, hidden=64, batch_size=32, device="meta").resolved()
+    spec = resolved(CellSpec("bp", n_layers=2, hidden=64, batch_size=32, device="meta"))
     built = build(spec, load_dataset(spec), META)
     warm_up(built, META_WARMUP_STEPS, eval_batches=0)
     algorithm = built.algorithm
@@ -60,7 +61,7 @@ def test_module_paths_come_from_forward_hooks() -> None:
 def test_module_paths_are_named_on_request_and_change_nothing_else(name: str) -> None:
     """A sweep's cells trace without the forward hooks (nobody reads the paths there); the
     same cell traced with them (explain) differs only in the module field."""
-    spec = CellSpec(name, n_layers=3, hidden=64, batch_size=32, device="meta").resolved()
+    spec = resolved(CellSpec(name, n_layers=3, hidden=64, batch_size=32, device="meta"))
     dataset = load_dataset(spec)
     plain, named = (
         traced_sequence(build(spec, dataset, META), META_WARMUP_STEPS, 1, module_paths=paths)

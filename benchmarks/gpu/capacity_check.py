@@ -19,8 +19,8 @@ import sys
 import torch
 
 from ffbench.capacity import deepest
-from ffbench.gpus import Gpu
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
+from ffbench.settings.gpus import Gpu
 
 HIDDEN, BATCH = 2000, 5000  # the published width and batch
 CELL_TIMEOUT_S = 300
@@ -29,10 +29,11 @@ CHILD = f"""
 import json, sys, torch
 from ffbench.cell import classify, memory_peaks
 from ffbench.built import load_dataset
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
+from ffbench.algorithms.resolve import resolved
 torch.cuda.set_per_process_memory_fraction(float(sys.argv[1]))
-spec = CellSpec(sys.argv[2], n_layers=int(sys.argv[3]), hidden={HIDDEN}, batch_size={BATCH},
-                device="cuda", warmup_steps=1).resolved()
+spec = resolved(CellSpec(sys.argv[2], n_layers=int(sys.argv[3]), hidden={HIDDEN},
+                         batch_size={BATCH}, device="cuda", warmup_steps=1))
 try:
     peaks = memory_peaks(spec, load_dataset(spec))
     out = dict(status="ok", train_reserved_bytes=peaks.train.reserved_bytes,
@@ -59,8 +60,8 @@ def main(cap_gib: float, algorithms: list[str]) -> None:
     target = Gpu(properties.name, properties.total_memory, (properties.major, properties.minor))
     fraction = cap_gib * 2**30 / properties.total_memory
     for algorithm in algorithms:
-        spec = CellSpec(algorithm, n_layers=1, hidden=HIDDEN, batch_size=BATCH,
-                        device="meta").resolved()
+        spec = resolved(CellSpec(algorithm, n_layers=1, hidden=HIDDEN, batch_size=BATCH,
+                        device="meta"))
         fit = deepest(spec, int(cap_gib * 2**30) + target.context_bytes, target)
         at, beyond = run(algorithm, fit.n_layers, fraction), run(algorithm, fit.n_layers + 1,
                                                                   fraction)

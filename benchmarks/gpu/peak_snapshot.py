@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import MEMORY_PASS_STEPS, warmed_up
 from ffbench.measure import cuda
 from ffbench.measure.tracker import TensorTracker
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 MIB = 2**20
 SHOWN_BLOCKS = 16
@@ -78,8 +79,8 @@ def train_phase(built: Any, tracked: bool) -> tuple[int, int | None]:
 
 def main(algorithm: str, layers: int, out_dir: Path) -> None:
     torch.cuda.memory._record_memory_history(max_entries=1_000_000, stacks="all")
-    spec = CellSpec(algorithm, n_layers=layers, hidden=2000, batch_size=5000,
-                    device="cuda").resolved()
+    spec = resolved(CellSpec(algorithm, n_layers=layers, hidden=2000, batch_size=5000,
+                    device="cuda"))
     built = warmed_up(spec, spec.warmup_steps)
     bare_bytes, _ = train_phase(built, tracked=False)
     start = len(torch.cuda.memory._snapshot()["device_traces"][torch.cuda.current_device()])

@@ -9,13 +9,14 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.built import warmed_up
 from ffbench.measure.timer import TimeSummary, time_calls
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 algorithm = sys.argv[1] if len(sys.argv) > 1 else "ff"
 layers = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-spec = CellSpec(algorithm, n_layers=layers, hidden=2000, batch_size=5000, device="cuda").resolved()
+spec = resolved(CellSpec(algorithm, n_layers=layers, hidden=2000, batch_size=5000, device="cuda"))
 built = warmed_up(spec, 2)
 device = torch.device("cuda")
 fetch = TimeSummary.of(time_calls(built.train.next, 10, device)).median_s

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ffbench.measure.categories import CATEGORIES
-from ffbench.spec import MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_PIXELS, CellSpec
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 INT64_BYTES = 8  # labels, sampler indices, argmax

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.data import BatchStream
 from ffbench.errors import BadInput
-from ffbench.spec import MOMENTUM, CellSpec
+from ffbench.settings.cell import MOMENTUM, CellSpec
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -71,6 +71,9 @@ class Algorithm(ABC):
     accuracy_target: ClassVar[float | None] = None
     # `explain`: why the added layer's gradients are not alive at the train peak, if they are not.
     gradient_note: ClassVar[str] = ""
+    # Trains and predicts by goodness (the FF family): the goodness-only settings (goodness,
+    # threshold, eval_chunk) act in it. False (backprop): they leave its cell id and row.
+    goodness_based: ClassVar[bool] = True
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]

@@ -25,7 +25,7 @@ from ffbench.algorithms import account
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, matmul_flops
 from ffbench.errors import BadInput
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 
 def segment_bounds(n_layers: int, segments: int) -> list[int]:
@@ -83,6 +83,7 @@ class Backprop(Algorithm):
         },
     }
     accuracy_target: ClassVar[float | None] = 0.94
+    goodness_based = False
     gradient_note = "the peak is in backward, before the lower layers' gradients are made"
 
     def __init__(self, spec: CellSpec, device: torch.device) -> None:

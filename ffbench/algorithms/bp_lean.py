@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ffbench.algorithms.bp import Backprop
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 
 def default_segments(n_layers: int) -> int:

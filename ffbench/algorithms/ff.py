@@ -21,7 +21,7 @@ from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, mat
 from ffbench.data import positive_and_negative, replicate_per_class
 from ffbench.goodness import GOODNESS
 from ffbench.measure.tracker import category
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 NORM_EPS = 1e-4  # keeps the length normalization finite for an all-zero row
 

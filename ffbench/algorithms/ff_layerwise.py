@@ -27,7 +27,7 @@ from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import make_optimizer
 from ffbench.algorithms.ff_progressive import FROZEN_LAYERS, ProgressiveFF, progressive_account
 from ffbench.measure.tracker import category
-from ffbench.spec import CellSpec
+from ffbench.settings.cell import CellSpec
 
 HOST = torch.device("cpu")
 

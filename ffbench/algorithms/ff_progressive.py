@@ -36,7 +36,7 @@ from ffbench.algorithms.base import matmul_flops
 from ffbench.algorithms.ff import ForwardForward, local_update
 from ffbench.data import BatchStream, in_order, positive_and_negative, train_size
 from ffbench.measure.tracker import category
-from ffbench.spec import MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_PIXELS, CellSpec
 
 FROZEN_LAYERS = (
     "only the layer in training has gradients and Adam moments; finished layers are frozen "

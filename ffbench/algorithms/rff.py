@@ -40,7 +40,7 @@ from ffbench.algorithms.ff import (
 from ffbench.data import wrong_labels
 from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
-from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 
 class RecurrentLayer(nn.Module):

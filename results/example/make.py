@@ -41,7 +41,7 @@ def data_segment_bytes() -> int:
 def run_one(fields: dict[str, Any], capped: bool) -> dict[str, Any]:
     from ffbench.cell import run_cell_row
     from ffbench.data import load
-    from ffbench.spec import CellSpec
+    from ffbench.settings.cell import CellSpec
 
     if capped:  # torch and one copy of the data loaded first: the cap bounds the cell alone
         load(CellSpec(**fields))
