@@ -15,7 +15,7 @@ import time
 import torch
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import Built, warmed_up
+from ffbench.cell.built import Built, warmed_up
 from ffbench.settings.cell import CellSpec
 
 DEFAULT_SIZE = (16, 1000, 1000)  # layers, hidden, batch: seconds a step on one thread

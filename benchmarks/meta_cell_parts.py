@@ -16,9 +16,9 @@ from contextlib import nullcontext
 import torch
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.allocator_view import traced_sequence
-from ffbench.built import build, load_dataset
-from ffbench.cell import run_cell
+from ffbench.cell.allocator_view import traced_sequence
+from ffbench.cell.built import build, load_dataset
+from ffbench.cell.run import run_cell
 from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.settings.cell import CellSpec
 

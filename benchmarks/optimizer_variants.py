@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import Built, warmed_up
+from ffbench.cell.built import Built, warmed_up
 from ffbench.measure.timer import time_calls
 from ffbench.settings.cell import CellSpec
 

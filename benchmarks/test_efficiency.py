@@ -20,8 +20,8 @@ import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import Built, warmed_up
-from ffbench.cell import calibrated_rate
+from ffbench.cell.built import Built, warmed_up
+from ffbench.cell.run import calibrated_rate
 from ffbench.measure.timer import time_calls
 from ffbench.settings.cell import CellSpec
 

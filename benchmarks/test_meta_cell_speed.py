@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.cell import run_cell
+from ffbench.cell.run import run_cell
 from ffbench.settings.cell import CellSpec
 
 PUBLISHED = {"hidden": 2000, "batch_size": 5000}

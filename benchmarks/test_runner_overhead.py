@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import ffbench
-from ffbench.executors import FORKED, CellJob, LocalPool
 from ffbench.results import PARQUET_NAME, read_parquet, read_row_json
+from ffbench.runner.jobs import FORKED, CellJob
+from ffbench.runner.local_pool import LocalPool
 from ffbench.settings.cell import CellSpec
 
 REPEATS = 7

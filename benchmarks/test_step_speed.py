@@ -13,7 +13,7 @@ import pytest
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import Built, warmed_up
+from ffbench.cell.built import Built, warmed_up
 from ffbench.settings.cell import CellSpec
 
 SIZE = {"n_layers": 4, "hidden": 512, "batch_size": 512}

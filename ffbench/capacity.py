@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.allocator_view import event_log, replay
+from ffbench.cell.allocator_view import event_log, replay
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.gpus import Gpu, cublas_workspace_bytes
 

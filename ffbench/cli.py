@@ -29,20 +29,20 @@ from ffbench.console import (
     warn,
 )
 from ffbench.errors import BadInput
-from ffbench.paths import check_creatable, check_out_file
 from ffbench.presets import PRESETS, apply_preset
 from ffbench.settings.cell import CellSpec, check_data
 from ffbench.settings.checks import whole_number
 from ffbench.settings.gpus import DEFAULT_GPU, GPUS
+from ffbench.settings.paths import check_creatable, check_out_file
 from ffbench.settings.ranges import parse_int_range, parse_names
-from ffbench.sweep_plan import defaults_help as sweep_defaults_help
-from ffbench.sweep_spec import DEFAULT_MAX_CELLS, MAX_CELLS
+from ffbench.sweep.plan import defaults_help as sweep_defaults_help
+from ffbench.sweep.spec import DEFAULT_MAX_CELLS, MAX_CELLS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ffbench.executors import LocalPool
     from ffbench.plots import Drawn
+    from ffbench.runner.local_pool import LocalPool
 
 app = typer.Typer(
     add_completion=False,
@@ -239,7 +239,7 @@ def run(
     spec = cell_spec(ctx, algorithm, preset)
     check_out_file(out)
 
-    from ffbench.cell import run_cell_row
+    from ffbench.cell.run import run_cell_row
     from ffbench.results import write_row_json
     from ffbench.summary import cell_table
 
@@ -285,7 +285,7 @@ def load_results(paths: list[Path]) -> pd.DataFrame:
 
 def result_sets(paths: list[Path], *, together: bool) -> list[list[Path]]:
     """The inputs drawn together, or (a parent of results folders) each folder found below."""
-    from ffbench.sweep_folder import results_below
+    from ffbench.sweep.folder import results_below
 
     found = [folder for path in paths for folder in results_below(path)]
     if found != paths:
@@ -295,7 +295,7 @@ def result_sets(paths: list[Path], *, together: bool) -> list[list[Path]]:
 
 def loaded_sets(paths: list[Path], *, together: bool) -> list[tuple[list[Path], pd.DataFrame]]:
     """Each set of `result_sets` with its rows (missing cells of its sweep included)."""
-    from ffbench.sweep_folder import with_missing
+    from ffbench.sweep.folder import with_missing
 
     return [(found, with_missing(load_results(found)))
             for found in result_sets(paths, together=together)]
@@ -432,9 +432,9 @@ def sweep(
     ] = DEFAULT_MAX_CELLS,
 ) -> None:
     """Run a grid of cells, each in a fresh process; rerun the same command to resume."""
-    from ffbench import sweep as sweeps
-    from ffbench.sweep_plan import plan
-    from ffbench.sweep_spec import GRID_KEYS, check_runnable
+    from ffbench.sweep.plan import plan
+    from ffbench.sweep.run import run as sweep_run
+    from ffbench.sweep.spec import GRID_KEYS, check_runnable
 
     params = dict(ctx.params)
     grid = {key: params.pop(key) for key in GRID_KEYS}  # ranges, not one cell's values
@@ -442,8 +442,8 @@ def sweep(
     given = {**grid, **cell_fields(params), **runner}
     whole_number("max-cells", max_cells, 1, MAX_CELLS)
     planned = plan(sweep_file, {k: v for k, v in given.items() if v is not None}, out,
-                   sweeps.RESULTS_ROOT, max_cells)
-    pool = sweeps.start_pool(planned[0].spec)  # starting while the cells are checked
+                   sweep_run.RESULTS_ROOT, max_cells)
+    pool = sweep_run.start_pool(planned[0].spec)  # starting while the cells are checked
     try:
         for one in planned:
             one.spec.cells()  # every cell validated before anything runs
@@ -461,18 +461,19 @@ def run_one_sweep(spec: Any, requested: Path, *, no_resume: bool, retry_failed: 
                   pool: LocalPool | None = None) -> None:
     """Run one sweep into `requested` (a fresh folder beside it with --no-resume), in
     `pool` if one was started for it."""
-    from ffbench import sweep as sweeps
     from ffbench.results import FAILED_STATUSES
-    from ffbench.sweep_plan import is_predicted
+    from ffbench.sweep.plan import is_predicted
+    from ffbench.sweep.run import folder as sweep_folder
+    from ffbench.sweep.run import run as sweep_run
 
     cells = spec.cells()
-    out_dir = sweeps.results_dir(requested, fresh=no_resume)
+    out_dir = sweep_folder.results_dir(requested, fresh=no_resume)
     if out_dir != requested:
         show(f"--no-resume: {requested} exists; starting over in {out_dir}", to_stderr=True)
-    warning = sweeps.timing_warning(spec)
+    warning = sweep_run.timing_warning(spec)
     if warning:
         warn(warning)
-    events = sweeps.run_sweep(spec, out_dir, retry_failed=retry_failed, pool=pool)
+    events = sweep_run.run_sweep(spec, out_dir, retry_failed=retry_failed, pool=pool)
     first = next(events)  # the folder's lock is taken here: refused before any display
     try:
         sweep_progress(spec, out_dir, first, events)
@@ -480,7 +481,7 @@ def run_one_sweep(spec: Any, requested: Path, *, no_resume: bool, retry_failed: 
         show(f"interrupted: every finished cell is kept in {out_dir}; resume with\n"
              f"  {resume_command(sys.argv, out_dir)}", to_stderr=True)
         raise typer.Exit(130) from None
-    rows = sweeps.load_cells(out_dir)
+    rows = sweep_folder.load_cells(out_dir)
     grid_rows = [rows[cell_id(c)] for c in cells if cell_id(c) in rows]
     from ffbench.summary import sweep_table
 
@@ -518,7 +519,7 @@ def explain_command(
     """Memory by category at each phase's peak: analytic model, tracked, predicted (meta)."""
     spec = cell_spec(ctx, algorithm, preset)
 
-    from ffbench.explain import cache_lines, explain, peak_lines, phase_table, slope_lines
+    from ffbench.cell.explain import cache_lines, explain, peak_lines, phase_table, slope_lines
 
     explanation = explain(spec)
     for phase in explanation.phases:

@@ -122,8 +122,8 @@ def sweep_progress(
         TimeRemainingColumn,
     )
 
-    from ffbench import sweep as sweeps
     from ffbench.progress_text import ProgressLines, duration, estimate_s
+    from ffbench.sweep.run import run as sweep_run
 
     plain = not err.is_terminal
     columns = (TextColumn("{task.description}", markup=False), BarColumn(),
@@ -143,7 +143,7 @@ def sweep_progress(
           _every(1.0, quiet if plain else None)):
         task = progress.add_task("starting", total=None)
         for event in itertools.chain([first], events):
-            if isinstance(event, sweeps.Planned):
+            if isinstance(event, sweep_run.Planned):
                 done = event.total - event.to_run
                 guess = estimate_s(spec.device, event.to_run, spec.cells_at_once)
                 progress.console.print(f"{spec.name}: {event.total} cells on {spec.device}, "
@@ -152,7 +152,7 @@ def sweep_progress(
                 progress.update(task, total=event.to_run)
                 with lock:
                     lines = ProgressLines(total=event.to_run)
-            elif isinstance(event, sweeps.Started):
+            elif isinstance(event, sweep_run.Started):
                 running = cell_label(event.spec)
                 progress.update(task, description=running)
             else:

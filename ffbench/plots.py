@@ -36,8 +36,8 @@ from ffbench.algorithms.registry import (
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import measured_peak_bytes
 from ffbench.settings.cell import MNIST_CLASSES
-from ffbench.sweep_folder import MISSING
-from ffbench.sweep_plan import is_predicted
+from ffbench.sweep.folder import MISSING
+from ffbench.sweep.plan import is_predicted
 from ffbench.units import MIB, MS_PER_S, PHASES
 
 GIB = 2**30

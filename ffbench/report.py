@@ -22,8 +22,8 @@ from ffbench import ratios
 from ffbench.algorithms.registry import by_algorithm_order, display_name
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import STATUSES, measured_peak_bytes
-from ffbench.sweep_folder import MISSING
-from ffbench.sweep_plan import PREDICTED_DEVICE
+from ffbench.sweep.folder import MISSING
+from ffbench.sweep.plan import PREDICTED_DEVICE
 from ffbench.units import MIB, MS_PER_S, PHASES
 
 GROUP = ["source", "algorithm", "batch_size", "hidden"]

@@ -214,7 +214,7 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, flush it to disk, then rename over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -231,7 +231,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_row_json(row: dict[str, Any], path: Path) -> None:
-    _atomic_write(path, (json.dumps(row, indent=1, sort_keys=False) + "\n").encode())
+    atomic_write(path, (json.dumps(row, indent=1, sort_keys=False) + "\n").encode())
 
 
 def read_row_json(path: Path) -> dict[str, Any]:
@@ -253,7 +253,7 @@ def write_parquet(rows: Iterable[dict[str, Any]], path: Path) -> None:
 
     sink = pa.BufferOutputStream()
     pq.write_table(rows_to_table(rows), sink)
-    _atomic_write(path, sink.getvalue().to_pybytes())
+    atomic_write(path, sink.getvalue().to_pybytes())
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

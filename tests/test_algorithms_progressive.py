@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ffbench.algorithms.ff_layerwise import LayerwiseFF
 from ffbench.algorithms.ff_progressive import ProgressiveFF
 from ffbench.algorithms.resolve import resolved
-from ffbench.cell import run_cell
+from ffbench.cell.run import run_cell
 from ffbench.data import BatchStream, embed_labels_, positive_and_negative
 from ffbench.settings.cell import MNIST_PIXELS, CellSpec
 

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import resolved
-from ffbench.allocator_validation import compare_all, tracked_peaks
-from ffbench.allocator_view import event_log, replay
-from ffbench.built import MEMORY_PASS_STEPS, build, load_dataset, warm_up
 from ffbench.capacity import CAPACITY_MARGIN, deepest, fit_lines, needed_bytes
-from ffbench.cell import (
+from ffbench.cell.allocator_validation import compare_all, tracked_peaks
+from ffbench.cell.allocator_view import event_log, replay
+from ffbench.cell.built import MEMORY_PASS_STEPS, build, load_dataset, warm_up
+from ffbench.cell.run import (
     META_MEMORY_PASS_STEPS,
     META_WARMUP_STEPS,
     memory_pass,

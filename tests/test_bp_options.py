@@ -11,8 +11,8 @@ import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import build, load_dataset, warm_up
-from ffbench.cell import memory_peaks, static_bytes
+from ffbench.cell.built import build, load_dataset, warm_up
+from ffbench.cell.run import memory_peaks, static_bytes
 from ffbench.results import read_row_json
 from ffbench.settings.cell import OPTIMIZERS, CellSpec
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ffbench.cell import run_cell
+from ffbench.cell.run import run_cell
 from ffbench.results import COLUMNS
 from ffbench.settings.cell import CellSpec
 
@@ -140,7 +140,7 @@ def test_compile_is_its_own_column_and_trains_the_same_model() -> None:
 
 
 def test_host_allocator_failure_is_oom_and_other_failures_are_errors() -> None:
-    from ffbench.cell import classify
+    from ffbench.cell.run import classify
 
     cpu_refusal = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ...")
     assert classify(cpu_refusal) == "oom"

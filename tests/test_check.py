@@ -29,7 +29,7 @@ PEAKS = ("train_peak_tracked_bytes", "eval_peak_tracked_bytes")
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results directory of three real (tiny) cells: cells/<cell_id>.json."""
-    from ffbench.cell import run_cell
+    from ffbench.cell.run import run_cell
 
     out = tmp_path_factory.mktemp("results")
     for algorithm, layers in CELLS:

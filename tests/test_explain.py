@@ -12,9 +12,8 @@ import torch
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import build, load_dataset, warm_up
-from ffbench.cell import META_MEMORY_PASS_STEPS, META_WARMUP_STEPS, memory_pass, run_cell
-from ffbench.explain import (
+from ffbench.cell.built import build, load_dataset, warm_up
+from ffbench.cell.explain import (
     cache_lines,
     explain,
     largest_category,
@@ -22,6 +21,7 @@ from ffbench.explain import (
     phase_table,
     slope_lines,
 )
+from ffbench.cell.run import META_MEMORY_PASS_STEPS, META_WARMUP_STEPS, memory_pass, run_cell
 from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.settings.cell import CellSpec
 

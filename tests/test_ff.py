@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import Built, build, load_dataset
+from ffbench.cell.built import Built, build, load_dataset
 from ffbench.settings.cell import CellSpec
 
 
@@ -31,8 +31,8 @@ def test_chunked_prediction_equals_unchunked() -> None:
 
 
 def test_chunking_bounds_replicated_rows_alive() -> None:
-    from ffbench.built import warm_up
-    from ffbench.cell import memory_pass
+    from ffbench.cell.built import warm_up
+    from ffbench.cell.run import memory_pass
 
     peaks = {}
     for chunk in (0, 640):

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import build, load_dataset, warm_up
+from ffbench.cell.built import build, load_dataset, warm_up
 from ffbench.settings.cell import CellSpec
 
 

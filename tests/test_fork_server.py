@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from ffbench.algorithms.resolve import cell_id
-from ffbench.executors import FORKED, CellJob, CellOutcome, LocalPool
 from ffbench.results import read_row_json
+from ffbench.runner.jobs import FORKED, CellJob, CellOutcome
+from ffbench.runner.local_pool import LocalPool
 from ffbench.settings.cell import CellSpec
 
 WAIT_S = 300

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ffbench import sweep_spec
 from ffbench.algorithms.resolve import cell_id, identity_columns
 from ffbench.cli import app
 from ffbench.errors import BadInput
 from ffbench.settings.cell import CellSpec
+from ffbench.sweep.run import spec as sweep_spec
 
 
 def test_adam_keeps_the_cell_id_and_other_optimizers_make_new_ones() -> None:

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from results_factory import failed_row, ok_row, sweep_rows, write_results
 
-from ffbench import report, sweep_folder
+from ffbench import report
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.results import load
-from ffbench.sweep_spec import load_sweep
+from ffbench.sweep.run import folder as sweep_folder
+from ffbench.sweep.spec import load_sweep
 
 from helpers import REPO, ffbench_cli
 

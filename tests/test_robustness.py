@@ -15,8 +15,6 @@ import pytest
 from results_factory import sweep_rows, write_results
 from test_sweep_processes import WAIT_S, ffbench_sweep, finished_cells, start_sweep, wait_for
 
-from ffbench import sweep as sweeps
-from ffbench import sweep_spec
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.cli import main
 from ffbench.errors import BadInput
@@ -32,6 +30,8 @@ from ffbench.results import (
 )
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.ranges import parse_int_range
+from ffbench.sweep.run import folder as sweep_folder
+from ffbench.sweep.run import spec as sweep_spec
 
 META = ["--device", "meta", "--hidden", "8", "--batch-size", "8", "--steps", "1",
         "--warmup", "0", "--layers", "1"]
@@ -212,7 +212,7 @@ def test_a_poisoned_cell_file_is_set_aside_and_every_command_still_works(
     code, out, err = invoke(capsys, "check", tmp_path, "--baseline", tmp_path)
     assert code == 0 and "ok: 1 cells compared" in out
     assert "0123456789ab.json" in err and "out of range" in err  # one warning line
-    store = sweeps.SweepDir(tmp_path)  # a sweep resuming here
+    store = sweep_folder.SweepDir(tmp_path)  # a sweep resuming here
     store.close()
     assert set(store.rows) == {good["cell_id"]}
     reason = tmp_path / "rejected" / "0123456789ab.json.reason.txt"
@@ -297,7 +297,7 @@ def test_an_os_error_mid_command_is_one_line_exit_1(
         raise OSError(28, "No space left on device", str(path))
 
     baseline = tmp_path / "b.parquet"
-    monkeypatch.setattr(results, "_atomic_write", disk_full)
+    monkeypatch.setattr(results, "atomic_write", disk_full)
     res = write_results_plain(tmp_path / "res")
     code, _, err = invoke(capsys, "check", res, "--baseline", baseline, "--refresh-baseline")
     assert_refused(code, err, "No space left on device", expected_code=1)
@@ -394,10 +394,10 @@ def test_a_killed_sweeps_lock_never_blocks_its_resume(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(sweeps.SweepLocked, match=f"PID {holder.pid}"):
-            sweeps.SweepDir(out)
+        with pytest.raises(sweep_folder.SweepLocked, match=f"PID {holder.pid}"):
+            sweep_folder.SweepDir(out)
     finally:
         holder.kill()
         holder.wait()
-    store = sweeps.SweepDir(out)  # the kernel dropped the dead holder's lock
+    store = sweep_folder.SweepDir(out)  # the kernel dropped the dead holder's lock
     store.close()

@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 
 import ffbench
-from ffbench import sweep as sweeps
-from ffbench import sweep_spec
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import cell_id, identity_columns, resolved
 from ffbench.cli import main, resume_command
 from ffbench.errors import BadInput
-from ffbench.executors import CellJob, CellOutcome, SubmititPool
 from ffbench.results import CELLS_DIR, PARQUET_NAME, make_row, read_parquet
+from ffbench.runner.jobs import CellJob, CellOutcome
+from ffbench.runner.slurm import SubmititPool
 from ffbench.settings.cell import CellSpec
 from ffbench.summary import sweep_table
+from ffbench.sweep.run import folder as sweep_folder
+from ffbench.sweep.run import outcomes as sweep_outcomes
+from ffbench.sweep.run import run as sweep_run
+from ffbench.sweep.run import spec as sweep_spec
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
 
@@ -87,23 +90,24 @@ def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: 
 
 def test_fresh_results_dir_never_reuses_one(tmp_path: Path) -> None:
     base = tmp_path / "r"
-    assert sweeps.results_dir(base, fresh=True) == base
+    assert sweep_folder.results_dir(base, fresh=True) == base
     base.mkdir()
-    assert sweeps.results_dir(base, fresh=False) == base
-    assert sweeps.results_dir(base, fresh=True) == tmp_path / "r.2"
+    assert sweep_folder.results_dir(base, fresh=False) == base
+    assert sweep_folder.results_dir(base, fresh=True) == tmp_path / "r.2"
     (tmp_path / "r.2").mkdir()
-    assert sweeps.results_dir(base, fresh=True) == tmp_path / "r.3"
+    assert sweep_folder.results_dir(base, fresh=True) == tmp_path / "r.3"
     assert not (tmp_path / "r.3").exists()
 
 
 def test_resume_rules() -> None:
-    assert not sweeps.is_finished(None, retry_failed=False)
+    assert not sweep_run.is_finished(None, retry_failed=False)
     for status, finished, finished_when_retrying in [
         ("ok", True, True), ("oom", True, False), ("timeout", True, False),
         ("error", True, False), ("crashed", True, False), ("skipped", False, False),
     ]:
-        assert sweeps.is_finished({"status": status}, retry_failed=False) is finished
-        assert sweeps.is_finished({"status": status}, retry_failed=True) is finished_when_retrying
+        assert sweep_run.is_finished({"status": status}, retry_failed=False) is finished
+        again = sweep_run.is_finished({"status": status}, retry_failed=True)
+        assert again is finished_when_retrying
 
 
 def outcome(returncode: int | None, tail: str = "", *, timed_out: bool = False,
@@ -113,23 +117,24 @@ def outcome(returncode: int | None, tail: str = "", *, timed_out: bool = False,
 
 
 def test_classify_every_way_a_child_can_end_without_a_row() -> None:
-    assert sweeps.classify(outcome(-9, timed_out=True), 30)[0] == "timeout"
-    status, error = sweeps.classify(outcome(-9, "last words"), 30)
+    assert sweep_outcomes.classify(outcome(-9, timed_out=True), 30)[0] == "timeout"
+    status, error = sweep_outcomes.classify(outcome(-9, "last words"), 30)
     assert status == "oom" and "SIGKILL" in error and "last words" in error
-    status, error = sweeps.classify(outcome(-11, "Fatal Python error"), 30)
+    status, error = sweep_outcomes.classify(outcome(-11, "Fatal Python error"), 30)
     assert status == "crashed" and "SIGSEGV" in error and "Fatal Python error" in error
-    assert sweeps.classify(outcome(1, "...\nMemoryError"), 30)[0] == "oom"
-    assert sweeps.classify(outcome(1, "torch.OutOfMemoryError: CUDA out of memory"), 30)[0] == "oom"
-    status, error = sweeps.classify(outcome(1, "ValueError: bad"), 30)
+    assert sweep_outcomes.classify(outcome(1, "...\nMemoryError"), 30)[0] == "oom"
+    cuda_oom = outcome(1, "torch.OutOfMemoryError: CUDA out of memory")
+    assert sweep_outcomes.classify(cuda_oom, 30)[0] == "oom"
+    status, error = sweep_outcomes.classify(outcome(1, "ValueError: bad"), 30)
     assert status == "error" and "code 1" in error and "ValueError: bad" in error
-    assert sweeps.classify(outcome(None, state="OUT_OF_MEMORY"), 30)[0] == "oom"
-    assert sweeps.classify(outcome(None, state="TIMEOUT"), 30)[0] == "timeout"
-    assert sweeps.classify(outcome(None, state="NODE_FAIL"), 30)[0] == "crashed"
+    assert sweep_outcomes.classify(outcome(None, state="OUT_OF_MEMORY"), 30)[0] == "oom"
+    assert sweep_outcomes.classify(outcome(None, state="TIMEOUT"), 30)[0] == "timeout"
+    assert sweep_outcomes.classify(outcome(None, state="NODE_FAIL"), 30)[0] == "crashed"
 
 
 def test_failure_row_has_identity_environment_and_every_column() -> None:
     spec = CellSpec(algorithm="ff", n_layers=3, hidden=8)
-    row = sweeps.failure_row(spec, "s1", "timeout", "too slow", outcome(-9, timed_out=True))
+    row = sweep_outcomes.failure_row(spec, "s1", "timeout", "too slow", outcome(-9, timed_out=True))
     assert {k: row[k] for k in identity_columns(spec, "s1")} == identity_columns(spec, "s1") | {
         "options": json.dumps(resolved(spec).options, sort_keys=True)}
     assert (row["status"], row["error"], row["returncode"], row["cell_wall_s"]) == (
@@ -144,7 +149,7 @@ def rows_for(specs: list[CellSpec], **values: object) -> list[dict[str, object]]
 
 def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Path) -> None:
     specs = sweep_spec.parse_sweep(tiny_values(), "t").cells()
-    store = sweeps.SweepDir(tmp_path)
+    store = sweep_folder.SweepDir(tmp_path)
     rows = rows_for(specs, train_peak_tracked_bytes=2**40 + 1, step_time_median_s=1e-3,
                     cell_wall_s=math.pi, error=None)
     for row in rows:
@@ -163,14 +168,14 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
     (tmp_path / CELLS_DIR / ".abc.json.x.tmp").write_text("{")
     (tmp_path / CELLS_DIR / "corrupt.json").write_text("{not json")
     for spec, row in zip(specs, rows, strict=True):
-        sweeps.write_row_json(row, store.row_path(spec))
-    with pytest.raises(sweeps.SweepLocked, match=f"PID {os.getpid()}"):
-        sweeps.SweepDir(tmp_path)  # one sweep per folder, even within one process
+        sweep_run.write_row_json(row, store.row_path(spec))
+    with pytest.raises(sweep_folder.SweepLocked, match=f"PID {os.getpid()}"):
+        sweep_folder.SweepDir(tmp_path)  # one sweep per folder, even within one process
     store.close()
-    again = sweeps.SweepDir(tmp_path)
+    again = sweep_folder.SweepDir(tmp_path)
     assert not list(tmp_path.rglob("*.tmp"))
     assert set(again.rows) == {cell_id(s) for s in specs}  # corrupt.json: to be run again
-    rejected = tmp_path / sweeps.REJECTED_DIR
+    rejected = tmp_path / sweep_folder.REJECTED_DIR
     assert sorted(p.name for p in rejected.iterdir()) == ["corrupt.json",
                                                           "corrupt.json.reason.txt"]
     again.close()
@@ -198,7 +203,7 @@ def test_resume_command_keeps_the_flags_but_not_no_resume() -> None:
 
 def test_cpu_parallel_cells_warn_but_meta_ones_do_not() -> None:
     def warning(**values: object) -> str | None:
-        return sweeps.timing_warning(sweep_spec.parse_sweep(tiny_values(**values), "t"))
+        return sweep_run.timing_warning(sweep_spec.parse_sweep(tiny_values(**values), "t"))
 
     assert warning(jobs=2) and warning(jobs=1) is None and warning(jobs=2, device="meta") is None
 
@@ -223,7 +228,7 @@ def test_meta_cells_in_workers_run_deepest_first_measured_ones_in_grid_order() -
     a time, or measured, the grid's depth-major order stands."""
     def order(**values: object) -> list[tuple[int, str]]:
         spec = sweep_spec.parse_sweep(tiny_values(**values), "t")
-        return [(c.n_layers, c.algorithm) for c in sweeps.run_order(spec, spec.cells())]
+        return [(c.n_layers, c.algorithm) for c in sweep_run.run_order(spec, spec.cells())]
 
     grid = [(n, a) for n in (1, 2, 3) for a in ("bp", "ff")]
     assert order(device="meta", jobs=2) == [(n, a) for n in (3, 2, 1) for a in ("bp", "ff")]

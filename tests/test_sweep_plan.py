@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from results_factory import ok_row, write_results
 
-from ffbench import sweep_folder, sweep_plan
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.cli import main
 from ffbench.errors import BadInput
 from ffbench.progress_text import ProgressLines, duration, estimate_s
-from ffbench.sweep_spec import load_sweep
+from ffbench.sweep.run import folder as sweep_folder
+from ffbench.sweep.run import plan as sweep_plan
+from ffbench.sweep.spec import load_sweep
 
 ROOT = Path("results")
 
@@ -212,7 +213,7 @@ def test_a_long_cell_gets_a_progress_line_while_it_runs_without_a_terminal(
     import time
 
     from ffbench import console, progress_text
-    from ffbench.sweep import Finished, Planned, Started
+    from ffbench.sweep.run import Finished, Planned, Started
 
     monkeypatch.setattr(progress_text, "QUIET_INTERVAL_S", 0.5)
     spec = load_sweep("quick", tiny(layers="1", device="cpu"))

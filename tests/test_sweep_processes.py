@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 import ffbench
-from ffbench import sweep as sweeps
-from ffbench import sweep_spec
 from ffbench.algorithms.resolve import cell_id
-from ffbench.executors import PARENT_PID_ENV, WORKER, CellJob, LocalPool
 from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
+from ffbench.runner.jobs import PARENT_PID_ENV, WORKER, CellJob
+from ffbench.runner.local_pool import LocalPool
 from ffbench.settings.cell import MNIST_FILES, CellSpec
+from ffbench.sweep.run import folder as sweep_folder
+from ffbench.sweep.run import spec as sweep_spec
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
 FFBENCH = [sys.executable, "-m", "ffbench"]
@@ -123,7 +124,7 @@ def test_ci_cpu_sweep_survives_sigkill_at_random_moments_and_resumes(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert f"{len(finished_before)} already finished" in result.stderr, moments
     assert f"{poisoned}: column static_bytes = 'lots' is not a int64" in result.stderr
-    assert (out / sweeps.REJECTED_DIR / f"{poisoned}.reason.txt").exists()
+    assert (out / sweep_folder.REJECTED_DIR / f"{poisoned}.reason.txt").exists()
     frame = read_parquet(out / PARQUET_NAME)
     assert sorted(frame["cell_id"]) == sorted(expected), moments  # each cell exactly once
     assert set(frame["status"]) == {"ok"}

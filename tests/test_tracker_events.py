@@ -8,9 +8,9 @@ import torch
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import resolved
-from ffbench.allocator_view import traced_sequence
-from ffbench.built import build, load_dataset, warm_up
-from ffbench.cell import META_WARMUP_STEPS
+from ffbench.cell.allocator_view import traced_sequence
+from ffbench.cell.built import build, load_dataset, warm_up
+from ffbench.cell.run import META_WARMUP_STEPS
 from ffbench.measure.tracker import TensorTracker, TrackerEvent, replay
 from ffbench.settings.cell import CellSpec
 

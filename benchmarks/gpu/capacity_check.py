@@ -18,6 +18,7 @@ import sys
 
 import torch
 
+from ffbench.algorithms.resolve import resolved
 from ffbench.capacity import deepest
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.gpus import Gpu
@@ -27,8 +28,8 @@ CELL_TIMEOUT_S = 300
 # the cell's memory pass only (what capacity predicts), not its timing or calibration
 CHILD = f"""
 import json, sys, torch
-from ffbench.cell import classify, memory_peaks
-from ffbench.built import load_dataset
+from ffbench.cell.run import classify, memory_peaks
+from ffbench.cell.built import load_dataset
 from ffbench.settings.cell import CellSpec
 from ffbench.algorithms.resolve import resolved
 torch.cuda.set_per_process_memory_fraction(float(sys.argv[1]))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import MEMORY_PASS_STEPS, warmed_up
+from ffbench.cell.built import MEMORY_PASS_STEPS, warmed_up
 from ffbench.measure import cuda
 from ffbench.measure.tracker import TensorTracker
 from ffbench.settings.cell import CellSpec

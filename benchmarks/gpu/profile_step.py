@@ -10,7 +10,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import warmed_up
+from ffbench.cell.built import warmed_up
 from ffbench.measure.timer import TimeSummary, time_calls
 from ffbench.settings.cell import CellSpec
 

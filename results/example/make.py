@@ -39,7 +39,7 @@ def data_segment_bytes() -> int:
 
 
 def run_one(fields: dict[str, Any], capped: bool) -> dict[str, Any]:
-    from ffbench.cell import run_cell_row
+    from ffbench.cell.run import run_cell_row
     from ffbench.data import load
     from ffbench.settings.cell import CellSpec
 

@@ -22,8 +22,8 @@ from rich.table import Table
 from ffbench.algorithms import account, registry
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import PhasePeak, load_dataset
-from ffbench.cell import memory_peaks, predicted_peaks
+from ffbench.cell.built import PhasePeak, load_dataset
+from ffbench.cell.run import memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import replay
 from ffbench.settings.cell import CellSpec

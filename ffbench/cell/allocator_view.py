@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ffbench.algorithms.resolve import resolved
-from ffbench.built import (
+from ffbench.cell.built import (
     MEMORY_PASS_STEPS,
     Built,
     PhasePeak,

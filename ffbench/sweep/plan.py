@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffbench import executors
 from ffbench.errors import BadInput
-from ffbench.sweep_spec import DEFAULT_MAX_CELLS, DEFAULT_SWEEP, GRID_KEYS, SweepSpec, load_sweep
+from ffbench.runner import devices
+from ffbench.sweep.spec import DEFAULT_MAX_CELLS, DEFAULT_SWEEP, GRID_KEYS, SweepSpec, load_sweep
 
 PUBLISHED_SWEEP = "seed-figure"
 CPU_SWEEP = DEFAULT_SWEEP  # the measured CPU run takes the default's width, batch and steps
@@ -36,7 +36,7 @@ FLAG_OF_KEY = {"warmup_steps": "warmup", "timeout_s": "timeout", "options": "opt
 
 def cuda_present() -> bool:
     """Whether this machine has a CUDA GPU (the one place the sweep command asks)."""
-    return bool(executors.gpu_ids())
+    return bool(devices.gpu_ids())
 
 
 def is_predicted(device: str) -> bool:

@@ -18,8 +18,8 @@ import torch
 
 from ffbench.algorithms.base import DTYPES, Algorithm
 from ffbench.algorithms.resolve import cell_id, identity_columns, resolved
-from ffbench.allocator_view import EventLog, replay, traced_sequence
-from ffbench.built import (
+from ffbench.cell.allocator_view import EventLog, replay, traced_sequence
+from ffbench.cell.built import (
     MEMORY_PASS_STEPS,
     Built,
     PhasePeak,

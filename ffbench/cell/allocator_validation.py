@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffbench.allocator_view import EventLog, event_log, replay
+from ffbench.cell.allocator_view import EventLog, event_log, replay
 from ffbench.measure import tracker
 from ffbench.results import spec_of_row
 from ffbench.settings.cell import CellSpec

@@ -1,0 +1,1 @@
+"""Where cells run: processes, the fork server, the local pool, Slurm (submitit)."""

@@ -1,0 +1,175 @@
+"""Running a sweep: resumable, every outcome a row, nothing finished ever lost.
+
+`run_sweep` runs the cells of a SweepSpec that are not finished in the results folder, each
+in a process of its own (ffbench.runner), and records every outcome as a row in the folder
+(ffbench.sweep.folder). No torch in this process.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ffbench.algorithms.resolve import cell_id
+from ffbench.results import FAILED_STATUSES, write_row_json
+from ffbench.runner.devices import gpu_ids
+from ffbench.runner.jobs import CellJob
+from ffbench.runner.local_pool import LocalPool
+from ffbench.runner.slurm import SubmititPool
+from ffbench.settings.cell import CellSpec
+from ffbench.sweep.folder import WORK_DIR, SweepDir, record_owner
+from ffbench.sweep.outcomes import failure_row, outcome_row
+from ffbench.sweep.spec import SweepSpec
+
+RESULTS_ROOT = Path("results")
+# a Slurm task's time limit beyond the cell's own timeout (enforced inside the task): a backstop
+SLURM_MARGIN_MIN = 5
+
+
+def is_finished(row: dict[str, Any] | None, *, retry_failed: bool) -> bool:
+    """ok cells are never rerun; failed ones only with --retry-failed; skipped ones always."""
+    if row is None:
+        return False
+    return row["status"] == "ok" or (row["status"] in FAILED_STATUSES and not retry_failed)
+
+
+@dataclass(frozen=True)
+class Planned:
+    total: int  # cells in the grid
+    to_run: int  # of which this invocation runs (the rest were finished before)
+
+
+@dataclass(frozen=True)
+class Started:
+    spec: CellSpec
+
+
+@dataclass(frozen=True)
+class Finished:
+    spec: CellSpec
+    row: dict[str, Any]
+
+
+Event = Planned | Started | Finished
+
+
+def run_sweep(
+    sweep: SweepSpec, out_dir: Path, *, retry_failed: bool = False,
+    pool: LocalPool | None = None,
+) -> Generator[Event, None, None]:
+    """Run every unfinished cell of the sweep, yielding progress; each outcome is a row.
+    `pool`: one started early (`start_pool`), else one is made here.
+
+    Closing the iterator (or Ctrl-C inside it) kills the running cells; finished ones stay."""
+    cells = sweep.cells()
+    store = SweepDir(out_dir, owner=sweep)
+    with closing(store):
+        yield from _run_cells(sweep, cells, store, pool or _pool(sweep, out_dir),
+                              retry_failed=retry_failed)
+
+
+def start_pool(sweep: SweepSpec) -> LocalPool | None:
+    """The local pool for this sweep, its processes already starting (they import torch
+    while this process checks the cells: a second or two earlier to the first cell); None
+    where cells run elsewhere (Slurm) or none can run here (CUDA without a GPU)."""
+    if sweep.executor != "local" or not _runnable(sweep):
+        return None
+    pool = _local_pool(sweep)
+    pool.start(sweep.device)
+    return pool
+
+
+def _run_cells(
+    sweep: SweepSpec, cells: list[CellSpec], store: SweepDir, pool: LocalPool | SubmititPool,
+    *, retry_failed: bool
+) -> Generator[Event, None, None]:
+    out_dir = store.path
+    record_owner(sweep, out_dir)  # under the folder's lock
+    todo = [
+        spec for spec in cells
+        if not is_finished(store.rows.get(cell_id(spec)), retry_failed=retry_failed)
+    ]
+    yield Planned(total=len(cells), to_run=len(todo))
+    runnable, skipped = _split_runnable(sweep, run_order(sweep, todo))
+    skipped_cells = [
+        (spec, failure_row(spec, out_dir.name, "skipped", "no CUDA device on this machine"))
+        for spec in skipped
+    ]
+    for spec, row in skipped_cells:
+        write_row_json(row, store.row_path(spec))
+    store.record(*(row for _, row in skipped_cells))  # one parquet write for all of them
+    for spec, row in skipped_cells:
+        yield Finished(spec, row)
+
+    def jobs() -> Iterator[CellJob]:
+        for spec in runnable:  # taken one by one, just before each cell starts
+            store.forget(spec)
+            yield CellJob(spec, out_dir.name, store.row_path(spec))
+
+    try:
+        with closing(pool.run(jobs(), out_dir / WORK_DIR)) as ends:  # closing kills what runs
+            for job, outcome in ends:
+                if outcome is None:
+                    yield Started(job.spec)
+                    continue
+                row = outcome_row(job, outcome, sweep.timeout_s)
+                store.record(row)
+                yield Finished(job.spec, row)
+    finally:
+        shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+        store.sync()
+
+
+def run_order(sweep: SweepSpec, cells: list[CellSpec]) -> list[CellSpec]:
+    """The grid's order (depth-major), but deepest first where cells run side by side in
+    workers (meta): the longest cells start first, so that the workers end together instead
+    of one running the deepest cell alone at the end."""
+    if sweep.device != "meta" or sweep.cells_at_once == 1:
+        return cells
+    return sorted(cells, key=lambda spec: -spec.n_layers)  # stable: algorithms keep their order
+
+
+def _split_runnable(
+    sweep: SweepSpec, cells: list[CellSpec]
+) -> tuple[list[CellSpec], list[CellSpec]]:
+    """(cells to run, cells to skip): all or none (`_runnable`)."""
+    return (cells, []) if _runnable(sweep) else ([], cells)
+
+
+def _runnable(sweep: SweepSpec) -> bool:
+    """CUDA cells cannot run locally without a GPU (a Slurm node may well have one, so the
+    slurm executor runs them all)."""
+    return sweep.executor != "local" or not sweep.device.startswith("cuda") or bool(gpu_ids())
+
+
+def _pool(sweep: SweepSpec, out_dir: Path) -> LocalPool | SubmititPool:
+    if sweep.executor == "slurm":
+        minutes = sweep.slurm.get("time_min", math.ceil(sweep.timeout_s / 60) + SLURM_MARGIN_MIN)
+        return SubmititPool(slurm={**sweep.slurm, "time_min": minutes}, folder=out_dir / "slurm",
+                            timeout_s=sweep.timeout_s)
+    return _local_pool(sweep)
+
+
+def _local_pool(sweep: SweepSpec) -> LocalPool:
+    return LocalPool(jobs=sweep.cells_at_once, timeout_s=sweep.timeout_s, gpus=gpu_ids())
+
+
+def timing_warning(sweep: SweepSpec) -> str | None:
+    """Parallel cells on one CPU (or one GPU) share it: their times are not comparable."""
+    jobs = sweep.cells_at_once
+    if sweep.executor != "local" or jobs == 1:
+        return None
+    device = sweep.device.partition(":")[0]
+    if device == "cpu":
+        return (f"--jobs {jobs} runs CPU cells side by side: their step times distort "
+                "each other (memory is unaffected); use --jobs 1 for timings")
+    gpus = len(gpu_ids())
+    if device == "cuda" and jobs > gpus > 0:
+        return (f"--jobs {jobs} on {gpus} GPU(s): cells share a GPU, so their times and "
+                "NVML device memory mix; use at most one job per GPU")
+    return None
