@@ -12,13 +12,17 @@ checked answer is exact for the model (the boundary fits, one more does not).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ffbench.algorithms.resolve import resolved
+from ffbench.algorithms import registry
+from ffbench.algorithms.resolve import check, resolved
 from ffbench.cell.allocator_view import event_log, replay
 from ffbench.settings.cell import CellSpec
-from ffbench.settings.gpus import Gpu, cublas_workspace_bytes
+from ffbench.settings.gpus import Gpu, cublas_workspace_bytes, gpu, parse_memory
+from ffbench.settings.ranges import parse_names
 
 DEPTH_PROBES = (8, 16)  # layers of the two predictions the boundary is extrapolated from
 VERIFY_MAX_LAYERS = 48  # deeper boundaries are extrapolated only (replaying them takes long)
@@ -142,3 +146,40 @@ def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool
         f"(+/-): predicted reserved peaks were up to {CAPACITY_MARGIN:.0%} under the H200's "
         f"measured ones at 47 layers (README, 'On a GPU'); leave that much room.")
     return lines
+
+
+@dataclass(frozen=True)
+class Answer:
+    """`ffbench capacity`'s answer and what it was asked."""
+
+    memory: str  # as given
+    memory_bytes: int
+    target: Gpu
+    spec: CellSpec  # the settings answered for (resolved; its algorithm the first asked)
+    by_batch: bool
+    fits: list[Fit]
+
+    def heading(self) -> str:
+        """The settings it answered for, in one line."""
+        at = (f"{self.spec.n_layers} layers, " if self.by_batch
+              else f"batch {self.spec.batch_size}, ")
+        return (f"{self.memory} on {self.target.name}: hidden {self.spec.hidden}, {at}"
+                f"{self.spec.dtype}, {self.spec.optimizer}")
+
+    def lines(self) -> list[str]:
+        return fit_lines(self.fits, self.memory_bytes, self.target, by_batch=self.by_batch)
+
+    def as_json(self) -> str:
+        return json.dumps([dataclasses.asdict(fit) for fit in self.fits], indent=2)
+
+
+def answer(memory: str, given: dict[str, Any], *, algorithms: str | None = None,
+           layers: int | None = None, target_gpu: str) -> Answer:
+    """Per algorithm (all registered unless named), the deepest network, or at `layers` the
+    largest batch, whose predicted reserved memory plus the CUDA context fits in `memory`."""
+    memory_bytes, target = parse_memory(memory), gpu(target_gpu)
+    names = (parse_names(algorithms, flag="algorithms", known=tuple(registry.ALGORITHMS))
+             if algorithms is not None else registry.names())
+    spec = check(CellSpec(names[0], n_layers=layers or 1, device="meta", **given))
+    fits = capacity(spec, names, memory_bytes, target, by_batch=layers is not None)
+    return Answer(memory, memory_bytes, target, resolved(spec), layers is not None, fits)

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
 from ffbench.errors import BadInput
-from ffbench.results import MEMORY, write_parquet
-from ffbench.units import mib
+from ffbench.results import MEMORY, load, write_parquet
+from ffbench.settings.paths import check_out_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,18 +143,6 @@ def _label(row: Any) -> str:
     return f"{algorithm} layers={layers} hidden={hidden} batch={batch} {device}"
 
 
-def changes_table(title: str, changes: list[Change]) -> Table:
-    table = Table(title=title, header_style="bold")
-    table.add_column("cell")
-    table.add_column("metric")
-    for column in ("baseline", "now", "change"):
-        table.add_column(column, justify="right")
-    for change in sorted(changes, key=lambda c: (c.label, c.metric)):
-        ratio = "failed" if change.result is None else f"{change.ratio - 1:+.2%}"
-        table.add_row(change.label, change.metric, mib(change.baseline), mib(change.result), ratio)
-    return table
-
-
 def refresh_baseline(results: pd.DataFrame, baseline_path: Path) -> int:
     """Write the results' successful rows as the new baseline (parquet); returns the row count."""
     rows = results[results["status"] == "ok"].reset_index()
@@ -166,3 +152,20 @@ def refresh_baseline(results: pd.DataFrame, baseline_path: Path) -> int:
     write_parquet([{k: (None if not _present(v) else v) for k, v in r.items()} for r in records],
                   baseline_path)
     return len(records)
+
+
+def gate(results: list[Path], baseline: Path, *, rtol: float = DEFAULT_RTOL,
+         metrics: Sequence[str] = ()) -> CheckReport:
+    """The results' memory against the baseline's, cell by cell (BadInput for input that
+    cannot be compared)."""
+    metrics, rtol = check_metrics(metrics), check_rtol(rtol)
+    if not baseline.exists():
+        raise BadInput(f"--baseline {baseline}: no such file or directory")
+    return compare(by_cell(load(results)), by_cell(load([baseline])), rtol=rtol,
+                   metrics=metrics)
+
+
+def refresh(results: list[Path], baseline: Path) -> int:
+    """Write the results' successful rows as the new baseline; returns how many."""
+    check_out_file(baseline, "--baseline")
+    return refresh_baseline(by_cell(load(results)), baseline)

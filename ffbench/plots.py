@@ -33,6 +33,7 @@ from ffbench.algorithms.registry import (
     by_algorithm_order,
     display_name,
 )
+from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import measured_peak_bytes
 from ffbench.settings.cell import MNIST_CLASSES
@@ -580,3 +581,26 @@ def draw_all(frame: pd.DataFrame, out_dir: Path, fmt: str = "png",
         fig.savefig(path, format=fmt, dpi=DPI)
         drawn.append(Drawn(name, path))
     return drawn
+
+
+def draw_sets(results: list[Path], *, together: bool, out: Path | None, fmt: str,
+              depths: list[int] | None) -> Iterator[str]:
+    """`ffbench plot`: draw each result set (ffbench.sweep.folder.result_sets) into its
+    folder (`out`, else RESULTS/figures; with several sets, out/NAME), a line per figure
+    written or skipped. Every input is read before anything is drawn."""
+    from ffbench.settings.paths import check_creatable
+    from ffbench.sweep.folder import default_out, load_set, result_sets
+
+    out_root = out or default_out(results, "figures")
+    if out_root.exists() and not out_root.is_dir():
+        raise BadInput(f"--out {out_root} is a file; give a folder for the figures")
+    check_creatable(out_root, "--out")
+    found, sets = result_sets(results, together=together)
+    if found != results:
+        yield f"found {len(found)} results folder(s): {', '.join(map(str, found))}"
+    loaded = [(paths, load_set(paths)) for paths in sets]
+    for paths, frame in loaded:
+        where = out / paths[0].name if out and len(sets) > 1 else out
+        for figure in draw_all(frame, where or default_out(paths, "figures"), fmt, depths):
+            yield (f"wrote {figure.path}" if figure.path is not None
+                   else f"skipped {figure.name}: {figure.skipped}")

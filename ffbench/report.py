@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pandas as pd
 
 from ffbench import ratios
 from ffbench.algorithms.registry import by_algorithm_order, display_name
+from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import STATUSES, measured_peak_bytes
 from ffbench.sweep.folder import MISSING
@@ -456,3 +457,28 @@ def write(frame: pd.DataFrame, out: Path) -> list[Any]:
     drawn = draw_all(frame, figures_dir(out), "png")
     out.write_text(RENDERERS[out.suffix](build(frame, drawn, out.parent)))
     return drawn
+
+
+def write_sets(results: list[Path], *, together: bool, out: Path | None) -> Iterator[str]:
+    """`ffbench report`: a page per result set (ffbench.sweep.folder.result_sets), at `out`
+    (with several sets, named after each) or RESULTS/report.md; a line per page and per
+    figure skipped. Every input is read and every path checked before anything is written."""
+    from ffbench.settings.paths import check_creatable, check_out_file
+    from ffbench.sweep.folder import default_out, load_set, result_sets
+
+    if out is not None and out.suffix not in RENDERERS:
+        raise BadInput(f"--out {out}: give a file ending in {' or '.join(RENDERERS)}")
+    found, sets = result_sets(results, together=together)
+    if found != results:
+        yield f"found {len(found)} results folder(s): {', '.join(map(str, found))}"
+    loaded = [(paths, load_set(paths)) for paths in sets]
+    targets = [out.with_stem(f"{out.stem}-{paths[0].name}") if out and len(sets) > 1
+               else out or default_out(paths, "report.md") for paths, _ in loaded]
+    for where in targets:
+        check_out_file(where)
+        check_creatable(figures_dir(where), "--out", where)
+    for where, (_, frame) in zip(targets, loaded, strict=True):
+        for figure in write(frame, where):
+            if figure.path is None:
+                yield f"skipped {figure.name}: {figure.skipped}"
+        yield f"wrote {where} (figures in {figures_dir(where)})"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ COLUMNS = tuple(SCHEMA.names)
 _INT_COLUMNS = frozenset(f.name for f in SCHEMA if f.type == _INT)
 
 
-class ResultsError(ValueError):
-    """Results that cannot be read; the message names the file."""
+class ResultsError(BadInput):
+    """Results that cannot be read; the message names the file (bad input: exit 2)."""
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -165,22 +166,27 @@ def spec_of_row(row: dict[str, Any]) -> CellSpec:
 
 
 def _cell_id_problem(row: dict[str, Any]) -> str | None:
-    """A row that names a cell must be that cell's: its id is the hash of its settings."""
-    from ffbench.errors import BadInput
+    """A row that names a cell must be that cell's: its id is the hash of its settings (as
+    ids are made now, or were made before settings that do nothing in an algorithm stopped
+    counting for it)."""
+    from ffbench.algorithms.resolve import cell_id, identity
+    from ffbench.settings.cell import cell_id_of
 
-    cell_id = row.get("cell_id")
-    if cell_id is None:
+    stored = row.get("cell_id")
+    if stored is None:
         return None
-    if not CELL_ID_PATTERN.fullmatch(cell_id):
-        return f"cell_id {cell_id!r:.40} is not 12 hex digits"
+    if not CELL_ID_PATTERN.fullmatch(stored):
+        return f"cell_id {stored!r:.40} is not 12 hex digits"
     try:
         spec = spec_of_row(row)
         # a row records the threads torch used; the cell may have left them to torch
-        ids = {cell_id(spec), cell_id(dataclasses.replace(spec, threads=None))}
+        variants = (spec, dataclasses.replace(spec, threads=None))
+        ids = {cell_id(one) for one in variants}
+        ids |= {cell_id_of(identity(one, legacy=True)) for one in variants}
     except (BadInput, TypeError, ValueError) as exc:
         return f"settings that are not a cell ({exc})"
-    if cell_id not in ids:
-        return f"cell_id {cell_id} does not match its settings (they give {cell_id(spec)})"
+    if stored not in ids:
+        return f"cell_id {stored} does not match its settings (they give {cell_id(spec)})"
     return None
 
 

@@ -24,7 +24,7 @@ from ffbench.cell.built import build, load_dataset, warm_up
 from ffbench.cell.run import META_WARMUP_STEPS, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import TensorTracker
-from ffbench.presets import PRESETS
+from ffbench.algorithms.presets import PRESETS
 from ffbench.settings.cell import MNIST_CLASSES, CellSpec
 
 NAMES = registry.names()

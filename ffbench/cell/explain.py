@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from rich.table import Table
@@ -260,3 +261,10 @@ def _parts(per_category: dict[str, int]) -> str:
     if other:
         parts.append(f"other {other:,d} bytes")
     return " + ".join(parts).replace("+ -", "- ") or "0"
+
+
+def lines(explanation: Explanation) -> list[Any]:
+    """What `ffbench explain` shows: a table per phase, where each peak is reached, the
+    caches, and what each added layer costs."""
+    return [*(phase_table(phase) for phase in explanation.phases), *peak_lines(explanation),
+            *cache_lines(explanation), *slope_lines(explanation)]

@@ -6,6 +6,8 @@ import gc
 
 import torch
 
+from ffbench.errors import BadInput
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -27,3 +29,14 @@ def read_peaks(device: torch.device) -> tuple[int | None, int | None]:
         return None, None
     synchronize(device)
     return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
+
+
+def check_device_available(device: str) -> None:
+    """Refuse (BadInput) a CUDA device this machine does not have."""
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise BadInput(f"--device {device}: CUDA is not available on this machine")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise BadInput(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")

@@ -54,11 +54,12 @@ _PER_CELL = ("algorithm", "n_layers", "hidden", "batch_size", "eval_batch_size")
 
 def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
     """What every cell of the sweep shares, resolved (defaults filled in), plus the
-    algorithms and widths: the part of a definition a folder keeps for good."""
-    probe = CellSpec(algorithm=spec.algorithms[0], n_layers=1, **spec.cell)
+    algorithms, widths and other axes: the part of a definition a folder keeps for good."""
+    probe = CellSpec(algorithm=spec.algorithms[0], n_layers=1, **spec.shared)
     shared = {k: v for k, v in dataclasses.asdict(probe).items() if k not in _PER_CELL}
     shared["eval_batch_size"] = spec.cell.get("eval_batch_size")
-    return {"algorithms": list(spec.algorithms), "hidden": list(spec.hidden), **shared}
+    return {"algorithms": list(spec.algorithms), "hidden": list(spec.hidden), **shared,
+            **spec.axes}
 
 
 def definition(spec: SweepSpec) -> dict[str, Any]:
@@ -135,6 +136,27 @@ def results_below(path: Path) -> list[Path]:
     found = [f for child in sorted(p for p in path.iterdir() if p.is_dir())
              for f in results_below(child) if f.is_dir() and holds_results(f)]
     return found or [path]  # nothing below: loading `path` says what is wrong with it
+
+
+def result_sets(paths: list[Path], *, together: bool) -> tuple[list[Path], list[list[Path]]]:
+    """(the results folders found, the sets to draw): the inputs together, or, for a parent
+    of results folders, each folder found below it on its own (`together`: all as one)."""
+    found = [folder for path in paths for folder in results_below(path)]
+    return found, [found] if together or found == paths else [[folder] for folder in found]
+
+
+def load_set(paths: list[Path]) -> pd.DataFrame:
+    """A set's rows as one frame, with a row of status `missing` for each cell of its
+    folders' stored grids that has none yet (ResultsError, bad input, when unreadable)."""
+    from ffbench.results import load
+
+    return with_missing(load(paths))
+
+
+def default_out(results: list[Path], name: str) -> Path:
+    """`name` inside the first results folder (beside it, for a file)."""
+    first = results[0]
+    return (first if first.is_dir() else first.parent) / name
 
 
 def with_missing(frame: pd.DataFrame) -> pd.DataFrame:

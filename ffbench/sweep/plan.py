@@ -21,8 +21,17 @@ from typing import Any
 
 from ffbench.errors import BadInput
 from ffbench.runner import devices
-from ffbench.sweep.spec import DEFAULT_MAX_CELLS, DEFAULT_SWEEP, GRID_KEYS, SweepSpec, load_sweep
+from ffbench.settings.checks import whole_number
+from ffbench.sweep.spec import (
+    DEFAULT_MAX_CELLS,
+    DEFAULT_SWEEP,
+    GRID_KEYS,
+    MAX_CELLS,
+    SweepSpec,
+    load_sweep,
+)
 
+RESULTS_ROOT = Path("results")
 PUBLISHED_SWEEP = "seed-figure"
 CPU_SWEEP = DEFAULT_SWEEP  # the measured CPU run takes the default's width, batch and steps
 PREDICTED_DEVICE = "meta"
@@ -81,10 +90,13 @@ def refuse_cuda_without_gpu(spec: SweepSpec, source: str | None,
                    f"same sweep's memory without one, run: {meta}")
 
 
-def plan(source: str | None, overrides: dict[str, Any], out: Path | None,
-         root: Path, max_cells: int = DEFAULT_MAX_CELLS) -> list[PlannedSweep]:
-    """The sweeps to run, in order (BadInput for what cannot run here; a grid of more
-    than `max_cells` cells is refused before it is expanded)."""
+def plan(source: str | None, given: dict[str, Any], out: Path | None,
+         root: Path = RESULTS_ROOT, max_cells: int = DEFAULT_MAX_CELLS) -> list[PlannedSweep]:
+    """The sweeps to run, in order, for a sweep file (or none) and the flags `given` (sweep
+    file keys -> values; None: not given). BadInput for what cannot run here; a grid of more
+    than `max_cells` cells is refused before it is expanded."""
+    whole_number("max-cells", max_cells, 1, MAX_CELLS)
+    overrides = {key: value for key, value in given.items() if value is not None}
     chooses_grid = any(key not in RUNNER_KEYS for key in overrides)
     if source is not None or not chooses_grid:
         spec = load_sweep(source, overrides, max_cells)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.results import FAILED_STATUSES, write_row_json
@@ -22,11 +22,11 @@ from ffbench.runner.jobs import CellJob
 from ffbench.runner.local_pool import LocalPool
 from ffbench.runner.slurm import SubmititPool
 from ffbench.settings.cell import CellSpec
-from ffbench.sweep.folder import WORK_DIR, SweepDir, record_owner
+from ffbench.sweep.folder import WORK_DIR, SweepDir, load_cells, record_owner, results_dir
 from ffbench.sweep.outcomes import failure_row, outcome_row
-from ffbench.sweep.spec import SweepSpec
+from ffbench.sweep.plan import PlannedSweep
+from ffbench.sweep.spec import SweepSpec, check_runnable
 
-RESULTS_ROOT = Path("results")
 # a Slurm task's time limit beyond the cell's own timeout (enforced inside the task): a backstop
 SLURM_MARGIN_MIN = 5
 
@@ -173,3 +173,55 @@ def timing_warning(sweep: SweepSpec) -> str | None:
         return (f"--jobs {jobs} on {gpus} GPU(s): cells share a GPU, so their times and "
                 "NVML device memory mix; use at most one job per GPU")
     return None
+
+
+# ---- a command's sweeps, start to end -----------------------------------------------------
+
+
+class SweepView(Protocol):
+    """What a command shows of its sweeps (ffbench.console.sweep_view draws them)."""
+
+    def starting(self, planned: PlannedSweep, out_dir: Path) -> None: ...
+    def warning(self, text: str) -> None: ...
+    def running(self, spec: SweepSpec, out_dir: Path, first: Event,
+                events: Generator[Event, None, None]) -> None: ...
+    def ended(self, spec: SweepSpec, out_dir: Path, rows: list[dict[str, Any]],
+              retry_failed: bool) -> None: ...
+    def interrupted(self, out_dir: Path) -> None: ...
+    def all_ended(self, folders: list[Path]) -> None: ...
+
+
+def run_planned(planned: Sequence[PlannedSweep], view: SweepView, *, no_resume: bool = False,
+                retry_failed: bool = False) -> list[Path]:
+    """Run a command's sweeps in turn (ffbench.sweep.plan), each into its folder (a fresh one
+    beside it with `no_resume`); returns the folders. Every cell of every sweep is checked
+    before anything runs; the first sweep's processes start while they are."""
+    pool = start_pool(planned[0].spec)  # starting while the cells are checked
+    folders = []
+    try:
+        for one in planned:
+            one.spec.cells()  # every cell validated before anything runs
+            check_runnable(one.spec)
+        for index, one in enumerate(planned):
+            out_dir = results_dir(one.out, fresh=no_resume)
+            view.starting(one, out_dir)
+            warning = timing_warning(one.spec)
+            if warning:
+                view.warning(warning)
+            events = run_sweep(one.spec, out_dir, retry_failed=retry_failed,
+                               pool=pool if index == 0 else None)
+            first = next(events)  # the folder's lock is taken here: refused before any display
+            try:
+                view.running(one.spec, out_dir, first, events)
+            except KeyboardInterrupt:
+                view.interrupted(out_dir)
+                raise
+            rows = load_cells(out_dir)
+            ids = [cell_id(spec) for spec in one.spec.cells()]
+            view.ended(one.spec, out_dir, [rows[i] for i in ids if i in rows], retry_failed)
+            folders.append(out_dir)
+    finally:
+        if pool is not None:
+            pool.close()
+    view.all_ended(folders)
+    return folders

@@ -8,7 +8,7 @@ a flag overrides the key of the same name.
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import math
 import os
 import re
@@ -22,9 +22,18 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import ffbench
 from ffbench.algorithms.registry import ALGORITHMS
-from ffbench.algorithms.resolve import cell_id
+from ffbench.algorithms.resolve import cell_id, check
 from ffbench.errors import BadInput
-from ffbench.settings.cell import MAX_BATCH_SIZE, MAX_HIDDEN, MAX_LAYERS, CellSpec, check_data
+from ffbench.settings.cell import (
+    MAX_BATCH_SIZE,
+    MAX_HIDDEN,
+    MAX_LAYERS,
+    SETTINGS,
+    CellSpec,
+    check_data,
+    flag_of,
+    value_of,
+)
 from ffbench.settings.checks import one_of, whole_number
 from ffbench.settings.ranges import parse_int_range, parse_names
 
@@ -42,9 +51,9 @@ MAX_CELLS = 10**6  # the most --max-cells allows: one process per cell, 10**6 is
 MAX_JOBS = 1024  # cells at once on one machine; each is a process holding its own slot
 MAX_AUTO_META_JOBS = 4  # meta workers when --jobs is not given (each holds torch: ~0.9 GB)
 
-GRID_KEYS = ("algorithms", "layers", "batch_sizes", "hidden")
-_PER_CELL = {"algorithm", "n_layers", "batch_size", "hidden"}  # set by the grid, not by a key
-CELL_KEYS = tuple(f.name for f in dataclasses.fields(CellSpec) if f.name not in _PER_CELL)
+GRID_KEYS = ("algorithms", *(setting.grid for setting in SETTINGS.values() if setting.grid))
+# keys that set one setting of every cell: the table's settings but those the grid sets
+CELL_KEYS = tuple(name for name, setting in SETTINGS.items() if not setting.grid)
 RUNNER_KEYS = ("name", "timeout_s", "jobs", "executor", "slurm")
 SLURM_KEYS: dict[str, type | tuple[type, ...]] = {
     "cluster": str, "partition": str, "account": str, "qos": str, "constraint": str,
@@ -69,7 +78,8 @@ class SweepSpec:
     layers: tuple[int, ...]
     batch_sizes: tuple[int, ...] = (CellSpec.batch_size,)
     hidden: tuple[int, ...] = (CellSpec.hidden,)
-    cell: dict[str, Any] = field(default_factory=dict)  # CellSpec keyword arguments
+    # CellSpec keyword arguments; a list is an axis of the grid (each value in turn)
+    cell: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
     jobs: int | None = None  # cells at once; None: `cells_at_once` chooses
     executor: str = "local"
@@ -92,19 +102,34 @@ class SweepSpec:
         return max(1, min(usable_cpus(), MAX_AUTO_META_JOBS))
 
     @property
+    def axes(self) -> dict[str, list[Any]]:
+        """Settings the grid takes in turn (a sweep file's lists: `optimizer = ["adam",
+        "sgd"]`), beyond its algorithms, widths, batch sizes and depths."""
+        return {key: value for key, value in self.cell.items() if isinstance(value, list)}
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        """Settings every cell has the same."""
+        return {key: value for key, value in self.cell.items() if not isinstance(value, list)}
+
+    @property
     def size(self) -> int:
         """Cells in the grid, counted without building them (an upper bound: duplicates
-        of one resolved cell run once)."""
-        return len(self.algorithms) * len(self.layers) * len(self.batch_sizes) * len(self.hidden)
+        of one resolved cell run once, such as backprop's across FF-only settings)."""
+        return (len(self.algorithms) * len(self.layers) * len(self.batch_sizes)
+                * len(self.hidden) * math.prod(len(values) for values in self.axes.values()))
 
     def cells(self) -> list[CellSpec]:
-        """Every cell, validated (BadInput on the first bad one); depth-major so that all
-        algorithms' curves grow together while the sweep runs."""
+        """Every cell, its algorithm and options checked (BadInput on the first bad one);
+        depth-major so that all algorithms' curves grow together while the sweep runs."""
+        axes, shared = self.axes, self.shared
         specs = [
-            CellSpec(algorithm=a, n_layers=n, hidden=h, batch_size=b, **self.cell)
+            check(CellSpec(algorithm=a, n_layers=n, hidden=h, batch_size=b,
+                           **shared, **dict(zip(axes, values, strict=True))))
             for h in self.hidden
             for b in self.batch_sizes
             for n in self.layers
+            for values in itertools.product(*axes.values())
             for a in self.algorithms
         ]
         return list({cell_id(spec): spec for spec in specs}.values())
@@ -161,12 +186,8 @@ def parse_sweep(
     for key in ("algorithms", "layers"):
         if key not in values:
             raise BadInput(f"the sweep gives no {key} (set `{key} = ...` or --{key})")
-    hints = get_type_hints(CellSpec)
-    cell = {key: values[key] for key in CELL_KEYS if key in values}
-    for key, value in cell.items():
-        if not _accepts(hints[key], value):
-            expected = getattr(hints[key], "__name__", str(hints[key]))
-            raise BadInput(f"sweep key {key} = {value!r}: expected {expected}")
+    cell = {key: _cell_value(key, values[key]) for key in CELL_KEYS if key in values}
+
     def grid(key: str, default: Any) -> tuple[int, ...]:
         return _int_grid(key, values.get(key, default), max_cells)
 
@@ -187,6 +208,25 @@ def parse_sweep(
         raise BadInput(f"the sweep has {sweep.size} cells, more than the limit of {max_cells} "
                        "(raise it with --max-cells)")
     return sweep
+
+
+NOT_AXES = ("device", "data_dir", "options")  # one value per sweep
+
+
+def _cell_value(key: str, given: Any) -> Any:
+    """A sweep file's (or a flag's) value of a cell setting, through the setting's text rule;
+    a list is an axis of the grid, each value checked."""
+    hint = get_type_hints(CellSpec)[key]
+    values = given if isinstance(given, list) else [given]
+    if isinstance(given, list) and (key in NOT_AXES or not given):
+        raise BadInput(f"sweep key {key}: takes one value, not a list" if given
+                       else f"sweep key {key}: an empty list")
+    converted = [value_of(key, value) for value in values]
+    for value in converted:
+        if not _accepts(hint, value):
+            expected = getattr(hint, "__name__", str(hint))
+            raise BadInput(f"sweep key {key} = {value!r}: expected {expected}")
+    return list(dict.fromkeys(converted)) if isinstance(given, list) else converted[0]
 
 
 def _accepts(hint: Any, value: Any) -> bool:
@@ -210,11 +250,16 @@ def _name(value: Any) -> str:
     return value
 
 
-_FLAGS = {"timeout_s": "timeout", "warmup_steps": "warmup"}  # keys whose flag is shorter
+RUNNER_FLAGS = {"timeout_s": "timeout"}  # runner keys whose flag is shorter
 
 
-def _flag(key: str) -> str:
-    return _FLAGS.get(key, key).replace("_", "-")
+def flag_of_key(key: str) -> str:
+    """The command-line flag (without "--") that sets a sweep file's key."""
+    if key in CELL_KEYS:
+        return flag_of(key)
+    return RUNNER_FLAGS.get(key, key).replace("_", "-")
+
+
 
 
 def _int_grid(key: str, value: Any, max_cells: int) -> tuple[int, ...]:
@@ -224,8 +269,8 @@ def _int_grid(key: str, value: Any, max_cells: int) -> tuple[int, ...]:
     elif type(value) is int:
         value = str(value)
     if not isinstance(value, str):
-        raise BadInput(f"--{_flag(key)}: expected a range like 2..47, 2..47:5 or 2,4,8")
-    return tuple(parse_int_range(value, flag=_flag(key), max_values=max_cells,
+        raise BadInput(f"--{flag_of_key(key)}: expected a range like 2..47, 2..47:5 or 2,4,8")
+    return tuple(parse_int_range(value, flag=flag_of_key(key), max_values=max_cells,
                                  limit_hint=" cells (raise it with --max-cells)",
                                  high=_GRID_BOUNDS[key]))
 
@@ -245,7 +290,7 @@ def _algorithms(value: Any) -> tuple[str, ...]:
 def _positive_number(key: str, value: Any) -> float:
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
             or not math.isfinite(value)):
-        raise BadInput(f"--{_flag(key)} must be a positive number of seconds, got {value!r}")
+        raise BadInput(f"--{flag_of_key(key)} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
@@ -270,7 +315,8 @@ def _slurm_table(table: Any) -> dict[str, Any]:
 def check_runnable(sweep: SweepSpec) -> None:
     """What can be refused before anything runs, beyond the cells themselves: this
     machine's Slurm, and the cells' data (every cell shares the dataset)."""
-    check_data(CellSpec(algorithm=sweep.algorithms[0], n_layers=sweep.layers[0], **sweep.cell))
+    for spec in {spec.dataset: spec for spec in sweep.cells()}.values():
+        check_data(spec)
     if sweep.executor == "slurm" and sweep.slurm.get("cluster", "slurm") == "slurm":
         if shutil.which("sbatch") is None:
             raise BadInput("--executor slurm: no sbatch on this machine (is Slurm installed?)")

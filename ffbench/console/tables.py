@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ffbench.check import Change, CheckReport
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import FAILED_STATUSES
 from ffbench.units import mib, ms
@@ -98,3 +99,33 @@ def sweep_table(rows: list[dict[str, Any]], title: str = "") -> Table:
             _value_range([row.get("step_time_median_s") for row in ok], ms),
         )
     return table
+
+
+def changes_table(title: str, changes: list[Change]) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column("cell")
+    table.add_column("metric")
+    for column in ("baseline", "now", "change"):
+        table.add_column(column, justify="right")
+    for change in sorted(changes, key=lambda c: (c.label, c.metric)):
+        ratio = "failed" if change.result is None else f"{change.ratio - 1:+.2%}"
+        table.add_row(change.label, change.metric, mib(change.baseline), mib(change.result), ratio)
+    return table
+
+
+def check_lines(report: CheckReport, rtol: float) -> list[Any]:
+    """`ffbench check`'s answer: its tables of changes, the new and missing cells, a summary."""
+    shown: list[Any] = []
+    if report.regressions:
+        shown.append(changes_table(f"regressions beyond {rtol:.1%}", report.regressions))
+    if report.improvements:
+        shown.append(changes_table(f"improvements beyond {rtol:.1%}", report.improvements))
+    for what, labels in (("new (not in the baseline)", report.new_cells),
+                         ("missing (in the baseline only)", report.missing_cells)):
+        shown += [f"{what}: {label}" for label in labels]
+    verdict = "FAIL" if report.regressions else "ok"
+    shown.append(f"{verdict}: {report.compared_cells} cells compared, "
+                 f"{len(report.regressions)} regressions, {len(report.improvements)} "
+                 f"improvements, {len(report.new_cells)} new, {len(report.missing_cells)} "
+                 "missing")
+    return shown

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ffbench.algorithms import registry
+from ffbench.algorithms.resolve import check
 from ffbench.errors import BadInput
+from ffbench.measure.cuda import check_device_available
+from ffbench.settings.cell import CellSpec, check_data
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def preset_lines() -> list[str]:
+    """`ffbench presets`: each preset's name and summary, one line each."""
+    width = max(map(len, PRESETS))
+    return [f"{name:<{width}}  {preset.summary}" for name, preset in PRESETS.items()]
+
+
 def preset_fields(name: str, algorithm: str) -> dict[str, Any]:
     """The CellSpec fields preset `name` sets for `algorithm`."""
     if name not in PRESETS:
@@ -77,3 +86,15 @@ def apply_preset(
     merged = {**given, **{k: v for k, v in preset.items() if k not in explicit}}
     merged["options"] = {**preset.get("options", {}), **given.get("options", {})}
     return merged
+
+
+def cell_spec(algorithm: str, given: dict[str, Any], preset: str | None = None) -> CellSpec:
+    """The cell a command describes: the settings `given` (field -> value, only those the user
+    gave), preset `preset` under them, CellSpec's defaults for the rest; its algorithm and
+    options checked, and this machine's data and device for it (BadInput, one line,
+    otherwise)."""
+    fields = apply_preset(preset, algorithm, {"algorithm": algorithm, **given}, set(given))
+    spec = check(CellSpec(**fields))
+    check_data(spec)
+    check_device_available(spec.device)
+    return spec
