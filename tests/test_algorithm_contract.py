@@ -19,12 +19,12 @@ from torch.distributed._tools.mem_tracker import MemTracker
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.base import Algorithm
+from ffbench.algorithms.presets import PRESETS
 from ffbench.algorithms.resolve import resolved
 from ffbench.cell.built import build, load_dataset, warm_up
 from ffbench.cell.run import META_WARMUP_STEPS, memory_peaks, predicted_peaks
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import TensorTracker
-from ffbench.algorithms.presets import PRESETS
 from ffbench.settings.cell import MNIST_CLASSES, CellSpec
 
 NAMES = registry.names()

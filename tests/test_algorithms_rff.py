@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ffbench.algorithms.resolve import resolved
+from ffbench.algorithms.resolve import check, resolved
 from ffbench.algorithms.rff import RecurrentFF, every_label_rows, positive_and_negative_rows
 from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
@@ -92,7 +92,7 @@ def test_readout_sums_exactly_the_configured_iterations() -> None:
 
 
 def test_prediction_stops_after_the_last_readout_iteration() -> None:
-    rff = build(options={"readout_first": 2, "readout_last": 4})
+    rff = build(options={"readout_first": 2, "readout_last": 4}, eval_chunk=0)  # one pass
     calls = []
     iterate = rff.iterate
     rff.iterate = lambda *args: calls.append(1) or iterate(*args)  # type: ignore[method-assign]
@@ -144,4 +144,4 @@ def test_impossible_readout_or_damping_is_refused(options: dict[str, object]) ->
     from ffbench.errors import BadInput
 
     with pytest.raises(BadInput):
-        CellSpec(algorithm="rff", n_layers=2, options=options)
+        check(CellSpec(algorithm="rff", n_layers=2, options=options))

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ffbench.algorithms.resolve import cell_id, identity_columns
+from ffbench.algorithms.resolve import cell_id, check, identity_columns
 from ffbench.cli import app
 from ffbench.errors import BadInput
 from ffbench.settings.cell import CellSpec
-from ffbench.sweep.run import spec as sweep_spec
+from ffbench.sweep import spec as sweep_spec
 
 
 def test_adam_keeps_the_cell_id_and_other_optimizers_make_new_ones() -> None:
@@ -34,7 +34,7 @@ def test_unknown_optimizer_and_negative_segments_are_bad_input() -> None:
     with pytest.raises(BadInput, match="optimizer"):
         CellSpec("ff", n_layers=1, optimizer="lion")
     with pytest.raises(BadInput, match="checkpoint_segments"):
-        CellSpec("bp-lean", n_layers=1, options={"checkpoint_segments": -1})
+        check(CellSpec("bp-lean", n_layers=1, options={"checkpoint_segments": -1}))
 
 
 def test_run_takes_the_optimizer_and_writes_its_column(tmp_path: Path) -> None:

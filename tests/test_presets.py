@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ffbench.algorithms.presets import PRESETS, apply_preset, preset_fields
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.errors import BadInput
-from ffbench.algorithms.presets import apply_preset, preset_fields, PRESETS
 from ffbench.settings.cell import CellSpec
 
 REPO = Path(__file__).resolve().parents[1]

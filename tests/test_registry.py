@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ffbench.algorithms import registry
+from ffbench.algorithms.resolve import check
 from ffbench.errors import BadInput
 from ffbench.settings.cell import CellSpec
 
@@ -65,7 +66,7 @@ def test_display_names() -> None:
 
 def test_unknown_algorithm_is_bad_input() -> None:
     with pytest.raises(BadInput, match="unknown algorithm 'nope'"):
-        CellSpec("nope", n_layers=1)
+        check(CellSpec("nope", n_layers=1))
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from results_factory import failed_row, ok_row, sweep_rows, write_results
 from ffbench import report
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.results import load
-from ffbench.sweep.run import folder as sweep_folder
+from ffbench.sweep import folder as sweep_folder
 from ffbench.sweep.spec import load_sweep
 
 from helpers import REPO, ffbench_cli

@@ -30,8 +30,8 @@ from ffbench.results import (
 )
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.ranges import parse_int_range
-from ffbench.sweep.run import folder as sweep_folder
-from ffbench.sweep.run import spec as sweep_spec
+from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import spec as sweep_spec
 
 META = ["--device", "meta", "--hidden", "8", "--batch-size", "8", "--steps", "1",
         "--warmup", "0", "--layers", "1"]

@@ -15,17 +15,18 @@ import pytest
 import ffbench
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import cell_id, identity_columns, resolved
-from ffbench.cli import main, resume_command
+from ffbench.cli import main
+from ffbench.console.sweep_view import resume_command
+from ffbench.console.tables import sweep_table
 from ffbench.errors import BadInput
 from ffbench.results import CELLS_DIR, PARQUET_NAME, make_row, read_parquet
 from ffbench.runner.jobs import CellJob, CellOutcome
 from ffbench.runner.slurm import SubmititPool
 from ffbench.settings.cell import CellSpec
-from ffbench.summary import sweep_table
-from ffbench.sweep.run import folder as sweep_folder
-from ffbench.sweep.run import outcomes as sweep_outcomes
-from ffbench.sweep.run import run as sweep_run
-from ffbench.sweep.run import spec as sweep_spec
+from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import outcomes as sweep_outcomes
+from ffbench.sweep import run as sweep_run
+from ffbench.sweep import spec as sweep_spec
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
 

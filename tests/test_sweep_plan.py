@@ -14,10 +14,10 @@ from results_factory import ok_row, write_results
 
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.cli import main
+from ffbench.console.progress_text import ProgressLines, duration, estimate_s
 from ffbench.errors import BadInput
-from ffbench.progress_text import ProgressLines, duration, estimate_s
-from ffbench.sweep.run import folder as sweep_folder
-from ffbench.sweep.run import plan as sweep_plan
+from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import plan as sweep_plan
 from ffbench.sweep.spec import load_sweep
 
 ROOT = Path("results")
@@ -186,7 +186,7 @@ def test_progress_lines_count_cells_and_give_an_eta() -> None:
 
 
 def sweep_plan_seconds(device: str) -> float:
-    from ffbench.progress_text import SECONDS_PER_CELL
+    from ffbench.console.progress_text import SECONDS_PER_CELL
 
     return SECONDS_PER_CELL[device]
 
@@ -212,7 +212,7 @@ def test_a_long_cell_gets_a_progress_line_while_it_runs_without_a_terminal(
     """The events wait while a cell runs; the lines must not (here every 0.5 s, not 30)."""
     import time
 
-    from ffbench import console, progress_text
+    from ffbench.console import progress, progress_text
     from ffbench.sweep.run import Finished, Planned, Started
 
     monkeypatch.setattr(progress_text, "QUIET_INTERVAL_S", 0.5)
@@ -224,8 +224,8 @@ def test_a_long_cell_gets_a_progress_line_while_it_runs_without_a_terminal(
         time.sleep(2.2)  # the cell at work: no event for a while
         yield Finished(cell, {"status": "ok", "error": None})
 
-    console.sweep_progress(spec, tmp_path, Planned(total=1, to_run=1), events())
+    progress.sweep_progress(spec, tmp_path, Planned(total=1, to_run=1), events())
     err = capsys.readouterr().err.splitlines()
-    running = [line for line in err if line.endswith(f"running {console.cell_label(cell)}")]
+    running = [line for line in err if line.endswith(f"running {progress.cell_label(cell)}")]
     assert len(running) >= 2, err
-    assert err[-1].startswith("[1/1 cells") and err[-1].endswith(f"ok {console.cell_label(cell)}")
+    assert err[-1].startswith("[1/1 cells") and err[-1].endswith(f"ok {progress.cell_label(cell)}")

@@ -22,8 +22,8 @@ from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
 from ffbench.runner.jobs import PARENT_PID_ENV, WORKER, CellJob
 from ffbench.runner.local_pool import LocalPool
 from ffbench.settings.cell import MNIST_FILES, CellSpec
-from ffbench.sweep.run import folder as sweep_folder
-from ffbench.sweep.run import spec as sweep_spec
+from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import spec as sweep_spec
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
 FFBENCH = [sys.executable, "-m", "ffbench"]

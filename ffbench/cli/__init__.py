@@ -69,13 +69,17 @@ class FigureFormat(str, Enum):
 
 class SweepHelp(TyperCommand):
     """`ffbench sweep`: its help ends with what runs by default, read from the packaged sweep
-    files only when the help is shown."""
+    files only when the help is shown (never for other commands)."""
 
-    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+    @property  # type: ignore[override]
+    def epilog(self) -> str:
         from ffbench.sweep.plan import defaults_help
 
-        self.epilog = defaults_help()
-        super().format_epilog(ctx, formatter)
+        return defaults_help()
+
+    @epilog.setter
+    def epilog(self, _: str | None) -> None:
+        """click sets it at construction; it is worked out when read."""
 
 
 @app.command()

@@ -27,10 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import cell_id
-from ffbench.cell.built import load_dataset
-from ffbench.runner.cell_process import die_with, run_one, serve, set_title
 from ffbench.runner.jobs import (
     CHILD_MODULE,
     FORK_SERVER_FLAG,
@@ -278,13 +275,15 @@ class ForkedCell:
 
 
 
-# ---- the server's side --------------------------------------------------------------------
+# ---- the server's side (it imports what a cell needs; the parent's side stays torch-free) ---
 
 
 def preload() -> None:
     """Import what a cell imports, touching no device: every algorithm's module (and what
     it pulls in), and torch._dynamo, which torch.optim imports on a first optimizer (~2 s)."""
     import torch._dynamo  # noqa: F401
+
+    from ffbench.algorithms import registry
 
     registry.usable()  # loads every algorithm that loads; a bad plugin fails in its own cell
 
@@ -293,6 +292,8 @@ def preload_dataset(spec_path: str) -> None:
     """Load the cell's dataset here, once, so that every cell forked after shares it (a
     sweep's cells share one; generating the synthetic one takes ~0.25 s). Only read by the
     cells, its pages stay shared; a dataset that fails to load fails in the cell instead."""
+    from ffbench.cell.built import load_dataset
+
     try:
         load_dataset(CellSpec.from_json(Path(spec_path).read_text()))
     except Exception:  # the cell reports it, as a row
@@ -349,6 +350,8 @@ def forked(request: dict[str, Any], replies: int) -> None:
     environment, then its work: the cell, as a spawned child would run it, or a meta worker
     (`--serve`) on the pipes the request names (the other workers' ends closed, or their
     deaths would never show). Never returns, whatever fails."""
+    from ffbench.runner.cell_process import die_with, run_one, serve, set_title
+
     code = 1
     try:
         os.setsid()  # killable alone, with what it starts
