@@ -1,11 +1,12 @@
 """Which sweeps `ffbench sweep` runs for what was typed, and where their results go.
 
 - a sweep file (or packaged name): that sweep, with the flags over its keys;
-- nothing at all (runner flags aside): the embedded default (`quick`, about 35 s);
-- flags but no file: the published comparison (`seed-figure`) with the flags over it,
+- nothing at all (runner flags aside): the embedded default (`quick`, about half a minute);
+- flags but no file: the published comparison's grid (`published`) with the flags over it,
   measured on CUDA where this machine has a GPU; without one (and no --device given),
-  predicted on `meta` (no compute, labelled predicted) plus a measured CPU run at a size a
-  CPU affords (the `quick` settings over a few of the requested depths).
+  predicted on `meta` (no compute, labelled predicted) plus a measured CPU stand-in at a size
+  a CPU affords (the `quick` width, batch and steps over a few of the requested depths).
+  A grid the flags change is named for what it is, never "published".
 
 A CUDA sweep on a machine without CUDA is refused with the meta command to run instead.
 Whether CUDA is present is asked in one place, `cuda_present`. No torch here.
@@ -14,6 +15,7 @@ Whether CUDA is present is asked in one place, `cuda_present`. No torch here.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,19 +30,23 @@ from ffbench.sweep.spec import (
     GRID_KEYS,
     MAX_CELLS,
     SweepSpec,
+    flag_of_key,
     load_sweep,
 )
 
 RESULTS_ROOT = Path("results")
-PUBLISHED_SWEEP = "seed-figure"
-CPU_SWEEP = DEFAULT_SWEEP  # the measured CPU run takes the default's width, batch and steps
+PUBLISHED_SWEEP = "published"
+CPU_SWEEP = DEFAULT_SWEEP  # the CPU stand-in takes the default's width, batch and steps
 PREDICTED_DEVICE = "meta"
 PREDICTED_SUFFIX = "-predicted"
-CPU_SUFFIX = "-cpu"
-CPU_MAX_DEPTHS = 6  # depths the CPU run measures, spread over the requested range
+CPU_STAND_IN_SUFFIX = "-cpu-stand-in"
+CPU_MAX_DEPTHS = 6  # depths the CPU stand-in measures, spread over the requested range
 RUNNER_KEYS = ("timeout_s", "jobs", "executor")  # flags that leave the choice of grid alone
+NAMING_KEYS = (*RUNNER_KEYS, "device")  # flags that do not change what a grid is called
 NEW_FOLDER_FLAG_TEXT = "--no-resume starts a new folder"
-FLAG_OF_KEY = {"warmup_steps": "warmup", "timeout_s": "timeout", "options": "option"}
+# what the CPU stand-in keeps from its own sweep file whatever the flags say
+STAND_IN_KEEPS = ("hidden", "batch_sizes", "device", "steps", "warmup_steps", "threads",
+                  "eval_chunk")
 
 
 def cuda_present() -> bool:
@@ -71,7 +77,7 @@ def command(source: str | None, overrides: dict[str, Any]) -> str:
     """The `ffbench sweep` command line for a sweep file and flags."""
     args = ["ffbench", "sweep", *([source] if source else [])]
     for key, value in overrides.items():
-        flag = "--" + FLAG_OF_KEY.get(key, key).replace("_", "-")
+        flag = "--" + flag_of_key(key)
         if key == "options":
             args += [a for name, v in value.items() for a in (flag, f"{name}={v}")]
         elif isinstance(value, bool):
@@ -104,33 +110,66 @@ def plan(source: str | None, given: dict[str, Any], out: Path | None,
         label = "predicted on meta: no compute, " if is_predicted(spec.device) else ""
         return [PlannedSweep(spec, out or root / spec.name, f"{label}{spec.name}")]
     if "device" in overrides or cuda_present():
-        spec = load_sweep(PUBLISHED_SWEEP, overrides, max_cells)
+        spec = grid_named(load_sweep(PUBLISHED_SWEEP, overrides, max_cells), overrides)
         refuse_cuda_without_gpu(spec, source, overrides)
-        return [PlannedSweep(spec, out or root / spec.name,
-                             f"the published comparison ({PUBLISHED_SWEEP}) on {spec.device}")]
+        return [PlannedSweep(spec, out or root / spec.name, f"{_what(spec)} on {spec.device}")]
     return _without_gpu(overrides, out, root, max_cells)
+
+
+def grid_named(spec: SweepSpec, overrides: dict[str, Any]) -> SweepSpec:
+    """The published sweep as the flags made it, named for what it is: `published` when they
+    changed nothing but where and how it runs, else after what they set
+    (`published_layers-2..10_optimizer-sgd`)."""
+    as_published = load_sweep(PUBLISHED_SWEEP, {})
+    chosen = {key: value for key, value in overrides.items() if key not in NAMING_KEYS
+              and load_sweep(PUBLISHED_SWEEP, {key: value}) != as_published}
+    if not chosen:
+        return spec
+    parts = [f"{flag_of_key(key)}-{_name_part(value)}" for key, value in sorted(chosen.items())]
+    return dataclasses.replace(spec, name="_".join([spec.name, *parts]))
+
+
+def _what(spec: SweepSpec) -> str:
+    """The published sweep, or what the flags made of it, in words."""
+    if spec.name == PUBLISHED_SWEEP:
+        return "the published comparison"
+    return f"the published comparison's grid as the flags changed it ({spec.name})"
+
+
+def _name_part(value: Any) -> str:
+    """A flag's value as part of a folder name (letters, digits, '.', '+' and '-')."""
+    if isinstance(value, dict):
+        value = "+".join(f"{k}={v}" for k, v in sorted(value.items()))
+    text = str(value).replace(",", "+").replace(" ", "")
+    return re.sub(r"[^\w.+-]", "-", text.replace("=", "-"))
 
 
 def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
                  max_cells: int) -> list[PlannedSweep]:
-    published = load_sweep(PUBLISHED_SWEEP, {**overrides, "device": PREDICTED_DEVICE},
-                           max_cells)
+    published = grid_named(load_sweep(PUBLISHED_SWEEP, {**overrides, "device": PREDICTED_DEVICE},
+                                      max_cells), overrides)
     predicted = dataclasses.replace(published, name=published.name + PREDICTED_SUFFIX)
-    cpu_flags = {k: v for k, v in overrides.items() if k in (*GRID_KEYS, *RUNNER_KEYS)}
-    cpu_flags = {k: v for k, v in cpu_flags.items() if k not in ("hidden", "batch_sizes")}
-    base = load_sweep(CPU_SWEEP, cpu_flags, max_cells)
-    cpu = dataclasses.replace(base, name=published.name + CPU_SUFFIX,
-                              layers=spread(base.layers, CPU_MAX_DEPTHS))
+    # the stand-in: the published algorithms and depths (a few) and the flags, at the size
+    # and steps of the CPU sweep
+    cpu_flags = {k: v for k, v in overrides.items() if k not in STAND_IN_KEEPS}
+    base = load_sweep(CPU_SWEEP, {**cpu_flags, "algorithms": list(published.algorithms),
+                                  "layers": list(spread(published.layers, CPU_MAX_DEPTHS))},
+                      max_cells)
+    cpu = dataclasses.replace(base, name=published.name + CPU_STAND_IN_SUFFIX)
     return [
         PlannedSweep(predicted, out / "predicted" if out else root / predicted.name,
-                     f"no CUDA GPU here: the published comparison PREDICTED on meta (no "
-                     f"compute; hidden {_joined(predicted.hidden)}, batch "
+                     f"no CUDA GPU here: {_what(published)} PREDICTED on meta (no compute; "
+                     f"hidden {_joined(predicted.hidden)}, batch "
                      f"{_joined(predicted.batch_sizes)})"),
-        PlannedSweep(cpu, out / "cpu" if out else root / cpu.name,
-                     f"and MEASURED on this CPU at a size it affords (hidden "
-                     f"{_joined(cpu.hidden)}, batch {_joined(cpu.batch_sizes)}, depths "
-                     f"{_joined(cpu.layers)})"),
+        PlannedSweep(cpu, out / "cpu-stand-in" if out else root / cpu.name,
+                     f"and MEASURED on this CPU: {stand_in_label(cpu)}, depths "
+                     f"{_joined(cpu.layers)}"),
     ]
+
+
+def stand_in_label(spec: SweepSpec) -> str:
+    """How the CPU stand-in is named wherever it appears: "CPU stand-in: hidden 256, batch 128"."""
+    return f"CPU stand-in: hidden {_joined(spec.hidden)}, batch {_joined(spec.batch_sizes)}"
 
 
 def _joined(values: tuple[int, ...]) -> str:
@@ -156,7 +195,8 @@ def defaults_help() -> str:
             f"'{PUBLISHED_SWEEP}' ({grid(published)}) with the flags over it; without a GPU, "
             f"PREDICTED on {PREDICTED_DEVICE} into results/{PUBLISHED_SWEEP}{PREDICTED_SUFFIX} "
             f"plus MEASURED on the CPU at the '{CPU_SWEEP}' width and batch over at most "
-            f"{CPU_MAX_DEPTHS} of the depths into results/{PUBLISHED_SWEEP}{CPU_SUFFIX}. A flag "
+            f"{CPU_MAX_DEPTHS} of the depths into results/{PUBLISHED_SWEEP}{CPU_STAND_IN_SUFFIX}. "
+            "A grid the flags change is named after them. A flag "
             "left out takes the sweep file's value. Results go to results/NAME; a folder keeps "
             "its sweep's settings (more depths or batch sizes extend it; other settings are "
             f"refused: {NEW_FOLDER_FLAG_TEXT}).")
