@@ -58,7 +58,7 @@ def test_grid_is_depth_major_validated_and_without_duplicates() -> None:
     assert all(c.hidden == 16 for c in cells)
 
 
-@pytest.mark.parametrize("name", ["quick", "ci-cpu", "seed-figure", "fair"])
+@pytest.mark.parametrize("name", ["quick", "ci-cpu", "published", "fair"])
 def test_packaged_sweeps_are_valid(name: str) -> None:
     default_name, values = sweep_spec.read_sweep_file(name)
     assert default_name == name == values["name"]
@@ -67,9 +67,9 @@ def test_packaged_sweeps_are_valid(name: str) -> None:
     assert len(cells) > 0
 
 
-def test_seed_figure_is_the_published_sweep() -> None:
-    _, values = sweep_spec.read_sweep_file("seed-figure")
-    assert values["algorithms"] == ["bp", "ff", "rff"]
+def test_the_published_sweep_has_the_published_grid_and_the_fair_baselines() -> None:
+    _, values = sweep_spec.read_sweep_file("published")
+    assert values["algorithms"] == ["bp", "bp-lean", "ff", "ff-layerwise", "rff"]
     assert sweep_spec.parse_int_range(values["layers"], flag="layers") == list(range(2, 48))
     assert (values["hidden"], values["batch_sizes"]) == (2000, 5000)
 
@@ -79,7 +79,7 @@ def test_the_repository_sweeps_folder_is_the_packaged_one() -> None:
     if not folder.exists():
         pytest.skip("installed package: no repository around it")
     assert sorted(p.name for p in folder.glob("*.toml")) == [
-        "ci-cpu.toml", "fair.toml", "quick.toml", "seed-figure.toml"]
+        "ci-cpu.toml", "fair.toml", "published.toml", "quick.toml"]
 
 
 def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -32,10 +32,23 @@ def test_layers_alone_with_a_gpu_runs_the_published_grid_on_cuda(
 ) -> None:
     fake_cuda(monkeypatch, True)
     [one] = sweep_plan.plan(None, {"layers": "2..47"}, None, ROOT)
-    assert one.spec.name == "seed-figure" and one.spec.device == "cuda"
+    assert one.spec.name == "published" and one.spec.device == "cuda"
     assert (one.spec.algorithms, one.spec.hidden, one.spec.batch_sizes) == (
-        ("bp", "ff", "rff"), (2000,), (5000,))
-    assert one.spec.layers == tuple(range(2, 48)) and one.out == ROOT / "seed-figure"
+        ("bp", "bp-lean", "ff", "ff-layerwise", "rff"), (2000,), (5000,))
+    assert one.spec.layers == tuple(range(2, 48)) and one.out == ROOT / "published"
+    assert one.spec.axes == {"eval_chunk": [None, 0]}  # FF's eval at equal rows, as published
+
+
+def test_a_grid_the_flags_change_is_named_for_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch, True)
+    for same in ({"layers": "2..47", "jobs": 2}, {"hidden": "2000", "device": "cuda"}):
+        [one] = sweep_plan.plan(None, same, None, ROOT)
+        assert one.spec.name == "published", same
+    [one] = sweep_plan.plan(None, {"layers": "2..10", "optimizer": "sgd"}, None, ROOT)
+    assert one.spec.name == "published_layers-2..10_optimizer-sgd"
+    assert "published" not in one.why.split("(")[0].replace("published comparison's grid", "")
 
 
 def test_layers_alone_without_a_gpu_predicts_on_meta_and_measures_a_small_cpu_run(
@@ -45,17 +58,20 @@ def test_layers_alone_without_a_gpu_predicts_on_meta_and_measures_a_small_cpu_ru
     predicted, cpu = sweep_plan.plan(None, {"layers": "2..47"}, None, ROOT)
     assert predicted.spec.device == "meta" and "PREDICTED" in predicted.why
     assert (predicted.spec.hidden, predicted.spec.batch_sizes) == ((2000,), (5000,))
-    assert len(predicted.spec.cells()) == 3 * 46
-    assert predicted.out == ROOT / "seed-figure-predicted"
+    backprops, ffs = 2, 3  # FF cells twice: eval at equal rows and as published
+    assert len(predicted.spec.cells()) == (backprops + 2 * ffs) * 46
+    assert predicted.out == ROOT / "published-predicted"
     assert predicted.spec.jobs is None and cpu.spec.cells_at_once == 1  # meta: one per core
     assert cpu.spec.device == "cpu" and "MEASURED" in cpu.why
+    assert "CPU stand-in: hidden 256, batch 128" in cpu.why
+    assert cpu.spec.algorithms == predicted.spec.algorithms
     quick = load_sweep("quick", {})
     assert (cpu.spec.hidden, cpu.spec.batch_sizes) == (quick.hidden, quick.batch_sizes)
     assert cpu.spec.layers[0] == 2 and cpu.spec.layers[-1] == 47
     assert len(cpu.spec.layers) == sweep_plan.CPU_MAX_DEPTHS
-    assert cpu.out == ROOT / "seed-figure-cpu"
+    assert cpu.out == ROOT / "published-cpu-stand-in"
     below = sweep_plan.plan(None, {"layers": "2..47"}, Path("mine"), ROOT)
-    assert [p.out for p in below] == [Path("mine/predicted"), Path("mine/cpu")]
+    assert [p.out for p in below] == [Path("mine/predicted"), Path("mine/cpu-stand-in")]
 
 
 def test_a_bare_sweep_and_runner_flags_stay_the_embedded_default(
@@ -76,10 +92,10 @@ def test_cuda_without_a_gpu_is_refused_with_the_meta_command(
     with pytest.raises(BadInput, match="ffbench sweep --hidden 2000 --batch-sizes 5000 "
                                        "--device meta$"):
         sweep_plan.plan(None, flags, None, ROOT)
-    with pytest.raises(BadInput, match="ffbench sweep seed-figure --device meta"):
-        sweep_plan.plan("seed-figure", {}, None, ROOT)
+    with pytest.raises(BadInput, match="ffbench sweep published --device meta"):
+        sweep_plan.plan("published", {}, None, ROOT)
     fake_cuda(monkeypatch, True)
-    [one] = sweep_plan.plan("seed-figure", {}, None, ROOT)
+    [one] = sweep_plan.plan("published", {}, None, ROOT)
     assert one.spec.device == "cuda"
 
 
@@ -96,7 +112,7 @@ def test_the_cli_refuses_cuda_without_a_gpu_and_writes_nothing(
 ) -> None:
     fake_cuda(monkeypatch, False)
     monkeypatch.chdir(tmp_path)
-    code, err = run_main(["sweep", "seed-figure"], monkeypatch, capsys)
+    code, err = run_main(["sweep", "published"], monkeypatch, capsys)
     assert code == 2 and len(err) == 1 and "--device meta" in err[0], err
     assert list(tmp_path.iterdir()) == []
 
@@ -202,8 +218,10 @@ def test_version_and_the_sweep_defaults_in_help() -> None:
     shown = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=400)
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.output.split())
-    assert "embedded 'quick' sweep (bp,ff,rff; layers 1,2,4,8,12,16; hidden 256; batch 128" in text
-    assert "'seed-figure' (bp,ff,rff; layers 2..47; hidden 2000; batch 5000; cuda)" in text
+    assert ("embedded 'quick' sweep (bp,bp-lean,ff,ff-layerwise,rff; layers 1,2,4,8,12,16; "
+            "hidden 256; batch 128") in text
+    assert ("'published' (bp,bp-lean,ff,ff-layerwise,rff; layers 2..47; hidden 2000; "
+            "batch 5000; cuda)") in text
 
 
 def test_a_long_cell_gets_a_progress_line_while_it_runs_without_a_terminal(

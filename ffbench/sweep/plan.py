@@ -27,7 +27,6 @@ from ffbench.settings.checks import whole_number
 from ffbench.sweep.spec import (
     DEFAULT_MAX_CELLS,
     DEFAULT_SWEEP,
-    GRID_KEYS,
     MAX_CELLS,
     SweepSpec,
     flag_of_key,
