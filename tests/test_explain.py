@@ -206,7 +206,6 @@ CUDA_UNTRACKED_ALLOWANCE_BYTES = 4 * 32 * 2**20  # cuBLAS + cuBLASLt, two thread
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(("algorithm", "layers"), [("bp", 2), ("ff", 2), ("ff", 4)])
 def test_predicted_peak_is_close_to_cuda_max_memory_allocated(algorithm: str, layers: int) -> None:
     """The CUDA peak is the predicted tensors plus what no tensor owns: cuBLAS / cuBLASLt

@@ -31,8 +31,7 @@ SWEEP=(python3 -m ffbench sweep --algorithms "$ALGORITHMS" --hidden 2000 --devic
 run nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 run python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
 
-run timeout 120 python3 -m pytest -q -rA -p no:cacheprovider tests/test_fork_server.py \
-    tests/test_explain.py -k "cuda_peak_is_its_own or close_to_cuda" --junitxml "$OUT/gpu-tests.xml"
+run timeout 120 python3 -m pytest -q -rA -p no:cacheprovider -m gpu --junitxml "$OUT/gpu-tests.xml"
 
 run timeout 100 python3 benchmarks/gpu/peak_snapshot.py ff 2 "$OUT"
 run timeout 60 python3 benchmarks/gpu/peak_snapshot.py bp 2 "$OUT"
