@@ -13,17 +13,16 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 
 from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
+from ffbench.settings.cell import IDENTITY_FIELDS, CellSpec
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ffbench.settings.cell import CellSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +37,22 @@ OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "can't a
 
 _INT, _FLOAT, _STR = pa.int64(), pa.float64(), pa.string()
 
+
+
+def _column_type(name: str) -> pa.DataType:
+    """A setting's column type, from its CellSpec annotation (options: JSON text)."""
+    hint = get_type_hints(CellSpec)[name]
+    kinds = [arg for arg in get_args(hint) if arg is not type(None)] or [hint]
+    base = get_origin(kinds[0]) or kinds[0]
+    return {int: _INT, float: _FLOAT, str: _STR, bool: pa.bool_(), dict: _STR}[base]
+
+
+# Every setting that decides what is measured (the settings table's identity settings, in
+# its order), between the row's own identity and the rows it pushed per step.
 IDENTITY = {
-    "schema_version": _INT, "sweep_id": _STR, "cell_id": _STR,
-    "algorithm": _STR, "n_layers": _INT, "hidden": _INT, "batch_size": _INT,
-    "eval_batch_size": _INT, "rows_per_step": _INT, "dataset": _STR, "device": _STR,
-    "dtype": _STR, "goodness": _STR, "threshold": _FLOAT, "lr": _FLOAT, "optimizer": _STR,
-    "seed": _INT,
-    "warmup_steps": _INT, "steps": _INT, "epochs": _INT, "threads": _INT,
-    "eval_chunk": _INT, "compile": pa.bool_(), "options": _STR,
-    "target_gpu": _STR,  # meta cells: the GPU the allocator's view is predicted for
+    "schema_version": _INT, "sweep_id": _STR, "cell_id": _STR, "algorithm": _STR,
+    **{name: _column_type(name) for name in IDENTITY_FIELDS if name != "algorithm"},
+    "rows_per_step": _INT,
 }
 OUTCOME = {
     "status": _STR, "error": _STR, "returncode": _INT, "cell_wall_s": _FLOAT,
@@ -157,8 +163,6 @@ def spec_of_row(row: dict[str, Any]) -> CellSpec:
     it was written, such as optimizer, or target_gpu, which only meta rows carry) takes
     CellSpec's default, as it did when the row was written. BadInput, TypeError or
     ValueError if its settings are not a cell."""
-    from ffbench.settings.cell import IDENTITY_FIELDS, CellSpec
-
     row = _whole_floats_as_ints(row)
     fields = {name: row[name] for name in IDENTITY_FIELDS if row.get(name) is not None}
     fields["options"] = json.loads(fields.get("options") or "{}")

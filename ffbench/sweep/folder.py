@@ -31,7 +31,7 @@ from ffbench.results import (
     read_row_json,
     write_parquet,
 )
-from ffbench.settings.cell import CellSpec
+from ffbench.settings.cell import SETTINGS, CellSpec
 from ffbench.settings.paths import check_creatable
 from ffbench.sweep.spec import SweepSpec
 
@@ -49,7 +49,9 @@ CONSOLIDATE_EVERY_S = 2.0
 DEFINITION_NAME = "sweep.json"
 MISSING = "missing"  # status of a grid cell with no row yet (added for reports, never stored)
 NEW_FOLDER_FLAG = "--no-resume"
-_PER_CELL = ("algorithm", "n_layers", "hidden", "batch_size", "eval_batch_size")
+# what the grid sets per cell (and the eval batch, which follows the batch size by default)
+_PER_CELL = ("algorithm", *(name for name, setting in SETTINGS.items() if setting.grid),
+             "eval_batch_size")
 
 
 def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
