@@ -71,6 +71,9 @@ class Algorithm(ABC):
     accuracy_target: ClassVar[float | None] = None
     # `explain`: why the added layer's gradients are not alive at the train peak, if they are not.
     gradient_note: ClassVar[str] = ""
+    # A backprop: a baseline every other algorithm is measured against (ffbench.verdict
+    # compares each algorithm that is not one with each that is, and with the lowest of them).
+    baseline: ClassVar[bool] = False
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]
