@@ -24,6 +24,7 @@ from ffbench.verdict import (
 SHOWN_BACKPROPS = ("bp", "bp-lean")  # named in every line beside the strongest
 CHANCE = 1 / MNIST_CLASSES
 NEAR_CHANCE = 2 * CHANCE  # an accuracy below this learnt next to nothing
+MULTIPLE_FROM = 2  # "needs 4.3 times as much" from this ratio, "needs 48% more" below it
 
 
 def ratio_text(ratio: float) -> str:
@@ -43,6 +44,8 @@ def outcome_text(c: Comparison) -> str:
                 else f"{mib_text(apart)} apart")
         return f"about the same ({rule})"
     share = f"{abs(1 - c.ratio):.0%}"
+    if c.ratio >= MULTIPLE_FROM:
+        return f"needs {c.ratio:.1f} times as much"
     if c.ratio > 1:
         return f"needs {share} more"
     if c.below_from == c.first_depth:
@@ -76,13 +79,14 @@ def _against(c: Comparison, group: Group, depth: int) -> str:
             f"{outcome_text(c)}")
 
 
-def _reach(c: Comparison) -> str:
+def _reach(c: Comparison, group: Group) -> str:
     """Where one side reached deeper than the depth compared, say so."""
     parts = []
     if c.algorithm_deepest > c.deepest:
         parts.append(f"{display_name(c.algorithm)} reached {c.algorithm_deepest}")
     if c.baseline_deepest > c.deepest:
-        name = "the backprops" if c.baseline == STRONGEST else c.baseline
+        several = c.baseline == STRONGEST and len(group.backprops) > 1
+        name = "the backprops" if several else c.backprop
         parts.append(f"{name} reached {c.baseline_deepest}")
     return f" (the deepest both reached; {', '.join(parts)})" if parts else ""
 
@@ -100,7 +104,7 @@ def _variant_line(v: Verdict, group: Group, algorithm: str) -> str | None:
         c = v.find(algorithm, name, phase, group)
         if c is not None and name != strongest.backprop:
             parts.append(_against(c, group, depth))
-    return (f"{display_name(algorithm)}, {phase} at {depth} layers{_reach(strongest)}: "
+    return (f"{display_name(algorithm)}, {phase} at {depth} layers{_reach(strongest, group)}: "
             + "; ".join(parts) + ".")
 
 
