@@ -123,6 +123,8 @@ def _shift_line(v: Verdict, group: Group) -> str | None:
     mine = [s for s in v.shifts if (s.source, s.dtype, s.batch_size, s.hidden)
             == (group.source, group.dtype, group.batch_size, group.hidden)
             and s.reference == group.optimizer]
+    rank = {name: i for i, name in enumerate(algorithm_order(s.algorithm for s in mine))}
+    mine.sort(key=lambda s: rank[s.algorithm])
     sentences = []
     for other, phase in dict.fromkeys((s.other, s.phase) for s in mine):
         moves = [s for s in mine if (s.other, s.phase) == (other, phase)]
