@@ -1,5 +1,6 @@
-"""The one-page report: figures, least-squares slopes per layer, the largest memory
-category, failed cells, and findings stated as numbers computed from the results.
+"""The one-page report: the verdict first (ffbench.verdict, in verdict_text's words), then
+figures, least-squares slopes per layer, the largest memory category, failed cells, and
+findings stated as numbers computed from the results.
 
 Pure pandas/numpy over a loaded results frame (`ffbench.results.load`); the algorithms'
 display names come from their classes (registry.display_name).
@@ -18,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ffbench import ratios
-from ffbench.algorithms.registry import by_algorithm_order, display_name
+from ffbench import verdict, verdict_text
+from ffbench.algorithms.registry import by_algorithm_order
 from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import STATUSES, measured_peak_bytes
@@ -225,10 +226,6 @@ def failure_findings(frame: pd.DataFrame, failed: pd.DataFrame) -> list[str]:
     return lines + [f"{len(failed)} of {ran} cells run failed ({counts}); see the list below."]
 
 
-def _mib_text(value: float) -> str:
-    return f"{number(value / MIB)} MiB"
-
-
 SHARED_SETTINGS = ("device", "dtype", "dataset", "steps", "warmup_steps", "epochs", "seed",
                    "goodness", "threads", "eval_chunk")  # one sweep's cells share these
 
@@ -250,33 +247,12 @@ def mixed_settings_findings(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def crossover_findings(frame: pd.DataFrame) -> list[str]:
-    """Each FF algorithm against each baseline present (backprop, lean backprop), per phase:
-    the depth from which it needs less memory, and the saving at the deepest depth."""
-    several = "source" in frame and frame["source"].nunique() > 1
-    lines = []
-    for c in ratios.crossovers(frame):
-        where = _group_label(c.source, c.batch_size, c.hidden, several)
-        who = f"{display_name(c.algorithm)} vs {display_name(c.baseline)}"
-        what = f"{ratios.PHASE_TITLES[c.phase]} peak"
-        if c.depth is None:
-            since = "needs more memory at the deepest depth, no crossover in the depths run"
-        else:
-            since = f"needs less memory from {c.depth} layers on (crossover depth {c.depth})"
-        if c.saving_bytes >= 0:
-            saving = f"saves {_mib_text(c.saving_bytes)} ({c.saving_fraction:.0%})"
-        else:
-            saving = f"needs {_mib_text(-c.saving_bytes)} more ({-c.saving_fraction:.0%})"
-        lines.append(f"{who}, {what} ({where}): {since}; at {c.deepest} layers it {saving}.")
-    return lines
-
-
 def findings(frame: pd.DataFrame, slopes: pd.DataFrame, largest: pd.DataFrame,
              failed: pd.DataFrame) -> list[str]:
     """The report's findings, from `slope_table`, `largest_categories` and `failed_cells`
     of `frame`."""
     return (mixed_settings_findings(frame) + slope_findings(slopes)
-            + depth_ratio_findings(frame) + crossover_findings(frame)
+            + depth_ratio_findings(frame)
             + category_findings(largest) + failure_findings(frame, failed))
 
 
@@ -349,6 +325,13 @@ def failed_rows(frame: pd.DataFrame, failed: pd.DataFrame) -> Table:
     return Table(columns + (["source"] if several else []), rows)
 
 
+def verdict_blocks(answer: verdict.Verdict) -> list[Block]:
+    """The report's first section: the verdict's lines, then its table."""
+    columns, rows = verdict_text.verdict_table(answer)
+    return [Heading("Verdict"), Bullets(verdict_text.verdict_lines(answer)),
+            *([Table(columns, rows)] if rows else [])]
+
+
 def figure_blocks(drawn: Sequence[Any], base: Path) -> list[Block]:
     """Images linked relative to the report's folder; a line for each figure skipped."""
     blocks: list[Block] = []
@@ -373,6 +356,7 @@ def build(frame: pd.DataFrame, drawn: Sequence[Any], base: Path) -> list[Block]:
     not_run: list[Block] = [Heading("Cells not run yet"), failed_rows(frame, missing)]
     return [
         Heading(f"ffbench report: {sources}" + (" (PREDICTED)" if predicted else ""), 1),
+        *verdict_blocks(verdict.verdict(frame)),
         *predicted,
         Paragraph(caption(frame)),
         Heading("Findings"),

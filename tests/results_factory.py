@@ -49,6 +49,21 @@ def ok_row(algorithm: str, n_layers: int, batch_size: int, **extra: Any) -> dict
     return make_row(**(values | extra))
 
 
+def peak_row(algorithm: str, n_layers: int, train_mib: float, eval_mib: float,
+             batch_size: int = BATCH_SIZES[0], **extra: Any) -> dict[str, Any]:
+    """A successful cell with the given train and eval peaks (tracked, MiB) and nothing
+    else measured: any algorithm name, any peaks."""
+    values = {
+        "algorithm": algorithm, "n_layers": n_layers, "batch_size": batch_size,
+        "hidden": HIDDEN, "device": "cpu", "status": "ok",
+        "train_peak_tracked_bytes": round(train_mib * MIB),
+        "eval_peak_tracked_bytes": round(eval_mib * MIB),
+        "cpu_model": "Test CPU", "torch_version": "2.0-test", "host": "testhost",
+        "started_at": "2026-01-02T03:04:05+00:00",
+    }
+    return make_row(**(values | extra))
+
+
 def failed_row(algorithm: str, n_layers: int, batch_size: int, status: str) -> dict[str, Any]:
     return make_row(algorithm=algorithm, n_layers=n_layers, batch_size=batch_size, hidden=HIDDEN,
                     device="cpu", status=status, error=f"{status} on purpose",

@@ -23,13 +23,15 @@ from results_factory import (
     TRAIN_SLOPE_BYTES,
     failed_row,
     ok_row,
+    peak_row,
     sweep_rows,
     wobble,
     write_results,
 )
 
-from ffbench import plots
+from ffbench import plots, verdict, verdict_text
 from ffbench.results import load, rows_to_table, write_row_json
+from ffbench.verdict import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
 
 from helpers import REPO, ffbench_cli
 
@@ -80,7 +82,7 @@ def test_plot_writes_valid_images_without_the_measuring_code(with_failures: Path
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "heavy: []" in done.stdout
-    drawn = {"memory_vs_layers", "memory_ratio_vs_layers", "time_vs_layers", "memory_categories",
+    drawn = {"memory_vs_layers", "answer", "time_vs_layers", "memory_categories",
              "measured_vs_predicted"}
     assert {p.stem for p in out.iterdir()} == drawn
     for path in out.iterdir():
@@ -292,28 +294,75 @@ def test_bad_format_and_missing_path_exit_2(with_failures: Path, tmp_path: Path)
     assert not (tmp_path / "figs").exists()
 
 
-def test_ratio_figure_divides_by_backprop_and_by_lean_backprop_per_phase():
-    frame = load_rows(sweep_rows(("bp", "bp-lean", "ff")))
-    fig = plots.memory_ratio_vs_layers(frame)
+def test_the_answer_draws_the_verdicts_ratios_on_a_linear_axis_around_one():
+    rows = (sweep_rows(("bp", "bp-lean"))
+            + sweep_rows(("ff",), eval_chunk=BATCH_SIZES[0])  # equal rows
+            + sweep_rows(("ff",), eval_chunk=0))  # as published
+    frame = load_rows([row for row in rows if row["batch_size"] == 64])
+    fig = plots.answer(frame)
+    found = verdict.verdict(frame)
     colors = plots.algorithm_colors()
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == [f"{phase} · vs {base}"
-                      for base in ("backprop", "lean backprop")
-                      for phase in ("train", "eval", "larger of train and eval")]
-    ax = panel(fig, "train · vs backprop")
-    (ff_line, _) = [line for line in data_lines(ax) if line.get_color() == colors["ff"]]
-    expected = [ok_row("ff", n, 64)["train_peak_tracked_bytes"]
-                / ok_row("bp", n, 64)["train_peak_tracked_bytes"] for n in DEPTHS]
+    assert [t.split("\n")[0] for t in titles] == [
+        TRAIN, EVAL_EQUAL, LARGER, EVAL_PUBLISHED] * 2
+    assert [t.split("\n")[1].split(" (")[0] for t in titles] == (
+        ["over the strongest backprop"] * 4 + ["over bp"] * 4)
+    ax = panel(fig, f"{LARGER}\nover the strongest backprop (bp-lean at the deepest)")
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 1
+    (ff_line,) = [line for line in data_lines(ax) if line.get_color() == colors["ff"]
+                  and len(line.get_xdata()) > 1]
+    ff = [ok_row("ff", n, 64) for n in DEPTHS]
+    lean = [ok_row("bp-lean", n, 64) for n in DEPTHS]
+    expected = [max(f["train_peak_tracked_bytes"], f["eval_peak_tracked_bytes"])
+                / max(b["train_peak_tracked_bytes"], b["eval_peak_tracked_bytes"])
+                for f, b in zip(ff, lean, strict=True)]
     np.testing.assert_allclose(ff_line.get_ydata(), expected)
-    lean = panel(fig, "eval · vs lean backprop")
-    assert {line.get_color() for line in data_lines(lean)} >= {colors["ff"], colors["bp"]}
+    c = found.find("ff", verdict.STRONGEST, LARGER, found.groups[0])
+    assert c is not None and c.ratio == pytest.approx(expected[-1])
+    label = f"{verdict_text.ratio_text(c.ratio)}\n" + (
+        "never" if c.below_from is None else f"from {c.below_from}")
+    assert label in [t.get_text() for t in ax.texts]
+    (one,) = ax.collections[0].get_segments()
+    assert set(one[:, 1]) == {1.0}  # the backprop's peak, drawn across the depths
     legend = {t.get_text() for t in fig.legends[0].get_texts()}
-    assert {"backprop", "lean backprop", "Base FF"} <= legend and "bp" not in legend
+    assert "Base FF" in legend and "backprop" not in legend  # backprop is the line at 1
 
 
-def test_without_backprop_the_ratio_figure_says_why():
+def test_a_line_above_the_axis_keeps_the_axis_and_says_its_value():
+    rows = (sweep_rows(("bp",))
+            + [ok_row("ff", n, 64, train_peak_tracked_bytes=2**30 * n) for n in DEPTHS])
+    fig = plots.answer(load_rows(rows))
+    ax = panel(fig, f"{TRAIN}\nover bp")
+    assert ax.get_ylim() == (0, plots.RATIO_AXIS_TOP)
+    assert any(t.get_text().startswith("above: ") for t in ax.texts)
+
+
+def test_without_backprop_the_answer_says_why():
     with pytest.raises(plots.NoData, match="no backprop"):
-        plots.memory_ratio_vs_layers(load_rows(sweep_rows(("ff",))))
+        plots.answer(load_rows(sweep_rows(("ff",))))
+
+
+@pytest.mark.slow
+def test_the_answer_text_stays_apart_with_many_lines():
+    """Four FF variants under two optimizers, three backprops: every label within the
+    canvas, no title, tick or legend text over another."""
+    from test_figure_text import text_problems
+
+    rows = []
+    for optimizer, scale in (("adam", 1.0), ("sgd", 0.6)):
+        for algorithm, train, evaluation in (("bp", 40, 20), ("bp-lean", 25, 20),
+                                             ("ff", 24, 21), ("ff-layerwise", 4, 2),
+                                             ("rff", 110, 400), ("ff-progressive", 30, 21)):
+            for n in range(2, 48, 5):
+                rows.append(peak_row(algorithm, n, scale * train * n + 10, evaluation * n + 10,
+                                     optimizer=optimizer, eval_chunk=64, device="meta"))
+                if algorithm.startswith(("ff", "rff")):
+                    rows.append(peak_row(algorithm, n, scale * train * n + 10,
+                                         10 * evaluation * n, optimizer=optimizer,
+                                         eval_chunk=0, device="meta"))
+    fig = plots.answer(load_rows(rows))
+    assert "PREDICTED" in fig.get_suptitle()
+    assert text_problems(fig) == []
 
 
 def test_predicted_rows_are_labelled_predicted_and_wide_ranges_go_log():
@@ -349,4 +398,4 @@ def test_plot_on_a_parent_draws_each_results_folder_found_below_it(tmp_path: Pat
             f"{tmp_path / 'results' / 'b'}") in done.output
     for name in ("a", "b"):
         drawn = {p.stem for p in (tmp_path / "results" / name / "figures").iterdir()}
-        assert "memory_ratio_vs_layers" in drawn and "compare_inputs" not in drawn
+        assert "answer" in drawn and "compare_inputs" not in drawn

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from results_factory import failed_row, ok_row, sweep_rows, write_results
+from results_factory import DEPTHS, failed_row, ok_row, sweep_rows, write_results
 
-from ffbench import report
+from ffbench import report, verdict, verdict_text
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.results import load
 from ffbench.sweep import folder as sweep_folder
@@ -122,7 +122,7 @@ def test_html_report(with_failures: Path, tmp_path: Path):
     done = cli("report", with_failures, "--out", out)
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    assert page.startswith("<!doctype html>") and page.count("<table>") == 2
+    assert page.startswith("<!doctype html>") and page.count("<table>") == 3  # verdict first
     for image in re.findall(r'<img src="([^"]+)"', page):
         assert (tmp_path / image).is_file()
     assert re.search(r"<li>Train peak per added layer \(batch 64, hidden 32\): "
@@ -175,7 +175,7 @@ def test_plot_and_report_on_the_ci_cpu_sweep(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     figures = sorted((sweep / "figures").iterdir())
     assert [f.stem for f in figures] == sorted(
-        ["memory_vs_layers", "memory_ratio_vs_layers", "time_vs_layers", "memory_categories",
+        ["memory_vs_layers", "answer", "time_vs_layers", "memory_categories",
          "measured_vs_predicted"])
     assert all(f.read_bytes().startswith(b"\x89PNG") for f in figures)
     done = cli("report", sweep)
@@ -183,24 +183,39 @@ def test_plot_and_report_on_the_ci_cpu_sweep(tmp_path: Path):
     check_report_against_lstsq((sweep / "report.md").read_text(), load([sweep]))
 
 
-def test_crossover_and_saving_against_backprop_and_lean_backprop(tmp_path: Path):
-    """The factory's ff is below bp from 3 layers on (equal at 2) and above bp-lean at every
-    depth; the saving at the deepest depth (6) is computed here from the rows."""
+def test_the_report_begins_with_the_verdict(tmp_path: Path):
+    """The verdict's lines and table, first; no other finding states a crossover."""
     folder = write_results(tmp_path, sweep_rows(("bp", "bp-lean", "ff")))
-    lines = report.crossover_findings(load([folder]))
-    bp6, ff6, lean6 = (ok_row(a, 6, 64) for a in ("bp", "ff", "bp-lean"))
-    saving = bp6["train_peak_tracked_bytes"] - ff6["train_peak_tracked_bytes"]
-    assert (f"Base FF vs backprop, train peak (batch 64, hidden 32): needs less memory from 3 "
-            f"layers on (crossover depth 3); at 6 layers it saves {report.number(saving / MIB)} "
-            f"MiB ({saving / bp6['train_peak_tracked_bytes']:.0%}).") in lines
-    more = ff6["train_peak_tracked_bytes"] - lean6["train_peak_tracked_bytes"]
-    assert (f"Base FF vs lean backprop, train peak (batch 64, hidden 32): needs more memory at "
-            f"the deepest depth, no crossover in the depths run; at 6 layers it needs "
-            f"{report.number(more / MIB)} MiB more") in " ".join(lines)
-    phases = {line.split(" peak")[0].split(", ")[-1] for line in lines}
-    assert phases == {"train", "eval", "larger of train and eval"}
-    assert not any(line.startswith("lean backprop vs") for line in lines)
-    assert len(lines) == 2 * 3 * 2  # two baselines, three phases, two batch sizes
+    frame = load([folder])
+    blocks = report.build(frame, [], tmp_path)
+    assert blocks[1] == report.Heading("Verdict")
+    answer = verdict.verdict(frame)
+    assert blocks[2] == report.Bullets(verdict_text.verdict_lines(answer))
+    columns, rows = verdict_text.verdict_table(answer)
+    assert blocks[3] == report.Table(columns, rows)
+    # computed here from the rows: below bp where more than 4 MiB and 1% under it
+    peaks = {a: {n: ok_row(a, n, 64)["train_peak_tracked_bytes"] for n in DEPTHS}
+             for a in ("bp", "ff", "bp-lean")}
+    below = [n for n in DEPTHS if peaks["bp"][n] - peaks["ff"][n] >= max(4 * MIB,
+                                                                        peaks["bp"][n] / 100)]
+    since = min(n for n in below if all(m in below for m in DEPTHS if m >= n))
+    ratio, lean = (peaks["ff"][6] / peaks[b][6] for b in ("bp", "bp-lean"))
+    assert ["64", "Base FF", "train", "adam", "6", f"{ratio:.2f}x, from {since}",
+            f"{lean:.2f}x, never", f"{lean:.2f}x, never (bp-lean)"] in rows
+    text = report.to_markdown(blocks)
+    assert text.index("## Verdict") < text.index("## Findings")
+    assert "crossover" not in text
+
+
+def test_an_equal_peak_is_not_a_crossover(tmp_path: Path):
+    """The same peaks at every depth: about the same, never 'from depth 1'."""
+    rows = [ok_row(a, n, 64, train_peak_tracked_bytes=100 * MIB) for a in ("bp", "ff")
+            for n in (1, 2, 3)]
+    text = report.to_markdown(report.build(load([write_results(tmp_path, rows)]), [],
+                                           tmp_path))
+    assert "Base FF, train at 3 layers: 1.00x bp (100 vs 100 MiB, the only backprop run): " \
+           "about the same (0.0% apart)." in text
+    assert "from 1" not in text and "saves" not in text
 
 
 def test_a_stopped_sweep_says_n_of_m_run_and_lists_the_missing(tmp_path: Path):

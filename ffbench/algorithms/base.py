@@ -71,9 +71,11 @@ class Algorithm(ABC):
     accuracy_target: ClassVar[float | None] = None
     # `explain`: why the added layer's gradients are not alive at the train peak, if they are not.
     gradient_note: ClassVar[str] = ""
-    # Trains and predicts by goodness (the FF family): the goodness-only settings (goodness,
-    # threshold, eval_chunk) act in it. False (backprop): they leave its cell id and row.
-    goodness_based: ClassVar[bool] = True
+    # A backprop: a baseline every other algorithm is measured against (ffbench.verdict
+    # compares each algorithm that is not one with each that is, and with the lowest of them).
+    # The goodness-only settings (goodness, threshold, eval_chunk) act in every algorithm but
+    # the baselines: for those they leave the cell id and the row.
+    baseline: ClassVar[bool] = False
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]

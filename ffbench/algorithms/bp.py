@@ -83,8 +83,8 @@ class Backprop(Algorithm):
         },
     }
     accuracy_target: ClassVar[float | None] = 0.94
-    goodness_based = False
     gradient_note = "the peak is in backward, before the lower layers' gradients are made"
+    baseline = True  # and so are its variants (bp-lean): the verdict's backprops
 
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)

@@ -138,6 +138,15 @@ def display_name(name: str) -> str:
         return name
 
 
+def is_backprop(name: str) -> bool:
+    """Whether the algorithm is a backprop baseline (its class's `baseline`); a name the
+    registry cannot load is not one."""
+    try:
+        return load(name).baseline
+    except BadInput:
+        return False
+
+
 class _Registry(Mapping[str, "type[Algorithm]"]):
     """Name -> class, loading a class on first access; iterating lists names (torch-free)."""
 

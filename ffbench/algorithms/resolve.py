@@ -43,7 +43,7 @@ def check(spec: CellSpec) -> CellSpec:
 def applies(name: str, algorithm: str) -> bool:
     """Whether setting `name` acts in `algorithm` (FF-family settings act only in
     goodness-based algorithms)."""
-    return name not in GOODNESS_ONLY or registry.load(algorithm).goodness_based
+    return name not in GOODNESS_ONLY or not registry.load(algorithm).baseline
 
 
 def resolved(spec: CellSpec) -> CellSpec:
@@ -68,7 +68,7 @@ def identity(spec: CellSpec, *, legacy: bool = False) -> dict[str, Any]:
     values (the goodness default, its threshold, eval_chunk 0), so that ids made before
     hold. `legacy`: the identity before that rule (a setting that does nothing still counted)."""
     info = registry.load(spec.algorithm)
-    if not (legacy or info.goodness_based):
+    if info.baseline and not legacy:
         spec = dataclasses.replace(
             spec, goodness=default_of("goodness"), threshold=None,
             eval_chunk=NEUTRAL_EVAL_CHUNK)

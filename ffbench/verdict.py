@@ -1,0 +1,526 @@
+"""The verdict: does each Forward-Forward variant need less memory than backprop, from what
+depth, and at what cost in time and accuracy? Computed once from a loaded results frame
+(`ffbench.results.load`); the report's first section, the answer figure and the sweep's
+last lines all show this one computation.
+
+- Backprops are the algorithms whose class says `baseline` (bp and its variants, plugins
+  that say so); every other algorithm is an FF variant.
+- Groups: source, optimizer, dtype, batch size, width. Depths are compared within a group.
+- Peaks: `measured_peak_bytes` (CUDA allocated, else tracked; on meta the tracked bytes are
+  the prediction), the median of repeated cells.
+- Phases: `train`; `eval at equal rows` (FF cells whose replicated eval rows never exceed
+  the eval batch, 0 < eval_chunk <= eval_batch_size) against backprop's eval; `eval as
+  published` (FF cells with eval_chunk 0: every label of the whole eval batch at once, 10x
+  its rows) against backprop's eval; `larger of train and fair eval` (FF: the larger of
+  train and eval at equal rows; backprop: of train and eval). An FF variant's train peak
+  comes from its equal-rows cells where a depth has them, else from its other cells (the
+  same settings but for eval_chunk).
+- Baselines: each backprop present, and the strongest backprop: at each depth and phase the
+  lowest peak among the backprops present there.
+- A comparison: the ratio at the deepest depth both reached, the depth from which the FF
+  variant is below at every deeper depth both reached (None: never), and "about the same"
+  where the peaks are under 1% or under 4 MiB apart (neither a saving nor a crossover).
+- Time per step from measured (not meta) cells, and test accuracy against bp in percentage
+  points, at the deepest depth both have; how the answer moves with the optimizer where a
+  group was run with several.
+
+Pure pandas; torch comes in only when the registry loads an algorithm's class (to ask it
+whether it is a backprop, and for its display name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ffbench.algorithms.registry import algorithm_order, is_backprop
+from ffbench.algorithms.resolve import NEUTRAL_EVAL_CHUNK
+from ffbench.results import measured_peak_bytes, rows_to_table
+from ffbench.settings.cell import DEFAULT_OPTIMIZER, default_of
+from ffbench.sweep.plan import PREDICTED_DEVICE
+from ffbench.units import MIB
+
+GROUP = ["source", "optimizer", "dtype", "batch_size", "hidden"]
+KEYS = [*GROUP, "algorithm", "n_layers"]
+TRAIN = "train"
+EVAL_EQUAL = "eval at equal rows"
+EVAL_PUBLISHED = "eval as published"
+LARGER = "larger of train and fair eval"
+PHASES = (TRAIN, EVAL_EQUAL, EVAL_PUBLISHED, LARGER)
+HEADLINE_PHASES = (LARGER, TRAIN)  # the lines lead with the first of these in the results
+STRONGEST = "strongest backprop"  # the baseline that is, at each depth, the lowest backprop
+SAME_FRACTION = 0.01  # "about the same": under 1% of the backprop's peak apart ...
+SAME_BYTES = 4 * MIB  # ... or under 4 MiB apart
+PERCENT_POINTS = 100
+# which of an FF cell's eval settings it is: replicated rows within the eval batch, every
+# label of the whole batch at once (eval_chunk 0), or chunks larger than the eval batch
+EQUAL_ROWS, PUBLISHED_ROWS, OTHER_ROWS = "equal", "published", "other"
+# what a row without a setting had: written before the setting existed (optimizer, dtype),
+# or a backprop's, for which eval_chunk does nothing (FF rows from before it had a default
+# held all rows at once)
+SETTING_DEFAULTS = {"optimizer": default_of("optimizer"), "dtype": default_of("dtype"),
+                    "eval_chunk": NEUTRAL_EVAL_CHUNK}
+
+
+# ---- records ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of cells: what the verdict compares within, and what it holds."""
+
+    source: str
+    optimizer: str
+    dtype: str
+    batch_size: int
+    hidden: int
+    measure: str  # how its peaks were obtained: "predicted on meta", "CUDA allocated", ...
+    eval_batch_size: int  # the largest eval batch of its cells
+    backprops: tuple[str, ...]  # registry order
+    variants: tuple[str, ...]  # the FF variants, registry order
+    notes: tuple[str, ...]  # phases not in these results, and why
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.source, self.optimizer, self.dtype, self.batch_size, self.hidden)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One FF variant against one baseline in one phase, over the depths both reached."""
+
+    source: str
+    optimizer: str
+    dtype: str
+    batch_size: int
+    hidden: int
+    algorithm: str
+    baseline: str  # a backprop's name, or STRONGEST
+    phase: str
+    deepest: int  # the deepest depth both reached
+    ratio: float  # the algorithm's peak over the baseline's, at `deepest`
+    bytes: float  # the algorithm's peak at `deepest`
+    baseline_bytes: float
+    backprop: str  # the backprop the baseline was at `deepest` (for STRONGEST: the lowest)
+    below_from: int | None  # below from this depth on, at every deeper depth; None: never
+    about_same: bool  # under SAME_FRACTION or SAME_BYTES apart at `deepest`
+    first_depth: int  # the shallowest depth both reached
+    algorithm_deepest: int  # the deepest depth the algorithm reached in this phase
+    baseline_deepest: int  # ... and the baseline
+
+    @property
+    def difference_bytes(self) -> float:
+        return self.bytes - self.baseline_bytes
+
+    @property
+    def saves(self) -> bool:
+        return not self.about_same and self.ratio < 1
+
+
+@dataclass(frozen=True)
+class TimeComparison:
+    """Median train step time of an FF variant against a backprop, measured cells only."""
+
+    source: str
+    optimizer: str
+    dtype: str
+    batch_size: int
+    hidden: int
+    algorithm: str
+    baseline: str  # a backprop's name, or STRONGEST (the strongest by memory, headline phase)
+    backprop: str  # the backprop timed
+    depth: int  # the deepest depth both were timed at
+    seconds: float
+    baseline_seconds: float
+    measured_on: str  # the device: "cpu", or the GPU's name
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.baseline_seconds
+
+
+@dataclass(frozen=True)
+class AccuracyComparison:
+    """Test accuracy of an FF variant against bp's at the deepest depth both have."""
+
+    source: str
+    optimizer: str
+    dtype: str
+    batch_size: int
+    hidden: int
+    algorithm: str
+    depth: int
+    accuracy: float  # a fraction
+    baseline_accuracy: float
+    dataset: str
+    epochs: str
+
+    @property
+    def points(self) -> float:
+        return (self.accuracy - self.baseline_accuracy) * PERCENT_POINTS
+
+
+@dataclass(frozen=True)
+class OptimizerShift:
+    """How one FF variant's headline ratio against the strongest backprop moves from the
+    reference optimizer to another, the rest of the group the same."""
+
+    source: str
+    dtype: str
+    batch_size: int
+    hidden: int
+    algorithm: str
+    phase: str
+    reference: str  # the reference optimizer (the default where present)
+    other: str
+    reference_ratio: float
+    other_ratio: float
+    reference_backprop: str  # the strongest backprop under each
+    other_backprop: str
+    reference_depth: int
+    other_depth: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    groups: list[Group]
+    comparisons: list[Comparison]
+    depths: pd.DataFrame  # per depth: GROUP, algorithm, baseline, phase, n_layers, ratio, ...
+    times: list[TimeComparison]
+    accuracies: list[AccuracyComparison]
+    shifts: list[OptimizerShift]
+
+    def frame(self) -> pd.DataFrame:
+        """The comparisons, one row each."""
+        columns = [f.name for f in dataclasses.fields(Comparison)]
+        return pd.DataFrame([dataclasses.asdict(c) for c in self.comparisons], columns=columns)
+
+    def find(self, algorithm: str, baseline: str, phase: str,
+             group: Group | None = None) -> Comparison | None:
+        """The comparison, in `group` (default: the only group)."""
+        key = (group or self.groups[0]).key
+        for c in self.comparisons:
+            if (c.algorithm, c.baseline, c.phase) == (algorithm, baseline, phase) and \
+                    _key(c) == key:
+                return c
+        return None
+
+    def headline_phase(self, group: Group) -> str:
+        return headline({c.phase for c in self.comparisons if _key(c) == group.key})
+
+
+def headline(phases: Iterable[str]) -> str:
+    """The phase a group's answer leads with: the larger of train and fair eval where the
+    results hold it, else train."""
+    present = set(phases)
+    return next((p for p in HEADLINE_PHASES if p in present), TRAIN)
+
+
+def _fields(group: Iterable[Any]) -> dict[str, Any]:
+    """A group key as the records' keyword arguments."""
+    return dict(zip(GROUP, group, strict=True))
+
+
+def _key(record: Any) -> tuple[Any, ...]:
+    return (record.source, record.optimizer, record.dtype, record.batch_size, record.hidden)
+
+
+# ---- the computation -------------------------------------------------------------------
+
+
+def cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The successful cells with their settings' defaults filled in (rows written before a
+    setting existed), `backprop` (bool), `eval_rows` (EQUAL_ROWS, PUBLISHED_ROWS or
+    OTHER_ROWS) and each phase's measured peak as `train_peak` and `eval_peak` (bytes)."""
+    ok = frame[frame["status"] == "ok"].dropna(
+        subset=["n_layers", "algorithm", "batch_size", "hidden"])
+    if "source" not in ok:
+        ok = ok.assign(source="results")
+    ok = ok.assign(**{name: ok[name].fillna(value) if name in ok else value
+                      for name, value in SETTING_DEFAULTS.items()})
+    eval_batch = ok["eval_batch_size"].fillna(ok["batch_size"]).astype(int)
+    chunk = ok["eval_chunk"].astype(int)
+    rows = np.where(chunk == 0, PUBLISHED_ROWS,
+                    np.where(chunk <= eval_batch, EQUAL_ROWS, OTHER_ROWS))
+    backprops = {name: is_backprop(name) for name in ok["algorithm"].unique()}
+    return ok.assign(
+        n_layers=ok["n_layers"].astype(int), batch_size=ok["batch_size"].astype(int),
+        hidden=ok["hidden"].astype(int), eval_batch_size=eval_batch, eval_chunk=chunk,
+        eval_rows=rows, backprop=ok["algorithm"].map(backprops).astype(bool),
+        train_peak=measured_peak_bytes(ok, "train"), eval_peak=measured_peak_bytes(ok, "eval"),
+    )
+
+
+def _median(data: pd.DataFrame, column: str) -> pd.Series:
+    """Median of `column` per KEYS, over the rows that have it."""
+    return data.dropna(subset=[column]).groupby(KEYS)[column].median()
+
+
+def _preferring_equal_rows(ff: pd.DataFrame, column: str) -> pd.Series:
+    """An FF variant's train-side value (peak, step time, accuracy) per depth: from its
+    equal-rows cells where the depth has them, else from its other cells."""
+    return _median(ff[ff["eval_rows"] == EQUAL_ROWS], column).combine_first(_median(ff, column))
+
+
+def _larger(a: pd.Series, b: pd.Series) -> pd.Series:
+    return pd.concat([a, b], axis=1, join="inner").max(axis=1)
+
+
+def phase_peaks(data: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """Per phase: (FF variants' peaks, backprops' peaks), each a Series indexed by KEYS."""
+    ff, bp = data[~data["backprop"]], data[data["backprop"]]
+    ff_train = _preferring_equal_rows(ff, "train_peak")
+    ff_equal = _median(ff[ff["eval_rows"] == EQUAL_ROWS], "eval_peak")
+    bp_train, bp_eval = _median(bp, "train_peak"), _median(bp, "eval_peak")
+    return {
+        TRAIN: (ff_train, bp_train),
+        EVAL_EQUAL: (ff_equal, bp_eval),
+        EVAL_PUBLISHED: (_median(ff[ff["eval_rows"] == PUBLISHED_ROWS], "eval_peak"), bp_eval),
+        LARGER: (_larger(ff_train, ff_equal), _larger(bp_train, bp_eval)),
+    }
+
+
+def _tidy(series: pd.Series, name: str) -> pd.DataFrame:
+    return series.rename(name).reset_index()
+
+
+def _baselines(backprops: pd.DataFrame) -> pd.DataFrame:
+    """Each backprop's peaks as a baseline, and the strongest backprop's: at each depth the
+    lowest of those present (ties: registry order). Columns GROUP, n_layers, baseline,
+    backprop, baseline_bytes."""
+    each = backprops.rename(columns={"algorithm": "backprop", "bytes": "baseline_bytes"})
+    each = each.assign(baseline=each["backprop"])
+    rank = {name: i for i, name in enumerate(algorithm_order(each["backprop"]))}
+    lowest = (each.assign(rank=each["backprop"].map(rank))
+              .sort_values(["baseline_bytes", "rank"], kind="stable")
+              .drop_duplicates([*GROUP, "n_layers"]).drop(columns="rank")
+              .assign(baseline=STRONGEST))
+    return pd.concat([each, lowest], ignore_index=True)
+
+
+def per_depth(peaks: dict[str, tuple[pd.Series, pd.Series]]) -> pd.DataFrame:
+    """Every FF variant against every baseline, per phase and depth both reached: bytes,
+    baseline_bytes, ratio, about_same, below (a saving that is not about the same)."""
+    tables = []
+    for phase, (ff, bp) in peaks.items():
+        if ff.empty or bp.empty:
+            continue
+        joined = _tidy(ff, "bytes").merge(_baselines(_tidy(bp, "bytes")),
+                                          on=[*GROUP, "n_layers"])
+        tables.append(joined.assign(phase=phase))
+    columns = [*GROUP, "algorithm", "baseline", "backprop", "phase", "n_layers", "bytes",
+               "baseline_bytes", "ratio", "about_same", "below"]
+    if not tables:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(tables, ignore_index=True)
+    apart = (table["bytes"] - table["baseline_bytes"]).abs()
+    same = (apart < SAME_FRACTION * table["baseline_bytes"]) | (apart < SAME_BYTES)
+    table = table.assign(ratio=table["bytes"] / table["baseline_bytes"], about_same=same,
+                         below=(table["bytes"] < table["baseline_bytes"]) & ~same)
+    return table[columns].sort_values([*GROUP, "algorithm", "baseline", "phase", "n_layers"],
+                                      kind="stable").reset_index(drop=True)
+
+
+def below_from(points: pd.DataFrame) -> int | None:
+    """The smallest depth from which every deeper depth of `points` (sorted by depth) is
+    below; None when the deepest is not."""
+    depth = None
+    for n_layers, below in zip(points["n_layers"][::-1], points["below"][::-1], strict=True):
+        if not below:
+            break
+        depth = int(n_layers)
+    return depth
+
+
+def _deepest(peaks: dict[str, tuple[pd.Series, pd.Series]]) -> dict[tuple[Any, ...], int]:
+    """(phase, *GROUP, algorithm) -> the deepest depth it has in that phase; for the
+    backprops also (phase, *GROUP, STRONGEST): the deepest any of them has."""
+    deepest: dict[tuple[Any, ...], int] = {}
+    for phase, (ff, bp) in peaks.items():
+        for series, strongest in ((ff, False), (bp, True)):
+            if series.empty:
+                continue
+            depths = series.reset_index()
+            for key, depth in depths.groupby([*GROUP, "algorithm"])["n_layers"].max().items():
+                deepest[(phase, *key)] = int(depth)
+            if strongest:
+                for key, depth in depths.groupby(GROUP)["n_layers"].max().items():
+                    deepest[(phase, *key, STRONGEST)] = int(depth)
+    return deepest
+
+
+def comparisons(table: pd.DataFrame,
+                peaks: dict[str, tuple[pd.Series, pd.Series]]) -> list[Comparison]:
+    deepest = _deepest(peaks)
+    found = []
+    for (*group, algorithm, baseline, phase), points in table.groupby(
+            [*GROUP, "algorithm", "baseline", "phase"], sort=False):
+        last = points.iloc[-1]
+        found.append(Comparison(
+            **_fields(group), algorithm=algorithm, baseline=baseline, phase=phase,
+            deepest=int(last["n_layers"]), ratio=float(last["ratio"]),
+            bytes=float(last["bytes"]), baseline_bytes=float(last["baseline_bytes"]),
+            backprop=str(last["backprop"]), below_from=below_from(points),
+            about_same=bool(last["about_same"]), first_depth=int(points["n_layers"].iloc[0]),
+            algorithm_deepest=deepest[(phase, *group, algorithm)],
+            baseline_deepest=deepest[(phase, *group, baseline)],
+        ))
+    return found
+
+
+def _measure(data: pd.DataFrame) -> str:
+    """How a group's peaks were obtained, in words."""
+    kinds = []
+    for device, rows in data.groupby("device", sort=False, dropna=False):
+        if device == PREDICTED_DEVICE:
+            kinds.append("PREDICTED on meta (tracked bytes of fake tensors, nothing timed)")
+        elif rows["train_peak_allocated_bytes"].notna().all():
+            kinds.append(f"measured on {_joined(rows['gpu_name'], device)}, CUDA allocated")
+        else:
+            where = device if pd.notna(device) else "an unknown device"
+            kinds.append(f"tracked on {where} (live tensor bytes)")
+    return " and ".join(kinds)
+
+
+def _joined(values: pd.Series, fallback: Any) -> str:
+    unique = [str(v) for v in dict.fromkeys(values.dropna())]
+    return " / ".join(unique) if unique else str(fallback)
+
+
+def _notes(group: pd.DataFrame, found: set[str], eval_batch: int) -> tuple[str, ...]:
+    """What a group's results cannot say, and the setting that would let them."""
+    if not group["backprop"].any():
+        return ("no backprop in these results: nothing to compare with",)
+    if group["backprop"].all():
+        return ("no FF variant in these results",)
+    hints = {
+        EVAL_EQUAL: f"run with --eval-chunk {eval_batch}, the eval batch",
+        EVAL_PUBLISHED: "run with --eval-chunk 0",
+        LARGER: "it needs eval at equal rows",
+        TRAIN: "no depth that an FF variant and a backprop both reached",
+    }
+    return tuple(f"{phase}: not in these results ({hints[phase]})"
+                 for phase in PHASES if phase not in found)
+
+
+def groups(data: pd.DataFrame, found: list[Comparison]) -> list[Group]:
+    made = []
+    for key, rows in data.groupby(GROUP, sort=False):
+        phases = {c.phase for c in found if _key(c) == key}
+        eval_batch = int(rows["eval_batch_size"].max())
+        names = algorithm_order(rows["algorithm"])
+        backprop = set(rows.loc[rows["backprop"], "algorithm"])
+        made.append(Group(
+            str(key[0]), str(key[1]), str(key[2]), int(key[3]), int(key[4]),
+            measure=_measure(rows), eval_batch_size=eval_batch,
+            backprops=tuple(n for n in names if n in backprop),
+            variants=tuple(n for n in names if n not in backprop),
+            notes=_notes(rows, phases, eval_batch),
+        ))
+    return made
+
+
+def _pairs(ff: pd.Series, bp: pd.Series) -> Iterator[tuple[tuple[Any, ...], str, str, int]]:
+    """(group key, FF variant, backprop, deepest depth both have) for each pair present."""
+    ff_depths, bp_depths = ff.reset_index(), bp.reset_index()
+    for (*group, algorithm), mine in ff_depths.groupby([*GROUP, "algorithm"], sort=False):
+        theirs = bp_depths.merge(pd.DataFrame([group], columns=GROUP), on=GROUP)
+        for backprop, points in theirs.groupby("algorithm", sort=False):
+            common = set(mine["n_layers"]) & set(points["n_layers"])
+            if common:
+                yield tuple(group), str(algorithm), str(backprop), max(common)
+
+
+def _strongest_by_memory(found: list[Comparison], v_groups: list[Group]
+                         ) -> dict[tuple[Any, ...], str]:
+    """(group key, FF variant) -> the strongest backprop in the headline phase, deepest."""
+    heads = {}
+    for group in v_groups:
+        phase = headline(c.phase for c in found if _key(c) == group.key)
+        for c in found:
+            if _key(c) == group.key and c.baseline == STRONGEST and c.phase == phase:
+                heads[(*group.key, c.algorithm)] = c.backprop
+    return heads
+
+
+def times(data: pd.DataFrame, strongest: dict[tuple[Any, ...], str]) -> list[TimeComparison]:
+    timed = data[(data["device"] != PREDICTED_DEVICE) & data["step_time_median_s"].notna()]
+    timed = timed.assign(measured_on=timed["gpu_name"].fillna(timed["device"]).fillna("?"))
+    ff = _preferring_equal_rows(timed[~timed["backprop"]], "step_time_median_s")
+    bp = _median(timed[timed["backprop"]], "step_time_median_s")
+    where = timed.groupby(GROUP)["measured_on"].agg(lambda v: " / ".join(dict.fromkeys(v)))
+    found = []
+    for group, algorithm, backprop, depth in _pairs(ff, bp):
+        named = [backprop] + ([STRONGEST] if strongest.get((*group, algorithm)) == backprop
+                              else [])
+        for baseline in named:
+            found.append(TimeComparison(
+                **_fields(group), algorithm=algorithm, baseline=baseline, backprop=backprop,
+                depth=depth,
+                seconds=float(ff[(*group, algorithm, depth)]),
+                baseline_seconds=float(bp[(*group, backprop, depth)]),
+                measured_on=str(where[group])))
+    return found
+
+
+def accuracies(data: pd.DataFrame) -> list[AccuracyComparison]:
+    scored = data[data["test_accuracy"].notna()]
+    ff = _preferring_equal_rows(scored[~scored["backprop"]], "test_accuracy")
+    bp = _median(scored[scored["algorithm"] == "bp"], "test_accuracy")
+    found = []
+    for group, algorithm, _, depth in _pairs(ff, bp):
+        rows = scored[(scored["algorithm"] == algorithm) & (scored["n_layers"] == depth)]
+        rows = rows.merge(pd.DataFrame([group], columns=GROUP), on=GROUP)
+        epochs = _joined(rows["epochs"].dropna().astype(int), "?")
+        found.append(AccuracyComparison(
+            **_fields(group), algorithm=algorithm, depth=depth,
+            accuracy=float(ff[(*group, algorithm, depth)]),
+            baseline_accuracy=float(bp[(*group, "bp", depth)]),
+            dataset=_joined(rows["dataset"], "unknown data"), epochs=epochs))
+    return found
+
+
+def shifts(found: list[Comparison]) -> list[OptimizerShift]:
+    """Against the strongest backprop, in the headline phase both optimizers have."""
+    strongest = [c for c in found if c.baseline == STRONGEST]
+    by_size: dict[tuple[Any, ...], dict[str, dict[str, Comparison]]] = {}
+    for c in strongest:
+        size = (c.source, c.dtype, c.batch_size, c.hidden, c.algorithm)
+        by_size.setdefault(size, {}).setdefault(c.optimizer, {})[c.phase] = c
+    made = []
+    for (source, dtype, batch, hidden, algorithm), per_optimizer in by_size.items():
+        if len(per_optimizer) < 2:
+            continue
+        names = sorted(per_optimizer)
+        reference = DEFAULT_OPTIMIZER if DEFAULT_OPTIMIZER in names else names[0]
+        for other in (n for n in names if n != reference):
+            ref, oth = per_optimizer[reference], per_optimizer[other]
+            phase = headline(set(ref) & set(oth))
+            if phase not in ref or phase not in oth:
+                continue
+            made.append(OptimizerShift(
+                source, dtype, batch, hidden, algorithm, phase, reference, other,
+                ref[phase].ratio, oth[phase].ratio, ref[phase].backprop, oth[phase].backprop,
+                ref[phase].deepest, oth[phase].deepest))
+    return made
+
+
+def verdict(frame: pd.DataFrame) -> Verdict:
+    """The verdict of a results frame (as `ffbench.results.load` returns it)."""
+    data = cells(frame)
+    peaks = phase_peaks(data)
+    table = per_depth(peaks)
+    found = comparisons(table, peaks)
+    made = groups(data, found)
+    return Verdict(made, found, table, times(data, _strongest_by_memory(found, made)),
+                   accuracies(data), shifts(found))
+
+
+def from_rows(rows: Iterable[dict[str, Any]], source: str) -> Verdict:
+    """The verdict of result rows (a sweep's, as it ends), named `source`."""
+    return verdict(rows_to_table(rows).to_pandas().assign(source=source))
