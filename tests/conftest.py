@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,3 +10,11 @@ import torch
 def one_thread() -> None:
     """One CPU thread: deterministic and comparable; the CI machine has two noisy cores."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def real_sweeps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of small real sweeps (tests/real_sweeps.py), run once per session."""
+    from real_sweeps import run_sweeps
+
+    return run_sweeps(tmp_path_factory.mktemp("real_sweeps"))
