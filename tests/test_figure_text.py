@@ -1,10 +1,12 @@
-"""Every figure's text stays readable: tick labels, titles, axis labels, captions and
-legend entries neither overlap each other nor leave the canvas (matplotlib text extents
-after a real draw)."""
+"""Every figure reads at a glance: tick labels, titles, axis labels, captions and legend
+entries neither overlap each other nor leave the canvas (matplotlib text extents after a
+real draw); numeric ticks are plain numbers; one scale per figure. Drawn from committed
+results, hand-made rows and the figures of small real sweeps (tests/real_sweeps.py)."""
 
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,7 @@ from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.ticker import FixedLocator
 from matplotlib.transforms import Bbox
 from results_factory import failed_row, ok_row, sweep_rows
 
@@ -91,19 +94,92 @@ def frames(real_sweeps: dict[str, Path]) -> dict[str, pd.DataFrame]:
 
 FRAMES = ("example", "factory", "two inputs", "embedded default", "published, predicted",
           "fair, Adam and SGD")
+# a tick label a reader reads at once: 5 / 20 / 0.5 / 1,000 (never 10^0 or 3x10^0)
+PLAIN_NUMBER = re.compile(r"^[-\u2212]?\d{1,3}(,\d{3})*(\.\d+)?$")
+
+
+@pytest.fixture(scope="module")
+def drawn(real_sweeps: dict[str, Path]) -> dict[str, dict[str, Figure | str]]:
+    """Every figure of every frame, drawn once: frame -> figure name -> the figure, or the
+    reason it was skipped."""
+    return {data: {name: fig if fig is not None else str(why)
+                   for name, fig, why in plots.render(frame)}
+            for data, frame in frames(real_sweeps).items()}
+
+
+def figures_of(drawn: dict[str, dict[str, Figure | str]], data: str) -> dict[str, Figure]:
+    found = {name: fig for name, fig in drawn[data].items() if isinstance(fig, Figure)}
+    assert found, "nothing was drawn"
+    return found
+
+
+def tick_problems(fig: Figure) -> list[str]:
+    """Numeric axes whose drawn tick labels are not plain numbers, log axes with fewer than
+    two labelled ticks, and axes with an offset or exponent written beside them."""
+    FigureCanvasAgg(fig).draw()
+    problems = []
+    for i, ax in enumerate(fig.axes):
+        for which, axis, limits, coordinate in (("x", ax.xaxis, ax.get_xlim(), 0),
+                                                ("y", ax.yaxis, ax.get_ylim(), 1)):
+            if isinstance(axis.get_major_locator(), FixedLocator):
+                continue  # names, not numbers (the category figure's bars)
+            labels = [t.get_text() for t in drawn_ticks(axis, limits, coordinate)]
+            labels = [label for label in labels if label]
+            unread = [label for label in labels if not PLAIN_NUMBER.match(label)]
+            if unread:
+                problems.append(f"axes {i} {which}: {unread} are not plain numbers")
+            if axis.get_scale() == "log" and len(labels) < 2:
+                problems.append(f"axes {i} {which}: a log axis with labels {labels}")
+            if axis.get_offset_text().get_text():
+                problems.append(f"axes {i} {which}: offset {axis.get_offset_text().get_text()}")
+    return problems
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("data", FRAMES)
-def test_no_figure_text_overlaps_or_leaves_the_canvas(data: str,
-                                                      real_sweeps: dict[str, Path]) -> None:
-    frame = frames(real_sweeps)[data]
-    problems = {}
-    for name, fig, _ in plots.render(frame):
-        if fig is not None:
-            problems[name] = text_problems(fig)
-    assert problems, "nothing was drawn"
+def test_no_figure_text_overlaps_or_leaves_the_canvas(
+    data: str, drawn: dict[str, dict[str, Figure | str]],
+) -> None:
+    problems = {name: text_problems(fig) for name, fig in figures_of(drawn, data).items()}
     assert {name: found for name, found in problems.items() if found} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", FRAMES)
+def test_tick_labels_are_plain_numbers_and_a_log_axis_has_several(
+    data: str, drawn: dict[str, dict[str, Figure | str]],
+) -> None:
+    problems = {name: tick_problems(fig) for name, fig in figures_of(drawn, data).items()}
+    assert {name: found for name, found in problems.items() if found} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", FRAMES)
+def test_one_scale_per_figure(data: str, drawn: dict[str, dict[str, Figure | str]]) -> None:
+    """No log panel beside a linear one (y, and x where x is not the depth)."""
+    scales = {name: ({ax.get_yscale() for ax in fig.axes}
+                     | {ax.get_xscale() for ax in fig.axes if ax.get_xscale() == "log"})
+              for name, fig in figures_of(drawn, data).items()}
+    assert {name: s for name, s in scales.items() if len(s) > 1} == {}
+
+
+@pytest.mark.slow
+def test_the_real_sweeps_draw_what_they_hold(drawn: dict[str, dict[str, Figure | str]]) -> None:
+    """Which figures each real sweep draws, and why the others are skipped."""
+    skipped = {data: {name: why for name, why in drawn[data].items() if isinstance(why, str)}
+               for data in ("embedded default", "published, predicted", "fair, Adam and SGD")}
+    assert set(skipped["embedded default"]) == {"accuracy_vs_memory", "compare_inputs"}
+    meta = skipped["published, predicted"]
+    assert set(meta) == {"time_vs_layers", "measured_vs_predicted", "accuracy_vs_memory",
+                         "compare_inputs"}
+    assert "is the prediction itself" in meta["measured_vs_predicted"]
+    assert "not timed" in meta["time_vs_layers"]
+    assert set(skipped["fair, Adam and SGD"]) == set(meta) - {"compare_inputs"}
+    measured = drawn["embedded default"]["measured_vs_predicted"]
+    assert isinstance(measured, Figure)
+    titles = [ax.get_title() for ax in measured.axes]
+    assert titles[2].startswith("host peak RSS: predicted + ")
+    assert "host peak RSS: the process's peak resident memory" in measured.get_supxlabel()
 
 
 def test_the_check_sees_an_overlap_and_a_clipped_caption(tmp_path: Path) -> None:
