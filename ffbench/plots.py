@@ -67,7 +67,9 @@ STATUS_MARKERS = {"oom": "x", "timeout": "v", "error": "X", "crashed": "D", "ski
                   MISSING: "$?$"}
 # Failed and missing cells: a dotted line at their depth and a marker on the x axis itself
 # (never at a height that reads as a value), side by side when several fail at one depth.
-FAILED_MARK_SPREAD = 0.18  # depth units between the marks of algorithms failing at one depth
+# between the marks of algorithms failing at one depth: this share of the depth axis
+# (about a marker's width on a panel), so they stay apart on a long axis too
+FAILED_MARK_SPREAD = 0.02
 FAILED_LINE_ALPHA = 0.5
 CATEGORY_LABEL_INCHES = 1.4  # under each row of category bars, for their rotated labels
 TOTAL_HEADROOM = 1.25  # y range above the tallest stack, for the totals written on top
@@ -241,12 +243,13 @@ def _draw_bands(ax: Axes, data: pd.DataFrame, mid: str, width: str, style: LineS
 
 def _mark_failed(ax: Axes, data: pd.DataFrame, colors: dict[str, Any]) -> None:
     """Failed and missing cells: a dotted line at their depth, their marker on the x axis
-    (side by side when several algorithms fail at one depth)."""
+    (side by side when several algorithms fail at one depth; after the x range is set)."""
     failed = data[data["status"] != "ok"]
     rank = algorithm_rank(failed["algorithm"])
     spread = len(rank) - 1
     for status, cells in failed.groupby("status"):
-        offsets = (cells["algorithm"].map(rank).to_numpy() - spread / 2) * FAILED_MARK_SPREAD
+        offsets = ((cells["algorithm"].map(rank).to_numpy() - spread / 2)
+                   * FAILED_MARK_SPREAD * (ax.get_xlim()[1] - ax.get_xlim()[0]))
         x = cells["n_layers"].to_numpy() + offsets
         for depth, algorithm in zip(x, cells["algorithm"], strict=True):
             ax.axvline(depth, color=colors[algorithm], linestyle=":", linewidth=1,

@@ -108,7 +108,7 @@ def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_dept
                    for p in c.get_offsets())
     # on the x axis itself (y = 0 in axes coordinates), never at a data-like height; bp
     # (first in the registry) just left of its depth, ff just right
-    spread = plots.FAILED_MARK_SPREAD / 2
+    spread = plots.FAILED_MARK_SPREAD / 2 * (10.5 - 0.5)  # a share of the depth axis
     assert marks == [(pytest.approx(8 + spread), 0), (pytest.approx(10 - spread), 0)]
     dotted = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
     assert dotted == [pytest.approx(8 + spread), pytest.approx(10 - spread)]
