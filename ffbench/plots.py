@@ -21,13 +21,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ffbench import verdict, verdict_text
 from ffbench.algorithms.registry import (
     ALGORITHMS,
+    BUILTIN,
     algorithm_order,
     algorithm_rank,
     by_algorithm_order,
@@ -35,6 +37,7 @@ from ffbench.algorithms.registry import (
 )
 from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
+from ffbench.plot_ticks import plain_number, readable
 from ffbench.results import measured_peak_bytes
 from ffbench.settings.cell import MNIST_CLASSES
 from ffbench.sweep.folder import MISSING
@@ -48,6 +51,15 @@ SPLIT_PREFIX = {"train": "mem_", "eval": "eval_mem_"}  # category columns of eac
 
 THEME = "whitegrid"
 ALGORITHM_PALETTE = "colorblind"
+# The palette's colours in the order the built-ins take them, by registry position: the
+# fifth and sixth swapped so that the five drawn together in the published and fair grids
+# (registry positions 1-4 and 6) do not hold both light browns.
+BUILTIN_PALETTE_ORDER = (0, 1, 2, 3, 5, 4)
+# Every other algorithm (installed plugins, then names in results this install does not
+# know), sorted by name, takes these in turn: dark and saturated, each at least as far
+# (CIE76 colour difference) from every built-in's colour and from each other as the
+# built-ins' closest pair is from each other, none paler than a built-in's.
+PLUGIN_COLORS = ("#5e3c99", "#6b8e23", "#a50f15", "#404040", "#e7298a", "#01665e")
 CATEGORY_PALETTE = "Set2"
 PANEL_INCHES = (4.6, 3.2)
 DPI = 120
@@ -56,9 +68,12 @@ STATUS_MARKERS = {"oom": "x", "timeout": "v", "error": "X", "crashed": "D", "ski
                   MISSING: "$?$"}
 # Failed and missing cells: a dotted line at their depth and a marker on the x axis itself
 # (never at a height that reads as a value), side by side when several fail at one depth.
-FAILED_MARK_SPREAD = 0.18  # depth units between the marks of algorithms failing at one depth
+# between the marks of algorithms failing at one depth: this share of the depth axis
+# (about a marker's width on a panel), so they stay apart on a long axis too
+FAILED_MARK_SPREAD = 0.02
 FAILED_LINE_ALPHA = 0.5
 CATEGORY_LABEL_INCHES = 1.4  # under each row of category bars, for their rotated labels
+TOTAL_HEADROOM = 1.25  # y range above the tallest stack, for the totals written on top
 DECADE = 10  # a log axis wherever the values span more than this ratio
 CAPTION_CHARS_PER_INCH = 14  # small-font characters one inch of figure width holds
 CONFIG_MARKERS = ("o", "s", "^", "D", "P", "*")
@@ -77,6 +92,12 @@ LINES_SHARE = 0.8  # of the axes' width, from the left, the depths take; labels 
 LABEL_X = 0.83  # where the labels start (axes fraction)
 LABEL_GAP_INCHES = 0.27  # a two-line x-small label's height
 AXES_HEIGHT_SHARE = 0.7  # of a panel's height, its axes take about this much
+HOST_DEVICE = "cpu"  # cells whose host RSS is the memory they ran in
+RSS_LINE_POINTS = 50  # points of the dotted predicted-plus-offset curve
+MEASURED_NOTE = ("measured: CUDA allocated, or tracked (tensors alive in the real run); "
+                 "predicted: the same steps on fake tensors")
+HOST_RSS_NOTE = ("host peak RSS: the process's peak resident memory (VmHWM), Python, "
+                 "torch and the data set included")
 
 
 class NoData(Exception):
@@ -87,10 +108,16 @@ class NoData(Exception):
 
 
 def algorithm_colors(names: Iterable[str] = ()) -> dict[str, Any]:
-    """A registered algorithm has the same color in every figure (its registry position);
-    names the registry does not know take the colors after those, in sorted order."""
-    ordered = list(ALGORITHMS) + sorted(set(names) - set(ALGORITHMS))
-    return dict(zip(ordered, sns.color_palette(ALGORITHM_PALETTE, len(ordered)), strict=True))
+    """A built-in algorithm has the same color in every figure (its registry position);
+    installed plugins, then names the registry does not know, take PLUGIN_COLORS in sorted
+    order (more than there are repeat them)."""
+    order = [*BUILTIN_PALETTE_ORDER, *range(len(BUILTIN_PALETTE_ORDER), len(BUILTIN))]
+    palette = sns.color_palette(ALGORITHM_PALETTE, len(order))
+    builtin = {name: palette[i] for name, i in zip(BUILTIN, order, strict=False)}
+    others = ([n for n in ALGORITHMS if n not in BUILTIN]
+              + sorted(set(names) - set(ALGORITHMS)))
+    return builtin | {name: to_rgb(PLUGIN_COLORS[i % len(PLUGIN_COLORS)])
+                      for i, name in enumerate(others)}
 
 
 def category_colors() -> dict[str, Any]:
@@ -227,12 +254,13 @@ def _draw_bands(ax: Axes, data: pd.DataFrame, mid: str, width: str, style: LineS
 
 def _mark_failed(ax: Axes, data: pd.DataFrame, colors: dict[str, Any]) -> None:
     """Failed and missing cells: a dotted line at their depth, their marker on the x axis
-    (side by side when several algorithms fail at one depth)."""
+    (side by side when several algorithms fail at one depth; after the x range is set)."""
     failed = data[data["status"] != "ok"]
     rank = algorithm_rank(failed["algorithm"])
     spread = len(rank) - 1
     for status, cells in failed.groupby("status"):
-        offsets = (cells["algorithm"].map(rank).to_numpy() - spread / 2) * FAILED_MARK_SPREAD
+        offsets = ((cells["algorithm"].map(rank).to_numpy() - spread / 2)
+                   * FAILED_MARK_SPREAD * (ax.get_xlim()[1] - ax.get_xlim()[0]))
         x = cells["n_layers"].to_numpy() + offsets
         for depth, algorithm in zip(x, cells["algorithm"], strict=True):
             ax.axvline(depth, color=colors[algorithm], linestyle=":", linewidth=1,
@@ -243,9 +271,10 @@ def _mark_failed(ax: Axes, data: pd.DataFrame, colors: dict[str, Any]) -> None:
 
 
 def _depth_axes(ax: Axes, data: pd.DataFrame, ylabel: str, top: float | None = None,
-                values: pd.Series | None = None) -> None:
+                values: pd.Series | None = None, log: bool | None = None) -> None:
     """x: every depth tried (failed and missing cells included), integer ticks; y from zero
-    to `top` (default: what the lines need), log where `values` span more than a decade."""
+    to `top` (default: what the lines need), log where `log` says (by default: where
+    `values` span more than a decade), plain-number ticks either way."""
     depths = data["n_layers"]
     ax.set_xlim(depths.min() - 0.5, depths.max() + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -253,23 +282,26 @@ def _depth_axes(ax: Axes, data: pd.DataFrame, ylabel: str, top: float | None = N
     ax.set_ylabel(ylabel)
     # no value to draw (e.g. meta cells have no step times): max() of nothing is NaN
     finite_top = top if top is not None and math.isfinite(top) else None
-    if values is not None and _spans_decades(values):
-        ax.set_yscale("log")
-        if finite_top is not None:
-            ax.set_ylim(top=finite_top)
+    if log is None:
+        log = values is not None and _spans_decades(values)
+    readable(ax, "y", log)
+    if log:
+        ax.set_ylim(top=finite_top)
     else:
         ax.set_ylim(bottom=0, top=finite_top)
 
 
-def _spans_decades(values: pd.Series) -> bool:
-    positive = values[values > 0]
+def _spans_decades(*values: pd.Series) -> bool:
+    """Whether the positive values, all series together, span more than a decade."""
+    joined = pd.concat([v.dropna() for v in values])
+    positive = joined[joined > 0]
     return not positive.empty and positive.max() / positive.min() > DECADE
 
 
 def _lines_panel(ax: Axes, data: pd.DataFrame, y: str, style: LineStyle, ylabel: str,
-                 top: float | None = None) -> None:
+                 top: float | None = None, log: bool | None = None) -> None:
     _draw_lines(ax, data, y, style)
-    _depth_axes(ax, data, ylabel, top, ok_rows(data, y)[y])
+    _depth_axes(ax, data, ylabel, top, ok_rows(data, y)[y], log)
     _mark_failed(ax, data, style.colors)
 
 
@@ -294,11 +326,14 @@ def _legend(fig: Figure, data: pd.DataFrame, style: LineStyle | None,
     fig.legend(handles=handles, loc="outside right center", fontsize="small")
 
 
-def _caption(fig: Figure, data: pd.DataFrame) -> None:
-    """The caption line under the panels (a figure-level label, so the layout keeps room)."""
+def _caption(fig: Figure, data: pd.DataFrame, note: str = "") -> None:
+    """The caption line under the panels (a figure-level label, so the layout keeps room),
+    after `note` (what the figure's quantities are) where given."""
     text = caption(data)
     if _predicted(data):
         text = f"{PREDICTED_NOTE} · {text}"
+    if note:
+        text = f"{note} · {text}"
     fig.supxlabel(_wrapped(text, fig), x=0.01, ha="left", fontsize="small", color="dimgray")
 
 
@@ -307,10 +342,10 @@ def _title(data: pd.DataFrame, title: str) -> str:
 
 
 def _finish(fig: Figure, data: pd.DataFrame, title: str, style: LineStyle | None,
-            extra: Sequence[Line2D] = ()) -> Figure:
+            extra: Sequence[Line2D] = (), note: str = "") -> Figure:
     _legend(fig, data, style, extra)
     fig.suptitle(_title(data, title))
-    _caption(fig, data)
+    _caption(fig, data, note)
     return fig
 
 
@@ -327,6 +362,8 @@ def memory_vs_layers(frame: pd.DataFrame) -> Figure:
     if ok_rows(data, "train_peak").empty and ok_rows(data, "eval_peak").empty:
         raise NoData("no successful cell with a memory peak")
     divisor, unit = memory_unit(pd.concat([data["train_peak"], data["eval_peak"]]))
+    # one scale for every panel: log where the figure's peaks span more than a decade
+    log = _spans_decades(*(ok_rows(data, f"{p}_peak")[f"{p}_peak"] for p in PHASES))
     style = LineStyle.of(data, "source")
     fig, axes = _grid(len(_configs(data)), len(PHASES))
     for row, config in enumerate(_configs(data)):
@@ -334,7 +371,7 @@ def memory_vs_layers(frame: pd.DataFrame) -> Figure:
         for col, phase in enumerate(PHASES):
             cells = panel.assign(y=panel[f"{phase}_peak"] / divisor)
             label = f"{phase} peak, {_peak_kind(cells, phase)} ({unit})"
-            _lines_panel(axes[row, col], cells, "y", style, label)
+            _lines_panel(axes[row, col], cells, "y", style, label, log=log)
             axes[row, col].set_title(f"{phase} · {config}")
     return _finish(fig, data, "Peak memory vs depth", style)
 
@@ -480,12 +517,16 @@ def time_vs_layers(frame: pd.DataFrame) -> Figure:
     data = data.assign(step_ms=data["step_time_median_s"] * MS_PER_S,
                        iqr_ms=data["step_time_iqr_s"] * MS_PER_S)
     style = LineStyle.of(data, "source")
+    ok = ok_rows(data, "step_ms")
+    log = _spans_decades(ok["step_ms"]) or _spans_decades(ok["samples_per_s"])
     fig, axes = _grid(len(_configs(data)), 2)
     for row, config in enumerate(_configs(data)):
         panel = data[data["config"] == config]
         _draw_bands(axes[row, 0], panel, "step_ms", "iqr_ms", style)
-        _lines_panel(axes[row, 0], panel, "step_ms", style, "train step, median ± IQR/2 (ms)")
-        _lines_panel(axes[row, 1], panel, "samples_per_s", style, "samples/s (real images)")
+        _lines_panel(axes[row, 0], panel, "step_ms", style, "train step, median ± IQR/2 (ms)",
+                     log=log)
+        _lines_panel(axes[row, 1], panel, "samples_per_s", style, "samples/s (real images)",
+                     log=log)
         axes[row, 0].set_title(f"step time · {config}")
         axes[row, 1].set_title(f"throughput · {config}")
     return _finish(fig, data, "Train step time and throughput vs depth", style)
@@ -521,10 +562,16 @@ def _stacked_bars(ax: Axes, panel: pd.DataFrame, phase: str, shown: Sequence[str
             values = slots[f"{SPLIT_PREFIX[phase]}{name}_bytes"].fillna(0).to_numpy() / divisor
             ax.bar(positions, values, bottom=bottom, color=color, width=0.7)
             bottom += values
-    for position, status in zip(positions, slots["status"], strict=True):
+    # the stacks' tops are sticky edges: set the range, with room for the totals above
+    ax.set_ylim(0, max(bottom.max(), 0) * TOTAL_HEADROOM or None)
+    ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+    for position, status, total in zip(positions, slots["status"], bottom, strict=True):
         if status != "ok":
             ax.text(float(position), 0, f" {status}", rotation=90, ha="center", va="bottom",
                     color="firebrick", fontsize="small")
+        elif total > 0:
+            ax.text(float(position), total, f" {plain_number(total)}", rotation=90,
+                    ha="center", va="bottom", fontsize="x-small", color="dimgray")
     names = zip(slots["algorithm"], slots["n_layers"], slots["source"], strict=True)
     labels = [f"{display_name(a)} · {int(n)}" + (f" · {Path(s).name}" if several_sources else "")
               for a, n, s in names]
@@ -556,42 +603,94 @@ def memory_categories(frame: pd.DataFrame, depths: Sequence[int] | None = None) 
             ax.set_ylabel(f"tracked at the {phase} peak ({unit})")
             ax.set_xlabel("algorithm · hidden layers", fontsize="small")
             ax.set_title(f"{phase} · {config}")
-    handles = [Line2D([], [], color=category_colors()[c], linewidth=8, label=c) for c in shown]
+    handles = [Line2D([], [], color=category_colors()[c], linewidth=8, label=c.replace("_", " "))
+               for c in shown]
     fig.legend(handles=handles, loc="outside right center", fontsize="small")
     fig.suptitle(_title(data, f"Memory by category at depths {', '.join(map(str, chosen))}"))
     _caption(fig, data)
     return fig
 
 
-def _scale_axes(ax: Axes, values: pd.Series) -> None:
-    """Log axes when the values span more than WIDE_RANGE_RATIO."""
-    positive = values[values > 0]
-    if not positive.empty and positive.max() / positive.min() > WIDE_RANGE_RATIO:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+def _independent(data: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a measurement of their own: a meta cell's peak is its prediction."""
+    return data[~data["device"].fillna("").map(is_predicted)]
+
+
+def _host_rss_points(measured: pd.DataFrame) -> pd.DataFrame:
+    """CPU cells with a host peak RSS: x = the larger predicted phase, y = the RSS (bytes)."""
+    rows = ok_rows(measured[measured["device"] == HOST_DEVICE], "cpu_peak_rss_bytes")
+    larger = rows[[f"predicted_{p}_peak_bytes" for p in PHASES]].max(axis=1)
+    return rows.assign(x=larger, y=rows["cpu_peak_rss_bytes"]).dropna(subset=["x"])
+
+
+def _scatter(ax: Axes, rows: pd.DataFrame) -> None:
+    sns.scatterplot(data=rows, x="x", y="y", hue="algorithm",
+                    palette=algorithm_colors(rows["algorithm"]), legend=False, ax=ax)
 
 
 def measured_vs_predicted(frame: pd.DataFrame) -> Figure:
-    """Measured peak (CUDA allocated, else tracked) against the fake-tensor prediction."""
+    """Measured peak (CUDA allocated, else tracked) against the fake-tensor prediction, per
+    phase; on the CPU also the host's peak RSS (the whole process) against the larger
+    predicted phase. Meta cells are left out: their peak is the prediction itself."""
     data = prepared(frame)
-    pairs = [(p, ok_rows(data, f"{p}_peak", f"predicted_{p}_peak_bytes")) for p in PHASES]
+    measured = _independent(data)
+    if measured.empty and not ok_rows(data).empty:
+        raise NoData("every cell ran on meta: its peak is the prediction itself, so there "
+                     "is no measurement to compare it with")
+    pairs = [(p, ok_rows(measured, f"{p}_peak", f"predicted_{p}_peak_bytes")) for p in PHASES]
     if all(rows.empty for _, rows in pairs):
         raise NoData("no successful cell with both a measured and a predicted peak")
-    divisor, unit = memory_unit(pd.concat([rows[f"{p}_peak"] for p, rows in pairs]))
-    fig, axes = _grid(1, len(PHASES))
-    for ax, (phase, rows) in zip(axes[0], pairs, strict=True):
+    rss = _host_rss_points(measured)
+    peaks = pd.concat([pd.concat([rows[f"{p}_peak"], rows[f"predicted_{p}_peak_bytes"]])
+                       for p, rows in pairs])
+    divisor, unit = memory_unit(pd.concat([peaks, rss["y"]]))
+    log = _wide(peaks)  # one scale for every panel, the RSS panel's too
+    fig, axes = _grid(1, len(PHASES) + (not rss.empty))
+    for ax, (phase, rows) in zip(axes[0], pairs, strict=False):
         rows = rows.assign(x=rows[f"predicted_{phase}_peak_bytes"] / divisor,
                            y=rows[f"{phase}_peak"] / divisor)
-        sns.scatterplot(data=rows, x="x", y="y", hue="algorithm",
-                        palette=algorithm_colors(rows["algorithm"]), legend=False, ax=ax)
+        _scatter(ax, rows)
         both = pd.concat([rows["x"], rows["y"]])
         ax.axline((both.min(), both.min()), slope=1, color="gray", linestyle=":", linewidth=1)
-        _scale_axes(ax, both)
         ratio = (rows["y"] / rows["x"]).median()
         ax.set_title(f"{phase}: measured / predicted, median {ratio:.3f}")
         ax.set_xlabel(f"predicted, fake tensors ({unit})")
         ax.set_ylabel(f"measured, {_peak_kind(rows, phase)} ({unit})")
-    return _finish(fig, data, "Measured vs predicted peak (dotted: equal)", None)
+    if not rss.empty:
+        _host_rss_panel(axes[0, -1], rss.assign(x=rss["x"] / divisor, y=rss["y"] / divisor),
+                        unit, log)
+    for ax in axes[0]:
+        readable(ax, "x", log)
+        readable(ax, "y", log)
+    return _finish(fig, data, "Measured vs predicted peak (dotted: equal)", None,
+                   note=_measured_note(data, measured, not rss.empty))
+
+
+def _wide(values: pd.Series) -> bool:
+    """Log axes when the values span more than WIDE_RANGE_RATIO."""
+    positive = values[values > 0]
+    return not positive.empty and positive.max() / positive.min() > WIDE_RANGE_RATIO
+
+
+def _host_rss_panel(ax: Axes, rss: pd.DataFrame, unit: str, log: bool) -> None:
+    """Host peak RSS against the larger predicted phase, dotted: predicted plus the median
+    difference (what the process holds besides the cell's tensors: Python, torch, data)."""
+    _scatter(ax, rss)
+    offset = (rss["y"] - rss["x"]).median()
+    x = (np.geomspace if log else np.linspace)(rss["x"].min(), rss["x"].max(), RSS_LINE_POINTS)
+    ax.plot(x, x + offset, color="gray", linestyle=":", linewidth=1)
+    ax.set_title(f"host peak RSS: predicted + {offset:,.0f} {unit} (median)")
+    ax.set_xlabel(f"predicted, larger phase ({unit})")
+    ax.set_ylabel(f"host peak RSS ({unit})")
+
+
+def _measured_note(data: pd.DataFrame, measured: pd.DataFrame, with_rss: bool) -> str:
+    """What each quantity of measured_vs_predicted is, and which cells it leaves out."""
+    parts = [MEASURED_NOTE] + ([HOST_RSS_NOTE] if with_rss else [])
+    left_out = len(data) - len(measured)
+    if left_out:
+        parts.append(f"{left_out} meta cell(s) left out: their peak is the prediction")
+    return "; ".join(parts)
 
 
 def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
@@ -625,7 +724,8 @@ def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
 
 
 def compare_inputs(frame: pd.DataFrame) -> Figure:
-    """Train peak memory and step time vs depth, one column per input, same y ranges."""
+    """Train peak memory and step time vs depth, one column per input, same y ranges and
+    one scale; without any step time (meta cells are not timed), the memory row alone."""
     data = prepared(frame)
     sources = list(dict.fromkeys(data.sort_index()["source"]))  # in the order given
     if len(sources) < 2:
@@ -634,17 +734,25 @@ def compare_inputs(frame: pd.DataFrame) -> Figure:
     data = data.assign(mem=data["train_peak"] / divisor,
                        step_ms=data["step_time_median_s"] * MS_PER_S)
     style = LineStyle.of(data, "config")
-    top_mem, top_ms = (ok_rows(data, y)[y].max() * TOP_MARGIN for y in ("mem", "step_ms"))
-    fig, axes = _grid(2, len(sources))
+    timed = not ok_rows(data, "step_ms").empty
+    rows = ["mem", "step_ms"] if timed else ["mem"]
+    log = any(_spans_decades(ok_rows(data, y)[y]) for y in rows)
+    tops = {y: ok_rows(data, y)[y].max() * TOP_MARGIN for y in rows}
+    lows = {y: ok_rows(data, y)[y].pipe(lambda v: v[v > 0]).min() / TOP_MARGIN for y in rows}
+    fig, axes = _grid(len(rows), len(sources))
     for col, source in enumerate(sources):
         panel = data[data["source"] == source]
-        _lines_panel(axes[0, col], panel, "mem", style,
-                     f"train peak, {_peak_kind(panel, 'train')} ({unit})", top_mem)
-        _lines_panel(axes[1, col], panel, "step_ms", style, "train step, median (ms)", top_ms)
+        labels = {"mem": f"train peak, {_peak_kind(panel, 'train')} ({unit})",
+                  "step_ms": "train step, median (ms)"}
+        for row, y in enumerate(rows):
+            _lines_panel(axes[row, col], panel, y, style, labels[y], tops[y], log)
+            if log:  # a linear axis starts at zero; a log one at the lowest value of all
+                axes[row, col].set_ylim(bottom=lows[y])
         width = int(PANEL_INCHES[0] * CAPTION_CHARS_PER_INCH)
         axes[0, col].set_title(_fill(f"{source}: {caption(panel)}", width),
                                fontsize="small")
-    return _finish(fig, data, "Inputs side by side", style)
+    untimed = "" if timed else "no step times: meta cells are not timed"
+    return _finish(fig, data, "Inputs side by side", style, note=untimed)
 
 
 # ---- all of them -----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,3 +20,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+@pytest.fixture(scope="session")
+def real_sweeps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of small real sweeps (tests/real_sweeps.py), run once per session."""
+    from real_sweeps import run_sweeps
+
+    return run_sweeps(tmp_path_factory.mktemp("real_sweeps"))

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from PIL import Image
@@ -29,6 +30,7 @@ from results_factory import (
     write_results,
 )
 
+from ffbench import plot_ticks as plots_ticks
 from ffbench import plots, verdict, verdict_text
 from ffbench.results import load, rows_to_table, write_row_json
 from ffbench.verdict import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
@@ -108,7 +110,7 @@ def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_dept
                    for p in c.get_offsets())
     # on the x axis itself (y = 0 in axes coordinates), never at a data-like height; bp
     # (first in the registry) just left of its depth, ff just right
-    spread = plots.FAILED_MARK_SPREAD / 2
+    spread = plots.FAILED_MARK_SPREAD / 2 * (10.5 - 0.5)  # a share of the depth axis
     assert marks == [(pytest.approx(8 + spread), 0), (pytest.approx(10 - spread), 0)]
     dotted = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
     assert dotted == [pytest.approx(8 + spread), pytest.approx(10 - spread)]
@@ -166,7 +168,9 @@ def test_category_bars_stack_to_the_tracked_peak_and_label_failed_depths(with_fa
     labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
     assert labels == ["backprop · 6", "Base FF · 6", "Base FF · 8"]
     assert tops[0] == pytest.approx(ok_row("bp", 6, 256)["train_peak_tracked_bytes"] / MIB)
-    assert [t.get_text().strip() for t in ax.texts] == ["oom"]
+    # each stack's total on top of it, the failed slot's status instead of a total
+    totals = [plots_ticks.plain_number(tops[x]) for x in (0, 1)]
+    assert [t.get_text().strip() for t in ax.texts] == [*totals, "oom"]
 
 
 def test_accuracy_figure_when_accuracy_was_measured(tmp_path: Path):
@@ -399,3 +403,131 @@ def test_plot_on_a_parent_draws_each_results_folder_found_below_it(tmp_path: Pat
     for name in ("a", "b"):
         drawn = {p.stem for p in (tmp_path / "results" / name / "figures").iterdir()}
         assert "answer" in drawn and "compare_inputs" not in drawn
+
+
+# ---- read at a glance ------------------------------------------------------------------
+
+
+def y_limits(fig: Figure) -> dict[str, tuple[float, float]]:
+    return {ax.get_title(): ax.get_ylim() for ax in fig.axes}
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_failed_and_missing_cells_leave_the_y_range_alone(device: str):
+    """Marked on the x axis at their depth (inside and beyond the depths that ran), on a
+    linear axis (cpu rows) and a log one (meta rows spanning three decades)."""
+    def wide(n: int) -> dict[str, int]:  # meta: train peaks over three decades
+        return {} if device == "cpu" else {"train_peak_tracked_bytes": MIB * n ** 3}
+
+    ok = [ok_row(a, n, b, device=device, **wide(n))
+          for a in ("bp", "ff") for b in BATCH_SIZES for n in DEPTHS]
+    failed = [failed_row("ff", 3, 256, "oom"), failed_row("bp", 10, 256, "timeout"),
+              failed_row("ff", 12, 64, "missing"), failed_row("bp", 12, 64, "error")]
+    figures = ("memory_vs_layers", "time_vs_layers") if device == "cpu" else ("memory_vs_layers",)
+    for name in figures:
+        draw = plots.figures()[name]
+        without, with_failed = draw(load_rows(ok)), draw(load_rows(ok + failed))
+        assert y_limits(with_failed) == y_limits(without), name
+        assert len({ax.get_yscale() for ax in with_failed.axes}) == 1, name
+        marks = [c for ax in with_failed.axes for c in ax.collections
+                 if isinstance(c, PathCollection)]
+        assert marks and all(y == 0 for c in marks for _, y in c.get_offsets())
+    memory = {ax.get_yscale() for ax in plots.memory_vs_layers(load_rows(ok)).axes}
+    assert memory == {"linear" if device == "cpu" else "log"}
+
+
+def test_one_scale_per_memory_figure_with_plain_ticks():
+    """Eval peaks spanning more than a decade put the train panels on the same log scale
+    (they span less); the ticks are plain MiB numbers."""
+    rows = [ok_row("bp", n, 64, eval_peak_tracked_bytes=2**20 * 4**n) for n in DEPTHS]
+    fig = plots.memory_vs_layers(load_rows(rows))
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    FigureCanvasAgg(fig).draw()
+    for ax in fig.axes:
+        low, high = ax.get_ylim()
+        shown = [t.get_text() for t in ax.get_yticklabels(which="both")
+                 if low <= t.get_position()[1] <= high and t.get_text()]
+        assert len(shown) >= 2 and all(t.replace(",", "").replace(".", "").isdigit()
+                                       for t in shown), shown
+
+
+def test_meta_cells_are_no_measurement_and_cpu_cells_show_the_host_rss():
+    meta = [ok_row(a, n, 64, device="meta") for a in ("bp", "ff") for n in DEPTHS]
+    with pytest.raises(plots.NoData, match="every cell ran on meta: its peak is the "
+                                           "prediction itself"):
+        plots.measured_vs_predicted(load_rows(meta))
+    rss = {n: 500 * MIB + 3 * n * MIB for n in DEPTHS}
+    cpu = [ok_row("bp", n, 64, cpu_peak_rss_bytes=rss[n]) for n in DEPTHS]
+    fig = plots.measured_vs_predicted(load_rows(cpu + meta))
+    train, _, host = fig.axes
+    train_points = np.vstack([c.get_offsets() for c in train.collections])
+    assert len(train_points) == len(DEPTHS)  # the meta cells are left out
+    points = np.vstack([c.get_offsets() for c in host.collections])
+    larger = [max(ok_row("bp", n, 64)["predicted_train_peak_bytes"],
+                  ok_row("bp", n, 64)["predicted_eval_peak_bytes"]) / MIB for n in DEPTHS]
+    np.testing.assert_allclose(sorted(map(tuple, points)),
+                               sorted(zip(larger, [rss[n] / MIB for n in DEPTHS], strict=True)))
+    assert host.get_ylabel() == "host peak RSS (MiB)"
+    caption = " ".join(fig.get_supxlabel().split())
+    assert "host peak RSS: the process's peak resident memory (VmHWM)" in caption
+    assert "predicted: the same steps on fake tensors" in caption
+    assert f"{len(meta)} meta cell(s) left out" in caption
+    without_rss = plots.measured_vs_predicted(load_rows(sweep_rows()))
+    assert len(without_rss.axes) == 2
+
+
+def lab(color) -> np.ndarray:
+    """CIELAB (D65) of an sRGB color: the space where a distance is a seen difference."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array(to_rgb(color))
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                    [0.0193, 0.1192, 0.9505]]) @ linear / np.array([0.95047, 1, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_plugin_colors_are_their_own_and_legible():
+    """Algorithms the registry does not know: each color differs from every registered
+    algorithm's and from the others' at least as much as the registered ones' closest pair
+    differ, and none is lighter than the lightest registered color."""
+    from ffbench.algorithms.registry import BUILTIN
+
+    plugins = [f"plugin-{i}" for i in range(len(plots.PLUGIN_COLORS))]
+    colors = plots.algorithm_colors(plugins)
+    registered = [colors[name] for name in BUILTIN]
+    closest = min(np.linalg.norm(lab(a) - lab(b)) for i, a in enumerate(registered)
+                  for b in registered[i + 1:])
+    lightest = max(lab(c)[0] for c in registered)
+    own = [colors[name] for name in plugins]
+    for i, color in enumerate(own):
+        others = registered + own[:i] + own[i + 1:]
+        assert min(np.linalg.norm(lab(color) - lab(o)) for o in others) >= closest
+        assert lab(color)[0] <= lightest
+    fig = plots.memory_vs_layers(load_rows(sweep_rows()).assign(algorithm="plugin-0"))
+    assert {line.get_color() for ax in fig.axes for line in data_lines(ax)} == {colors["plugin-0"]}
+
+
+def test_compare_inputs_of_untimed_inputs_draws_the_memory_row_and_says_why():
+    meta = [ok_row(a, n, 64, device="meta", step_time_median_s=None, step_time_iqr_s=None,
+                   samples_per_s=None) for a in ("bp", "ff") for n in DEPTHS]
+    frame = pd.concat([load_rows(meta, "a"), load_rows(meta, "b")])
+    fig = plots.compare_inputs(frame)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["train peak, predicted (MiB)"] * 2
+    assert "no step times: meta cells are not timed" in fig.get_supxlabel()
+    assert len({ax.get_ylim() for ax in fig.axes}) == 1
+
+
+def test_category_totals_are_written_on_each_stack_below_the_top(with_failures: Path):
+    fig = plots.memory_categories(load([with_failures]), depths=[6])
+    ax = panel(fig, "train · batch 256, hidden 32")
+    tops: dict[int, float] = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0), bar.get_y() + bar.get_height())
+    assert [t.get_text().strip() for t in ax.texts] == [
+        plots_ticks.plain_number(tops[x]) for x in sorted(tops)]
+    assert ax.get_ylim()[1] > max(tops.values())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "optimizer state" in legend

@@ -306,7 +306,7 @@ def test_the_published_size_predicted_on_meta() -> None:
     """47 layers x 2000, batch 5000, Adam, on meta: Base FF's larger phase at about 0.91x
     bp-lean's, its eval as published at about 1.48x (at equal rows 2,254 MiB against
     backprop's 2,216)."""
-    from ffbench.cell import run_cell
+    from ffbench.cell.run import run_cell
     from ffbench.settings.cell import CellSpec
     from ffbench.verdict import from_rows
 

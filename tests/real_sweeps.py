@@ -1,0 +1,43 @@
+"""Small real sweeps, run once per test session through the command line a user types, for
+the tests that draw what users get: the embedded default (measured on the CPU, fewer
+depths), the published comparison predicted on meta (what a machine without a GPU gets)
+and the fair comparison predicted on meta, with Adam and with SGD.
+
+Each folder holds what `ffbench sweep` wrote; nothing here is hand-made. The sweeps run
+side by side (together about half a minute on two CPU cores).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import REPO
+
+SWEEP_TIMEOUT_S = 600
+META_DEPTHS = "2..47:15"  # 2, 17, 32, 47: the published range, four depths
+
+# folder name -> `ffbench sweep` arguments
+SWEEPS: dict[str, tuple[str, ...]] = {
+    "embedded-default": ("quick", "--layers", "1,4,16"),
+    "published-predicted": ("--layers", META_DEPTHS, "--device", "meta"),
+    "fair": ("fair", "--device", "meta", "--layers", META_DEPTHS),  # Adam and SGD
+}
+
+
+def run_sweeps(root: Path) -> dict[str, Path]:
+    """Every sweep of SWEEPS into root/<name>, side by side; their folders by name."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "ffbench", "sweep", *args, "--out", str(root / name)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for name, args in SWEEPS.items()
+    }
+    for name, process in running.items():
+        output, _ = process.communicate(timeout=SWEEP_TIMEOUT_S)
+        if process.returncode != 0:
+            raise RuntimeError(f"ffbench sweep {' '.join(SWEEPS[name])} failed:\n{output}")
+    return {name: root / name for name in SWEEPS}
