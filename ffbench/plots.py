@@ -39,7 +39,7 @@ from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.plot_ticks import plain_number, readable
 from ffbench.results import measured_peak_bytes
-from ffbench.settings.cell import MNIST_CLASSES
+from ffbench.settings.cell import HOST_DEVICE, MNIST_CLASSES
 from ffbench.sweep.folder import MISSING
 from ffbench.sweep.plan import is_predicted
 from ffbench.units import MIB, MS_PER_S, PHASES
@@ -92,7 +92,6 @@ LINES_SHARE = 0.8  # of the axes' width, from the left, the depths take; labels 
 LABEL_X = 0.83  # where the labels start (axes fraction)
 LABEL_GAP_INCHES = 0.27  # a two-line x-small label's height
 AXES_HEIGHT_SHARE = 0.7  # of a panel's height, its axes take about this much
-HOST_DEVICE = "cpu"  # cells whose host RSS is the memory they ran in
 RSS_LINE_POINTS = 50  # points of the dotted predicted-plus-offset curve
 MEASURED_NOTE = ("measured: CUDA allocated, or tracked (tensors alive in the real run); "
                  "predicted: the same steps on fake tensors")

@@ -24,8 +24,8 @@ from ffbench.algorithms.registry import by_algorithm_order
 from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import STATUSES, measured_peak_bytes
+from ffbench.settings.cell import PREDICTED_DEVICE
 from ffbench.sweep.folder import MISSING
-from ffbench.sweep.plan import PREDICTED_DEVICE
 from ffbench.units import MIB, MS_PER_S, PHASES
 
 GROUP = ["source", "algorithm", "batch_size", "hidden"]

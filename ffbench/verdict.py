@@ -41,8 +41,14 @@ import pandas as pd
 from ffbench.algorithms.registry import algorithm_order, is_backprop
 from ffbench.algorithms.resolve import NEUTRAL_EVAL_CHUNK
 from ffbench.results import measured_peak_bytes, rows_to_table
-from ffbench.settings.cell import DEFAULT_OPTIMIZER, default_of
-from ffbench.sweep.plan import PREDICTED_DEVICE
+from ffbench.settings.cell import (
+    DEFAULT_OPTIMIZER,
+    EVAL_CHUNK_ALL,
+    EVAL_CHUNK_EQUAL,
+    HOST_DEVICE,
+    PREDICTED_DEVICE,
+    default_of,
+)
 from ffbench.units import MIB
 
 GROUP = ["source", "optimizer", "dtype", "batch_size", "hidden"]
@@ -383,7 +389,9 @@ def _measure(data: pd.DataFrame) -> str:
             kinds.append(f"measured on {_joined(rows['gpu_name'], device)}, CUDA allocated")
         else:
             where = device if pd.notna(device) else "an unknown device"
-            kinds.append(f"tracked on {where} (live tensor bytes)")
+            host = (" of the one memory a CPU has: what any algorithm keeps in host memory counts"
+                    if device == HOST_DEVICE else "")
+            kinds.append(f"tracked on {where} (live tensor bytes{host})")
     return " and ".join(kinds)
 
 
@@ -399,8 +407,9 @@ def _notes(group: pd.DataFrame, found: set[str], eval_batch: int) -> tuple[str, 
     if group["backprop"].all():
         return ("no FF variant in these results",)
     hints = {
-        EVAL_EQUAL: f"run with --eval-chunk {eval_batch}, the eval batch",
-        EVAL_PUBLISHED: "run with --eval-chunk 0",
+        EVAL_EQUAL: f"run with --eval-chunk {EVAL_CHUNK_EQUAL} (at most the eval batch's "
+                    f"{eval_batch} rows)",
+        EVAL_PUBLISHED: f"run with --eval-chunk {EVAL_CHUNK_ALL}",
         LARGER: "it needs eval at equal rows",
         TRAIN: "no depth that an FF variant and a backprop both reached",
     }

@@ -17,12 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ffbench.measure.categories import CATEGORIES
-from ffbench.settings.cell import MNIST_PIXELS, CellSpec
+from ffbench.settings.cell import HOST_DEVICE, MNIST_PIXELS, CellSpec
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 INT64_BYTES = 8  # labels, sampler indices, argmax
 STEP_COUNTER_BYTES = 4  # Adam's `step`: a float32 scalar on the host (not capturable)
-HOST_DEVICE = "cpu"
 # optimizer -> per parameter: state tensors of the parameter's size, host step counter
 OPTIMIZER_STATE = {"adam": (2, True), "momentum": (1, False), "sgd": (0, False)}
 

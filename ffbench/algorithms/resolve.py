@@ -17,6 +17,7 @@ from ffbench.goodness import GOODNESS
 from ffbench.settings.cell import (
     DEFAULT_OPTIMIZER,
     GOODNESS_ONLY,
+    PREDICTED_DEVICE,
     CellSpec,
     cell_id_of,
     default_of,
@@ -95,7 +96,7 @@ def identity_columns(spec: CellSpec, sweep_id: str) -> dict[str, Any]:
     columns = {
         "sweep_id": sweep_id, "cell_id": cell_id(spec), "optimizer": spec.optimizer,
         **identity(spec),
-        "target_gpu": spec.target_gpu if spec.device == "meta" else None,
+        "target_gpu": spec.target_gpu if spec.device == PREDICTED_DEVICE else None,
     }
     for name in GOODNESS_ONLY:
         if not applies(name, spec.algorithm):

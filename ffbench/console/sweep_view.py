@@ -72,6 +72,15 @@ class ConsoleSweepView:
              f"  {resume_command(self.argv, out_dir)}", to_stderr=True)
 
     def all_ended(self, folders: list[Path]) -> None:
+        """The verdict over everything this command ran, then how to see more."""
+        from ffbench.results import ResultsError, load
+        from ffbench.verdict import verdict
+        from ffbench.verdict_text import verdict_lines
+
+        try:
+            show("", *verdict_lines(verdict(load(folders))), "")
+        except ResultsError as exc:  # no row to judge (every cell failed): said above
+            show(f"no verdict: {exc}")
         for folder in folders:
             show(f"draw it: {shell_command('ffbench', 'plot', folder)}   one page: "
                  f"{shell_command('ffbench', 'report', folder)}")

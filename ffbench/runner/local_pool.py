@@ -22,6 +22,7 @@ from ffbench.measure.env import utc_now
 from ffbench.runner.fork_server import ForkedCell, ForkedWorker, ForkServer
 from ffbench.runner.jobs import POLL_S, CellJob, CellOutcome, Ends, child_env
 from ffbench.runner.processes import CellProcess, MetaWorker
+from ffbench.settings.cell import PREDICTED_DEVICE
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class LocalPool:
     def start(self, device: str) -> None:
         """Start the processes cells on `device` will need: a meta worker per slot, or the
         fork server."""
-        if device == "meta":
+        if device == PREDICTED_DEVICE:
             for slot in self._slots:
                 slot.worker = slot.worker or self._new_worker()
         elif self._server is None:

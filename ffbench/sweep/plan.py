@@ -23,6 +23,7 @@ from typing import Any
 
 from ffbench.errors import BadInput
 from ffbench.runner import devices
+from ffbench.settings.cell import PREDICTED_DEVICE
 from ffbench.settings.checks import whole_number
 from ffbench.sweep.spec import (
     DEFAULT_MAX_CELLS,
@@ -36,7 +37,6 @@ from ffbench.sweep.spec import (
 RESULTS_ROOT = Path("results")
 PUBLISHED_SWEEP = "published"
 CPU_SWEEP = DEFAULT_SWEEP  # the CPU stand-in takes the default's width, batch and steps
-PREDICTED_DEVICE = "meta"
 PREDICTED_SUFFIX = "-predicted"
 CPU_STAND_IN_SUFFIX = "-cpu-stand-in"
 CPU_MAX_DEPTHS = 6  # depths the CPU stand-in measures, spread over the requested range

@@ -21,7 +21,7 @@ from ffbench.runner.devices import gpu_ids
 from ffbench.runner.jobs import CellJob
 from ffbench.runner.local_pool import LocalPool
 from ffbench.runner.slurm import SubmititPool
-from ffbench.settings.cell import CellSpec
+from ffbench.settings.cell import HOST_DEVICE, CellSpec
 from ffbench.sweep.folder import WORK_DIR, SweepDir, load_cells, record_owner, results_dir
 from ffbench.sweep.outcomes import failure_row, outcome_row
 from ffbench.sweep.plan import PlannedSweep
@@ -165,7 +165,7 @@ def timing_warning(sweep: SweepSpec) -> str | None:
     if sweep.executor != "local" or jobs == 1:
         return None
     device = sweep.device.partition(":")[0]
-    if device == "cpu":
+    if device == HOST_DEVICE:
         return (f"--jobs {jobs} runs CPU cells side by side: their step times distort "
                 "each other (memory is unaffected); use --jobs 1 for timings")
     gpus = len(gpu_ids())
