@@ -1,6 +1,7 @@
-"""The fair sweep's answer in numbers: the verdict (ffbench.verdict) of a results folder, its
-lines and its table (per FF variant, phase and optimizer: the ratio at the deepest depth to
-each backprop's and to the strongest backprop's, and the depth from which it is below).
+"""The fair sweep's answer in numbers: the verdict (ffbench.analysis.verdict) of a results
+folder, its lines and its table (per FF variant, phase and optimizer: the ratio at the
+deepest depth to each backprop's and to the strongest backprop's, and the depth from which it
+is below).
 
 Run: `PYTHONPATH=. python benchmarks/fair_numbers.py RESULTS` on the results of
 `ffbench sweep fair --device meta --out RESULTS` (or of the same sweep on a GPU). Peaks are
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
+from ffbench.analysis.verdict import verdict
+from ffbench.report.verdict_text import verdict_lines, verdict_table
 from ffbench.results import load
-from ffbench.verdict import verdict
-from ffbench.verdict_text import verdict_lines, verdict_table
 
 
 def main(path: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 from test_figure_text import text_problems
 
-from ffbench.plot_ticks import ReadableLogLocator, plain_number, readable
+from ffbench.plots.ticks import ReadableLogLocator, plain_number, readable
 
 
 @pytest.mark.parametrize(("value", "text"), [

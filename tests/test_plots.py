@@ -30,10 +30,15 @@ from results_factory import (
     write_results,
 )
 
-from ffbench import plot_ticks as plots_ticks
-from ffbench import plots, verdict, verdict_text
+from ffbench import plots
+from ffbench.analysis import verdict
+from ffbench.analysis.describe import caption
+from ffbench.analysis.verdict import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
+from ffbench.plots import style as plot_style
+from ffbench.plots import ticks as plots_ticks
+from ffbench.plots.answer import RATIO_AXIS_TOP
+from ffbench.report import verdict_text
 from ffbench.results import load, rows_to_table, write_row_json
-from ffbench.verdict import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
 
 from helpers import REPO, ffbench_cli
 
@@ -101,7 +106,7 @@ def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_dept
     fig = plots.memory_vs_layers(load([with_failures]))
     ax = panel(fig, "train · batch 256, hidden 32")
     assert ax.get_ylabel() == "train peak, tracked (MiB)"
-    colors = plots.algorithm_colors()
+    colors = plot_style.algorithm_colors()
     (bp_line,) = [line for line in data_lines(ax) if line.get_color() == colors["bp"]]
     expected = [(INTERCEPT_BYTES["bp"] + TRAIN_SLOPE_BYTES["bp"] * n + 256 * 1024
                  + wobble(n, 256)) / MIB for n in DEPTHS]
@@ -110,7 +115,7 @@ def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_dept
                    for p in c.get_offsets())
     # on the x axis itself (y = 0 in axes coordinates), never at a data-like height; bp
     # (first in the registry) just left of its depth, ff just right
-    spread = plots.FAILED_MARK_SPREAD / 2 * (10.5 - 0.5)  # a share of the depth axis
+    spread = plot_style.FAILED_MARK_SPREAD / 2 * (10.5 - 0.5)  # a share of the depth axis
     assert marks == [(pytest.approx(8 + spread), 0), (pytest.approx(10 - spread), 0)]
     dotted = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
     assert dotted == [pytest.approx(8 + spread), pytest.approx(10 - spread)]
@@ -121,13 +126,13 @@ def test_memory_lines_are_the_stored_bytes_in_mib_and_failures_sit_at_their_dept
 
 def test_colors_follow_the_registry_in_every_figure(with_failures: Path):
     frame = load([with_failures])
-    colors = plots.algorithm_colors()
+    colors = plot_style.algorithm_colors()
     for fig in (plots.memory_vs_layers(frame), plots.time_vs_layers(frame)):
         line_colors = {line.get_color() for ax in fig.axes for line in ax.get_lines()}
         assert line_colors == {colors["bp"], colors["ff"]}
-    only_ff = plots.algorithm_colors(["ff"])
+    only_ff = plot_style.algorithm_colors(["ff"])
     assert only_ff["ff"] == colors["ff"] != colors["bp"]
-    with_unknown = plots.algorithm_colors(["ff", "zz-new"])
+    with_unknown = plot_style.algorithm_colors(["ff", "zz-new"])
     assert with_unknown["ff"] == colors["ff"]
     assert with_unknown["zz-new"] not in [colors[name] for name in colors]
 
@@ -136,7 +141,7 @@ def test_time_figure_in_ms_with_iqr_band(with_failures: Path):
     fig = plots.time_vs_layers(load([with_failures]))
     ax = panel(fig, "step time · batch 64, hidden 32")
     assert ax.get_ylabel().endswith("(ms)")
-    ff_color = plots.algorithm_colors()["ff"]
+    ff_color = plot_style.algorithm_colors()["ff"]
     (ff_line,) = [line for line in data_lines(ax) if line.get_color() == ff_color]
     step_ms = [ok_row("ff", n, 64)["step_time_median_s"] * 1e3 for n in DEPTHS]
     np.testing.assert_allclose(ff_line.get_ydata(), step_ms)
@@ -154,8 +159,8 @@ def test_units_switch_to_gib_and_caption_names_device_torch_and_date():
     ax = panel(fig, "train · batch 64, hidden 32")
     assert ax.get_ylabel() == "train peak, CUDA allocated (GiB)"
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [3 * n for n in DEPTHS])
-    assert plots.caption(frame) == "NVIDIA H100 80GB HBM3 · torch 2.11.0 · 2026-01-02 to 2026-03-04"
-    assert fig.get_supxlabel() == plots.caption(frame)
+    assert caption(frame) == "NVIDIA H100 80GB HBM3 · torch 2.11.0 · 2026-01-02 to 2026-03-04"
+    assert fig.get_supxlabel() == caption(frame)
 
 
 def test_category_bars_stack_to_the_tracked_peak_and_label_failed_depths(with_failures: Path):
@@ -305,7 +310,7 @@ def test_the_answer_draws_the_verdicts_ratios_on_a_linear_axis_around_one():
     frame = load_rows([row for row in rows if row["batch_size"] == 64])
     fig = plots.answer(frame)
     found = verdict.verdict(frame)
-    colors = plots.algorithm_colors()
+    colors = plot_style.algorithm_colors()
     titles = [ax.get_title() for ax in fig.axes]
     assert [t.split("\n")[0] for t in titles] == [
         TRAIN, EVAL_EQUAL, LARGER, EVAL_PUBLISHED] * 2
@@ -337,7 +342,7 @@ def test_a_line_above_the_axis_keeps_the_axis_and_says_its_value():
             + [ok_row("ff", n, 64, train_peak_tracked_bytes=2**30 * n) for n in DEPTHS])
     fig = plots.answer(load_rows(rows))
     ax = panel(fig, f"{TRAIN}\nover bp")
-    assert ax.get_ylim() == (0, plots.RATIO_AXIS_TOP)
+    assert ax.get_ylim() == (0, RATIO_AXIS_TOP)
     assert any(t.get_text().startswith("above: ") for t in ax.texts)
 
 
@@ -494,8 +499,8 @@ def test_plugin_colors_are_their_own_and_legible():
     differ, and none is lighter than the lightest registered color."""
     from ffbench.algorithms.registry import BUILTIN
 
-    plugins = [f"plugin-{i}" for i in range(len(plots.PLUGIN_COLORS))]
-    colors = plots.algorithm_colors(plugins)
+    plugins = [f"plugin-{i}" for i in range(len(plot_style.PLUGIN_COLORS))]
+    colors = plot_style.algorithm_colors(plugins)
     registered = [colors[name] for name in BUILTIN]
     closest = min(np.linalg.norm(lab(a) - lab(b)) for i, a in enumerate(registered)
                   for b in registered[i + 1:])

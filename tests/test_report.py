@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from results_factory import DEPTHS, failed_row, ok_row, sweep_rows, write_results
 
-from ffbench import report, verdict, verdict_text
+from ffbench import report
 from ffbench.algorithms.resolve import identity_columns
+from ffbench.analysis import fits, verdict
+from ffbench.report import findings, page, render, verdict_text
 from ffbench.results import load
 from ffbench.sweep import folder as sweep_folder
 from ffbench.sweep.spec import load_sweep
@@ -83,7 +85,7 @@ def with_failures(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_slope_table_is_the_least_squares_fit_of_ok_cells(with_failures: Path):
     frame = load([with_failures])
-    table = report.slope_table(frame)
+    table = fits.slope_table(frame)
     assert list(table["algorithm"]) == ["bp", "ff", "bp", "ff"]  # registry order per batch
     expected = independent_slopes(frame)
     for row in table.itertuples():
@@ -132,8 +134,8 @@ def test_html_report(with_failures: Path, tmp_path: Path):
 def test_report_on_real_results_matches_lstsq(tmp_path: Path):
     """The committed example: real cells measured by ffbench, some failed."""
     frame = load([EXAMPLE])
-    blocks = report.build(frame, [], tmp_path)
-    text = report.to_markdown(blocks)
+    blocks = page.build(frame, [], tmp_path)
+    text = render.to_markdown(blocks)
     check_report_against_lstsq(text, frame)
     assert "per added layer" in text
 
@@ -157,12 +159,12 @@ def test_bad_report_inputs_exit_2(tmp_path: Path, with_failures: Path):
      (3e-9, False, "0"), (-1e-12, True, "0")],
 )
 def test_number_keeps_four_significant_digits(value: float, signed: bool, text: str):
-    assert report.number(value, signed=signed) == text
+    assert findings.number(value, signed=signed) == text
 
 
 def test_fit_line_needs_two_depths():
-    assert report.fit_line([1, 2, 3], [5, 7, 9]) == pytest.approx((2.0, 3.0))
-    assert all(np.isnan(report.fit_line([4, 4], [1, 2])))
+    assert fits.fit_line([1, 2, 3], [5, 7, 9]) == pytest.approx((2.0, 3.0))
+    assert all(np.isnan(fits.fit_line([4, 4], [1, 2])))
 
 
 @pytest.mark.slow
@@ -187,12 +189,12 @@ def test_the_report_begins_with_the_verdict(tmp_path: Path):
     """The verdict's lines and table, first; no other finding states a crossover."""
     folder = write_results(tmp_path, sweep_rows(("bp", "bp-lean", "ff")))
     frame = load([folder])
-    blocks = report.build(frame, [], tmp_path)
-    assert blocks[1] == report.Heading("Verdict")
+    blocks = page.build(frame, [], tmp_path)
+    assert blocks[1] == page.Heading("Verdict")
     answer = verdict.verdict(frame)
     assert blocks[2] == report.Bullets(verdict_text.verdict_lines(answer))
     columns, rows = verdict_text.verdict_table(answer)
-    assert blocks[3] == report.Table(columns, rows)
+    assert blocks[3] == page.Table(columns, rows)
     # computed here from the rows: below bp where more than 4 MiB and 1% under it
     peaks = {a: {n: ok_row(a, n, 64)["train_peak_tracked_bytes"] for n in DEPTHS}
              for a in ("bp", "ff", "bp-lean")}
@@ -202,7 +204,7 @@ def test_the_report_begins_with_the_verdict(tmp_path: Path):
     ratio, lean = (peaks["ff"][6] / peaks[b][6] for b in ("bp", "bp-lean"))
     assert ["64", "Base FF", "train", "adam", "6", f"{ratio:.2f}x, from {since}",
             f"{lean:.2f}x, never", f"{lean:.2f}x, never (bp-lean)"] in rows
-    text = report.to_markdown(blocks)
+    text = render.to_markdown(blocks)
     assert text.index("## Verdict") < text.index("## Findings")
     assert "crossover" not in text
 
@@ -211,7 +213,7 @@ def test_an_equal_peak_is_not_a_crossover(tmp_path: Path):
     """The same peaks at every depth: about the same, never 'from depth 1'."""
     rows = [ok_row(a, n, 64, train_peak_tracked_bytes=100 * MIB) for a in ("bp", "ff")
             for n in (1, 2, 3)]
-    text = report.to_markdown(report.build(load([write_results(tmp_path, rows)]), [],
+    text = render.to_markdown(page.build(load([write_results(tmp_path, rows)]), [],
                                            tmp_path))
     assert "Base FF, train at 3 layers: 1.00x bp (100 vs 100 MiB, the only backprop run): " \
            "about the same (0.0% apart)." in text
@@ -235,7 +237,7 @@ def test_a_stopped_sweep_says_n_of_m_run_and_lists_the_missing(tmp_path: Path):
 
 def test_a_predicted_sweep_says_so(tmp_path: Path):
     rows = [ok_row(a, n, 64, device="meta") for a in ("bp", "ff") for n in (1, 2)]
-    text = report.to_markdown(report.build(load([write_results(tmp_path, rows)]), [], tmp_path))
+    text = render.to_markdown(page.build(load([write_results(tmp_path, rows)]), [], tmp_path))
     assert "(PREDICTED)" in text.splitlines()[0] and "meta device" in text
 
 
@@ -244,7 +246,7 @@ def test_cells_of_different_settings_in_one_folder_are_said_to_be_mixed():
     from ffbench.results import rows_to_table
 
     frame = rows_to_table(rows).to_pandas().assign(source="results/quick")
-    [line] = report.mixed_settings_findings(frame)
+    [line] = findings.mixed_settings_findings(frame)
     assert line.startswith("Warning: results/quick mixes cells of different sweep settings "
                            "(steps: 3, 5)")
-    assert report.mixed_settings_findings(frame[frame["steps"] == 3]) == []
+    assert findings.mixed_settings_findings(frame[frame["steps"] == 3]) == []

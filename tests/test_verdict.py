@@ -10,10 +10,8 @@ import pandas as pd
 import pytest
 from results_factory import BATCH_SIZES, DEPTHS, ok_row, peak_row, sweep_rows
 
-from ffbench import verdict_text
 from ffbench.algorithms import registry
-from ffbench.results import rows_to_table
-from ffbench.verdict import (
+from ffbench.analysis.verdict import (
     EVAL_EQUAL,
     EVAL_PUBLISHED,
     LARGER,
@@ -23,6 +21,8 @@ from ffbench.verdict import (
     Verdict,
     verdict,
 )
+from ffbench.report import verdict_text
+from ffbench.results import rows_to_table
 
 MIB = 2**20
 BATCH = BATCH_SIZES[0]
@@ -306,9 +306,9 @@ def test_the_published_size_predicted_on_meta() -> None:
     """47 layers x 2000, batch 5000, Adam, on meta: Base FF's larger phase at about 0.91x
     bp-lean's, its eval as published at about 1.48x (at equal rows 2,254 MiB against
     backprop's 2,216)."""
+    from ffbench.analysis.verdict import from_rows
     from ffbench.cell.run import run_cell
     from ffbench.settings.cell import CellSpec
-    from ffbench.verdict import from_rows
 
     settings = (("bp", 5000), ("bp-lean", 5000), ("ff", 5000), ("ff", 0), ("ff-layerwise", 5000))
     rows = [run_cell(CellSpec(algorithm, n_layers=47, hidden=2000, batch_size=5000,

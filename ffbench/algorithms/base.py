@@ -71,7 +71,7 @@ class Algorithm(ABC):
     accuracy_target: ClassVar[float | None] = None
     # `explain`: why the added layer's gradients are not alive at the train peak, if they are not.
     gradient_note: ClassVar[str] = ""
-    # A backprop: a baseline every other algorithm is measured against (ffbench.verdict
+    # A backprop: a baseline every other algorithm is measured against (ffbench.analysis.verdict
     # compares each algorithm that is not one with each that is, and with the lowest of them).
     # The goodness-only settings (goodness, threshold, eval_chunk) act in every algorithm but
     # the baselines: for those they leave the cell id and the row.

@@ -73,9 +73,9 @@ class ConsoleSweepView:
 
     def all_ended(self, folders: list[Path]) -> None:
         """The verdict over everything this command ran, then how to see more."""
+        from ffbench.analysis.verdict import verdict
+        from ffbench.report.verdict_text import verdict_lines
         from ffbench.results import ResultsError, load
-        from ffbench.verdict import verdict
-        from ffbench.verdict_text import verdict_lines
 
         try:
             show("", *verdict_lines(verdict(load(folders))), "")

@@ -45,6 +45,8 @@ MAX_STEPS = 10**6
 MAX_THREADS = 1024  # torch takes a C int; no host has more cores than this
 PREDICTED_DEVICE = "meta"  # fake tensors: memory predicted, nothing computed or timed
 HOST_DEVICE = "cpu"  # host and device are one memory
+# the measured run a machine without a GPU gets beside the prediction: its sweep is named so
+CPU_STAND_IN_SUFFIX = "-cpu-stand-in"
 EVAL_CHUNK_EQUAL = "equal"  # FF eval holds at most the eval batch's rows (the default)
 EVAL_CHUNK_ALL = "all"  # every label of the whole eval batch at once (as published): 0
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ffbench.analysis.describe import stand_in
 from ffbench.errors import BadInput
 from ffbench.runner import devices
-from ffbench.settings.cell import PREDICTED_DEVICE
+from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE
 from ffbench.settings.checks import whole_number
 from ffbench.sweep.spec import (
     DEFAULT_MAX_CELLS,
@@ -38,7 +39,6 @@ RESULTS_ROOT = Path("results")
 PUBLISHED_SWEEP = "published"
 CPU_SWEEP = DEFAULT_SWEEP  # the CPU stand-in takes the default's width, batch and steps
 PREDICTED_SUFFIX = "-predicted"
-CPU_STAND_IN_SUFFIX = "-cpu-stand-in"
 CPU_MAX_DEPTHS = 6  # depths the CPU stand-in measures, spread over the requested range
 RUNNER_KEYS = ("timeout_s", "jobs", "executor")  # flags that leave the choice of grid alone
 NAMING_KEYS = (*RUNNER_KEYS, "device")  # flags that do not change what a grid is called
@@ -167,8 +167,8 @@ def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
 
 
 def stand_in_label(spec: SweepSpec) -> str:
-    """How the CPU stand-in is named wherever it appears: "CPU stand-in: hidden 256, batch 128"."""
-    return f"CPU stand-in: hidden {_joined(spec.hidden)}, batch {_joined(spec.batch_sizes)}"
+    """How the CPU stand-in is named wherever it appears (analysis.describe.stand_in)."""
+    return stand_in(spec.hidden, spec.batch_sizes)
 
 
 def _joined(values: tuple[int, ...]) -> str:

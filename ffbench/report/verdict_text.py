@@ -1,4 +1,4 @@
-"""The verdict (`ffbench.verdict`) in words: a few lines for the end of a sweep and the top
+"""The verdict (`ffbench.analysis.verdict`) in words: a few lines for the end of a sweep and the top
 of the report, and a table per phase and optimizer. Every choice that decides a number
 (phase, eval rows, which backprop, predicted or measured, size) is said in the lines.
 """
@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ffbench.algorithms.registry import algorithm_order, display_name
-from ffbench.settings.cell import DEFAULT_OPTIMIZER, MNIST_CLASSES
-from ffbench.units import MIB
-from ffbench.verdict import (
+from ffbench.analysis.verdict import (
     EVAL_PUBLISHED,
     PHASES,
     SAME_BYTES,
@@ -20,6 +18,8 @@ from ffbench.verdict import (
     Group,
     Verdict,
 )
+from ffbench.settings.cell import DEFAULT_OPTIMIZER, MNIST_CLASSES
+from ffbench.units import MIB
 
 SHOWN_BACKPROPS = ("bp", "bp-lean")  # named in every line beside the strongest
 CHANCE = 1 / MNIST_CLASSES

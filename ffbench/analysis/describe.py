@@ -1,0 +1,57 @@
+"""How a results frame is described to a reader: the caption (device, torch version, dates),
+whether its peaks are predictions, and the CPU stand-in's name ("CPU stand-in: hidden 256,
+batch 128") wherever such results appear."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE
+
+
+def stand_in(hidden: Iterable[int], batch_sizes: Iterable[int]) -> str:
+    """"CPU stand-in: hidden 256, batch 128"."""
+    return (f"CPU stand-in: hidden {','.join(map(str, hidden))}, batch "
+            f"{','.join(map(str, batch_sizes))}")
+
+
+def stand_in_label(frame: pd.DataFrame) -> str | None:
+    """The CPU stand-in's name when `frame`'s cells ran as one (their sweep is named so)."""
+    if "sweep_id" not in frame:
+        return None
+    ids = frame["sweep_id"].dropna().astype(str)
+    if ids.empty or not ids.str.endswith(CPU_STAND_IN_SUFFIX).all():
+        return None
+    return stand_in(sorted(set(frame["hidden"].dropna().astype(int))),
+                    sorted(set(frame["batch_size"].dropna().astype(int))))
+
+
+def predicted_only(frame: pd.DataFrame) -> bool:
+    """Whether every successful cell ran on meta: the peaks are predictions, not measured."""
+    devices = frame.loc[frame["status"] == "ok", "device"].dropna()
+    return not devices.empty and bool((devices == PREDICTED_DEVICE).all())
+
+
+def _joined(values: pd.Series) -> str:
+    unique = [str(v) for v in dict.fromkeys(values.dropna())]
+    return " / ".join(unique) if unique else "unknown"
+
+
+def _one_caption(frame: pd.DataFrame) -> str:
+    device = frame["gpu_name"].where(frame["gpu_name"].notna(), frame["cpu_model"])
+    dates = frame["started_at"].dropna().str[:10]
+    when = "unknown date" if dates.empty else " to ".join(dict.fromkeys([dates.min(), dates.max()]))
+    described = f"{_joined(device)} · torch {_joined(frame['torch_version'])} · {when}"
+    label = stand_in_label(frame)
+    return f"{label} · {described}" if label else described
+
+
+def caption(frame: pd.DataFrame) -> str:
+    """'device · torch version · date' of the cells (several values joined by ' / '); with
+    several inputs, one such part per input, named."""
+    if "source" not in frame or frame["source"].nunique() < 2:
+        return _one_caption(frame)
+    return "  |  ".join(f"{source}: {_one_caption(cells)}"
+                        for source, cells in frame.groupby("source", sort=False))
