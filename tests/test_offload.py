@@ -6,6 +6,9 @@ PyTorch's MemTracker with checkpointing."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from ffbench.measure.tracker import TensorTracker
 from ffbench.results import read_row_json
 from ffbench.spec import MNIST_CLASSES, CellSpec
 
-from helpers import ffbench_cli
+from helpers import REPO, ffbench_cli
 
 CPU, META = torch.device("cpu"), torch.device("meta")
 STEP_COUNTER_BYTES = 4  # Adam's float32 `step` per parameter tensor, on the host
@@ -254,3 +257,14 @@ def test_at_the_published_size_the_row_carries_the_closed_form(tmp_path: Path) -
     assert row["offloaded_bytes_per_step"] == 47 * 5000 * 2000 * 4 + 5000 * MNIST_CLASSES * 4
     assert row["host_peak_tracked_bytes"] == row["offloaded_bytes_per_step"] + 96 * 4
     assert row["predicted_train_peak_bytes"] < rows["bp-lean"]["predicted_train_peak_bytes"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="it measures on a GPU (session.sh)")
+def test_the_gpu_benchmark_skips_cleanly_without_cuda(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu/offload_step_time.py", "47", str(tmp_path)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA device" in result.stdout and not any(tmp_path.iterdir())
