@@ -7,13 +7,15 @@ At the published size (hidden 2000, batch 5000; LAYERS default 47), on cuda:
 1. each variant's memory pass on its own (cell.memory_peaks, after the previous variant is
    freed): CUDA max_memory_allocated of the train and eval phases against the tracked and
    the predicted (meta) peaks and the allocator view's prediction; bp-offload's tracked host
-   peak and its bytes per step;
+   peak and its bytes per step, and what PyTorch's pinned-memory cache held for them (it
+   rounds each block up to a power of two);
 2. the host link: pinned copies of one (batch, hidden) block each way, median seconds, so
    the copies' expected cost per step is offloaded bytes / each rate;
 3. train step times, the variants timed alternately (benchmarks/bp_lean_step_time.py):
    bp, bp-lean, bp with the fused step alone, and bp-offload (= that, plus offloading: the
    difference of those two is what the copies cost, set against the link's expectation).
-Prints each and writes OUT_DIR/offload-LAYERS.json. Without CUDA it says so and exits 0.
+Prints each and writes OUT_DIR/offload-LAYERS.json (after each part: a run cut short keeps
+what it finished). Without CUDA it says so and exits 0.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ DEFAULT_LAYERS = 47
 ROUNDS = 10
 LINK_REPEATS = 10
 MIB = 2**20
+# torch.cuda.host_memory_stats(): bytes of pinned blocks (rounded) owned, and handed out
+PINNED_STATS = ("allocated_bytes.peak", "active_bytes.peak")
 VARIANTS = {
     "bp": ("bp", {}), "bp-lean": ("bp-lean", {}),
     "bp-fused": ("bp", {"fused_step": True}), "bp-offload": ("bp-offload", {}),
@@ -89,7 +93,10 @@ def main(layers: int, out_dir: Path) -> None:
     device = torch.device("cuda")
     found: dict[str, Any] = {"layers": layers, "hidden": HIDDEN, "batch_size": BATCH,
                              "gpu": torch.cuda.get_device_name(device)}
+    path = out_dir / f"offload-{layers}.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
     found["memory"] = memory(layers)
+    path.write_text(json.dumps(found, indent=1))
     for label, row in found["memory"].items():
         print(f"{label:10} CUDA allocated train {row['train_peak_allocated_bytes'] / MIB:,.1f} "
               f"MiB (predicted {row['predicted_train_peak_allocated_bytes'] / MIB:,.1f}), "
@@ -97,6 +104,9 @@ def main(layers: int, out_dir: Path) -> None:
               f"{row['train_peak_tracked_bytes'] / MIB:,.1f} (meta "
               f"{row['predicted_train_peak_bytes'] / MIB:,.1f}); host tracked "
               f"{(row['host_peak_tracked_bytes'] or 0) / MIB:,.1f} MiB")
+    pinned = torch.cuda.host_memory_stats()  # the other variants pin only their batches
+    found["pinned_host"] = {name: pinned.get(name) for name in PINNED_STATS}
+    print(f"pinned host memory (PyTorch's cache): {found['pinned_host']}")
     link = found["link"] = link_seconds(device)
     offloaded = found["memory"]["bp-offload"]["offloaded_bytes_per_step"]
     expected = offloaded / link["block_bytes"] * (link["to_host_s"] + link["to_device_s"])
@@ -109,8 +119,6 @@ def main(layers: int, out_dir: Path) -> None:
     print("\n".join(ratio_lines(median, cells, list(VARIANTS))))
     print(f"bp-offload - bp-fused: {(median['bp-offload'] - median['bp-fused']) * 1e3:.1f} ms "
           f"a step (the copies; {expected * 1e3:.1f} ms expected from the link)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"offload-{layers}.json"
     path.write_text(json.dumps(found, indent=1))
     print(f"wrote {path}")
 
