@@ -25,6 +25,7 @@ from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.allocator_view import replay
 from ffbench.built import build, load_dataset, warm_up
 from ffbench.cell import META_WARMUP_STEPS, memory_peaks, run_cell
+from ffbench.explain import explain, note_lines
 from ffbench.measure.tracker import TensorTracker
 from ffbench.results import read_row_json
 from ffbench.spec import MNIST_CLASSES, CellSpec
@@ -182,6 +183,17 @@ def test_the_row_reports_the_bytes_moved_per_step() -> None:
     assert cpu["offloaded_bytes_per_step"] == 0 and cpu["host_peak_tracked_bytes"] is None
     bp = run_cell(CellSpec("bp", n_layers=2, hidden=32, batch_size=16, device="meta"))
     assert bp["offloaded_bytes_per_step"] == 0
+
+
+def test_explain_says_where_the_offloaded_bytes_went_and_on_cpu_that_nothing_moved() -> None:
+    meta = note_lines(explain(spec_of("bp-offload", 3, 300, 700)))
+    assert meta[0].startswith("offload: saved activations in host memory: 3 ReLU outputs")
+    # 3 x 700 x 300 x 4 B + the log-softmax's 700 x 10 x 4 B; and the host's tracked peak
+    assert "offloaded per train step: 2.55 MB (2.43 MiB) to host memory" in meta[1]
+    assert "host tracked peak 2.43 MiB" in meta[1]
+    cpu = note_lines(explain(spec_of("bp-offload", 2, 32, 16, device="cpu")))
+    assert cpu == [f"offload: {HOST_DEVICE_NOTE}"]
+    assert note_lines(explain(spec_of("bp", 2, 32, 16))) == []
 
 
 @pytest.mark.parametrize("options", [{}, {"checkpoint_segments": 3}])
