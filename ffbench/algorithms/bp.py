@@ -152,7 +152,8 @@ class Backprop(Algorithm):
     summary = (
         "backprop baseline: the same hidden stack, linear head, cross-entropy, one optimizer; "
         "checkpoint_segments=k recomputes k-1 of k segments, fused_step=true steps each "
-        "parameter during the backward"
+        "parameter during the backward, offload_activations=true keeps saved activations in "
+        "host memory"
     )
     default_lr = 1e-3
     options: ClassVar[Mapping[str, Any]] = {
