@@ -40,10 +40,11 @@ SavedKey = tuple[int, int, tuple[int, ...], tuple[int, ...], int]
 
 
 class HostCopy:
-    """One saved activation in host memory, and its device copy while unpacks remain."""
+    """One saved activation in host memory, and its device copy while unpacks remain. The
+    graph's saved variables hold it: it goes when the last node that saved it has run."""
 
     def __init__(self, host: Tensor, device: torch.device, pinned: bool) -> None:
-        self.host: Tensor | None = host
+        self.host = host
         self.device = device
         self.pinned = pinned
         self.uses = 0  # packs not yet unpacked
@@ -51,12 +52,11 @@ class HostCopy:
 
     def unpack(self) -> Tensor:
         if self.on_device is None:
-            assert self.host is not None, "a saved activation was unpacked once too often"
             self.on_device = self.host.to(self.device, non_blocking=self.pinned)
         tensor = self.on_device
         self.uses -= 1
-        if self.uses <= 0:  # the last node that saved it: nothing keeps either copy now
-            self.on_device = self.host = None
+        if self.uses <= 0:  # the last node that saved it: it holds the device copy now
+            self.on_device = None
         return tensor
 
 
