@@ -70,6 +70,7 @@ MEMORY = dict.fromkeys(
         "predicted_train_peak_allocated_bytes", "predicted_train_peak_reserved_bytes",
         "predicted_eval_peak_allocated_bytes", "predicted_eval_peak_reserved_bytes",
         "host_peak_tracked_bytes",
+        "offloaded_bytes_per_step",  # to host memory in the forward, back in the backward
         *(f"mem_{name}_bytes" for name in CATEGORIES),
         *(f"eval_mem_{name}_bytes" for name in CATEGORIES),
     ),

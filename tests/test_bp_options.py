@@ -1,5 +1,6 @@
-"""bp's memory-saving options and bp-lean train the same function as bp; the optimizer
-setting's state is what it says for every algorithm; bp-lean's peaks are predicted."""
+"""bp's memory-saving options, bp-lean and bp-offload train the same function as bp; the
+optimizer setting's state is what it says for every algorithm; bp-lean's peaks are
+predicted (bp-offload's: tests/test_offload.py)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,15 @@ def small(algorithm: str, **kw: object) -> CellSpec:
     return resolved(CellSpec(algorithm, **fields))  # type: ignore[arg-type]
 
 
-def trained(spec: CellSpec) -> tuple[list[float], dict[str, torch.Tensor]]:
-    """Losses of STEPS train steps from the seed, and the weights after them."""
+def trained(spec: CellSpec, offload_on_host: bool = False) -> tuple[
+        list[float], dict[str, torch.Tensor]]:
+    """Losses of STEPS train steps from the seed, and the weights after them.
+    `offload_on_host`: the offloading hooks run on the CPU too, where a cell turns them off
+    (host and device are one memory): every saved activation is copied out and back."""
     built = build(spec, load_dataset(spec), torch.device("cpu"))
+    if offload_on_host:
+        assert built.algorithm.offloading is False  # type: ignore[attr-defined]  # the cpu rule
+        built.algorithm.offloading = True  # type: ignore[attr-defined]
     losses = [float(built.algorithm.step(built.train)) for _ in range(STEPS)]
     return losses, {k: v.detach().clone() for k, v in built.algorithm.model.state_dict().items()}
 
@@ -47,6 +54,9 @@ VARIANTS = [
     ("bp", {"fused_step": True}),
     ("bp-lean", {}),
     ("bp-lean", {"checkpoint_segments": 4}),
+    ("bp-offload", {}),
+    ("bp-offload", {"checkpoint_segments": 3}),
+    ("bp", {"offload_activations": True}),
 ]
 
 
@@ -64,6 +74,28 @@ def test_memory_saving_backprop_trains_the_same_function(
     first = plain_weights["layers.0.weight"]
     assert not torch.equal(first, trained(small("bp", optimizer=optimizer, lr=0.5))[1][
         "layers.0.weight"]), "the weights moved with the learning rate: the steps did train"
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize(("algorithm", "options"), [
+    ("bp-offload", {}),
+    ("bp-offload", {"checkpoint_segments": 2}),
+    ("bp-offload", {"checkpoint_segments": 3}),
+    ("bp", {"offload_activations": True}),
+    ("bp", {"offload_activations": True, "checkpoint_segments": 2}),
+])
+def test_offloaded_activations_train_the_same_function(
+    algorithm: str, options: dict[str, object], optimizer: str
+) -> None:
+    """With the hooks running (each saved activation copied to a host tensor of its own and
+    back, one copy serving every node that saved it): the losses and weights of the same
+    cell without them, to the bit (against bp: VARIANTS above)."""
+    spec = small(algorithm, options=options, optimizer=optimizer)
+    plain_losses, plain_weights = trained(spec)
+    losses, weights = trained(spec, offload_on_host=True)
+    assert losses == plain_losses
+    for name, value in plain_weights.items():
+        assert torch.equal(weights[name], value), name
 
 
 def state_holding_bytes(spec: CellSpec) -> tuple[int, int, int]:

@@ -60,7 +60,8 @@ def test_builtins_are_listed_in_registry_order_without_torch() -> None:
 
 def test_display_names() -> None:
     assert [registry.display_name(name) for name in registry.BUILTIN] == [
-        "backprop", "lean backprop", "Base FF", "Recurrent FF", "progressive FF", "layer-wise FF"]
+        "backprop", "lean backprop", "offloading backprop", "Base FF", "Recurrent FF",
+        "progressive FF", "layer-wise FF"]
     assert registry.display_name("no-such-algorithm") == "no-such-algorithm"
 
 

@@ -69,7 +69,7 @@ def test_packaged_sweeps_are_valid(name: str) -> None:
 
 def test_the_published_sweep_has_the_published_grid_and_the_fair_baselines() -> None:
     _, values = sweep_spec.read_sweep_file("published")
-    assert values["algorithms"] == ["bp", "bp-lean", "ff", "ff-layerwise", "rff"]
+    assert values["algorithms"] == ["bp", "bp-lean", "bp-offload", "ff", "ff-layerwise", "rff"]
     assert sweep_spec.parse_int_range(values["layers"], flag="layers") == list(range(2, 48))
     assert (values["hidden"], values["batch_sizes"]) == (2000, 5000)
 

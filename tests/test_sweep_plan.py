@@ -34,7 +34,7 @@ def test_layers_alone_with_a_gpu_runs_the_published_grid_on_cuda(
     [one] = sweep_plan.plan(None, {"layers": "2..47"}, None, ROOT)
     assert one.spec.name == "published" and one.spec.device == "cuda"
     assert (one.spec.algorithms, one.spec.hidden, one.spec.batch_sizes) == (
-        ("bp", "bp-lean", "ff", "ff-layerwise", "rff"), (2000,), (5000,))
+        ("bp", "bp-lean", "bp-offload", "ff", "ff-layerwise", "rff"), (2000,), (5000,))
     assert one.spec.layers == tuple(range(2, 48)) and one.out == ROOT / "published"
     assert one.spec.axes == {"eval_chunk": [None, 0]}  # FF's eval at equal rows, as published
 
@@ -58,7 +58,7 @@ def test_layers_alone_without_a_gpu_predicts_on_meta_and_measures_a_small_cpu_ru
     predicted, cpu = sweep_plan.plan(None, {"layers": "2..47"}, None, ROOT)
     assert predicted.spec.device == "meta" and "PREDICTED" in predicted.why
     assert (predicted.spec.hidden, predicted.spec.batch_sizes) == ((2000,), (5000,))
-    backprops, ffs = 2, 3  # FF cells twice: eval at equal rows and as published
+    backprops, ffs = 3, 3  # FF cells twice: eval at equal rows and as published
     assert len(predicted.spec.cells()) == (backprops + 2 * ffs) * 46
     assert predicted.out == ROOT / "published-predicted"
     assert predicted.spec.jobs is None and cpu.spec.cells_at_once == 1  # meta: one per core
@@ -220,7 +220,7 @@ def test_version_and_the_sweep_defaults_in_help() -> None:
     text = " ".join(shown.output.split())
     assert ("embedded 'quick' sweep (bp,bp-lean,ff,ff-layerwise,rff; layers 1,2,4,8,12,16; "
             "hidden 256; batch 128") in text
-    assert ("'published' (bp,bp-lean,ff,ff-layerwise,rff; layers 2..47; hidden 2000; "
+    assert ("'published' (bp,bp-lean,bp-offload,ff,ff-layerwise,rff; layers 2..47; hidden 2000; "
             "batch 5000; cuda)") in text
 
 

@@ -7,14 +7,18 @@
 # so a run cut short still returns what it finished:
 #   0. the tests that need a GPU (a forked cell's CUDA peak is its own; predicted against
 #      measured peaks), their report kept in $OUT/gpu-tests.xml (and the log);
-#   1. what the allocator holds at the train peak that the tracker does not see, ff then bp
+#   1. what offloading activations costs: bp, bp-lean, bp with the fused step and bp-offload
+#      at 47 layers (hidden 2000, batch 5000), each one's CUDA peak against its prediction,
+#      the host link's copy rate, step times timed alternately (offload_step_time.py;
+#      $OUT/offload-47.json);
+#   2. what the allocator holds at the train peak that the tracker does not see, ff then bp
 #      at 2 layers (peak_snapshot.py; printed to the log, snapshot pickles kept in $OUT);
-#   2. the published sweep (hidden 2000) for bp, bp-lean (when registered), ff, rff at
+#   3. the published sweep (hidden 2000) for bp, bp-lean (when registered), ff, rff at
 #      batch 5000 then 1000, depths 2,12,22,32,47 first; rows carry NVML peaks and the
 #      predicted allocated/reserved peaks (allocator_view) beside the measured ones;
-#   3. `ffbench capacity` against real OOM: the allocator capped at 4 GiB, the predicted
+#   4. `ffbench capacity` against real OOM: the allocator capped at 4 GiB, the predicted
 #      deepest network and one deeper, for bp and rff (capacity_check.py);
-#   4. more published depths (7,17,27,37,42) at batch 5000, as time allows.
+#   5. more published depths (7,17,27,37,42) at batch 5000, as time allows.
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-results/gpu}
@@ -32,6 +36,8 @@ run nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=c
 run python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
 
 run timeout 120 python3 -m pytest -q -rA -p no:cacheprovider -m gpu --junitxml "$OUT/gpu-tests.xml"
+
+run timeout 120 python3 benchmarks/gpu/offload_step_time.py 47 "$OUT"
 
 run timeout 100 python3 benchmarks/gpu/peak_snapshot.py ff 2 "$OUT"
 run timeout 60 python3 benchmarks/gpu/peak_snapshot.py bp 2 "$OUT"

@@ -31,12 +31,15 @@ class MemoryAccount:
     """Bytes alive at the train step's peak, by category, and the moment that is.
 
     `exact` names the categories the formula counts to the byte; the others (small
-    temporaries: norms, loss scalars) it may leave out, so only the total is close."""
+    temporaries: norms, loss scalars) it may leave out, so only the total is close.
+    `offloaded_bytes`: what a train step moves to host memory and back (the device peak
+    leaves it out); `notes`: one line each that `explain` shows."""
 
     split: dict[str, int]
     at: str
     exact: tuple[str, ...] = ("parameters", "gradients", "optimizer_state", "inputs", "cache")
     notes: dict[str, str] = field(default_factory=dict)
+    offloaded_bytes: int = 0
 
     @property
     def nbytes(self) -> int:

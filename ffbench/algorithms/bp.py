@@ -1,6 +1,6 @@
 """Backprop baseline: the FF hidden stack with a linear head, cross-entropy, one optimizer.
 
-Two options save memory without changing what is computed:
+Three options save memory without changing what is computed:
 
 - `checkpoint_segments` k > 0: the hidden stack runs as k near-equal segments, each but the
   last under `torch.utils.checkpoint` (non-reentrant), as `checkpoint_sequential` does: only
@@ -9,11 +9,19 @@ Two options save memory without changing what is computed:
 - `fused_step`: one optimizer per parameter, stepped from the parameter's
   post-accumulate-grad hook during the backward, its gradient freed at once; the gradients of
   all layers are never alive together.
+- `offload_activations`: what autograd saves for the backward (the ReLU outputs, the
+  log-softmax; with checkpointing, the segments' inputs) goes to host memory during the
+  forward and comes back when the backward needs it (algorithms/offload.py); the device
+  holds a few (B, hidden) blocks at a time instead of one per layer. On `--device cpu` host
+  and device are one memory: nothing would be saved, so nothing is moved (no hooks run), and
+  the cell is the same as without the option.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from ffbench.algorithms import account
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, matmul_flops
+from ffbench.algorithms.offload import offloaded
 from ffbench.errors import BadInput
 from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
@@ -65,17 +74,92 @@ class MLP(nn.Module):
         return self.head(run_layers(self.segments[-1], x))  # (B, classes) logits
 
 
+HOST_DEVICE_NOTE = (
+    "offload_activations on the cpu device: host and device are one memory, so offloading "
+    "would save nothing; nothing is moved and the peak is the same as without the option"
+)
+
+
+def offloaded_rows(n_layers: int, bounds: Sequence[int]) -> int:
+    """ReLU outputs (B, hidden each) a forward moves to host memory: the inputs of the
+    checkpointed segments but the first (that one is the batch, which stays), and each
+    output of the last, plain segment, with its input."""
+    last_start = bounds[-2]
+    return len(set(bounds[1:-1]) | set(range(max(last_start, 1), n_layers + 1)))
+
+
+def offload_account(spec: CellSpec, bounds: Sequence[int], hidden: list[list[int]],
+                    fused: bool, held: dict[str, int]) -> MemoryAccount:
+    """bp's account when its saved activations are offloaded (`offload_activations` on a
+    device other than the host). On the device in backward, layer by layer (m from the top):
+    through ReLU m, the saved rows brought back (its output; in a checkpointed segment the
+    segment's input and its recomputed outputs up to m), the ReLU's gradient and the
+    gradient of its input; through Linear m, the saved rows below m (its input), the
+    gradient reaching it, the gradient of its input (none for the first layer: the batch
+    needs none) and its weight and bias gradients being made; fused, layer m's weight step
+    right after, with its input still on the device when the ReLU below saved it too (the
+    device copy serves both), the gradient of its input, its gradient and the step's
+    temporaries. Gradients of the layers above unless fused; the optimizer step unless
+    fused; loss and its gradient. `offloaded_bytes`: the rows of `offloaded_rows` and the
+    log-softmax (B, classes), copied to the host in the forward and back in the backward."""
+    head = account.linear(spec.hidden, MNIST_CLASSES, spec)
+    e, row = account.element_bytes(spec), account.matrix(spec.batch_size, spec.hidden, spec)
+    params = [size for layer in hidden for size in layer] + head
+    last = len(bounds) - 2  # the plain segment's index; the ones below it are checkpointed
+    moments = []  # in the backward's order (the tracker keeps the first of equal peaks)
+    for index in reversed(range(len(bounds) - 1)):
+        start, stop = bounds[index], bounds[index + 1]
+        recomputed = index < last
+        kept = int(recomputed and start > 0)  # the segment's input, back for its recompute
+        for m in reversed(range(start + 1, stop + 1)):  # 1-based layer numbers
+            below = m - 1 - start  # this segment's outputs below layer m
+            at_relu = kept + below + 1 if recomputed else 1
+            at_linear = kept + below if recomputed else int(m > 1)
+            input_grad = int(m > 1)
+            above = sum(head) + sum(sum(layer) for layer in hidden[m:])
+            gradients = 0 if fused else above
+            moments += [
+                MemoryAccount.of(f"backward through ReLU {m}", gradients=gradients,
+                                 activations=(at_relu + 2) * row + 2 * e, **held),
+                MemoryAccount.of(f"backward through Linear {m}", gradients=gradients,
+                                 activations=(at_linear + 1 + input_grad) * row
+                                 + sum(hidden[m - 1]) + 2 * e, **held),
+            ]
+            if fused:
+                weight = hidden[m - 1][0]
+                still_there = at_linear if below > 0 else 0
+                moments.append(MemoryAccount.of(
+                    f"layer {m}'s weight step in backward", gradients=weight,
+                    activations=(still_there + input_grad) * row
+                    + account.step_temporaries([weight], spec) + 2 * e, **held))
+    if not fused:
+        moments.append(MemoryAccount.of(
+            "the optimizer step", gradients=sum(params),
+            activations=account.step_temporaries(params, spec) + e, **held))
+    rows = offloaded_rows(spec.n_layers, bounds)
+    offloaded = rows * row + account.matrix(spec.batch_size, MNIST_CLASSES, spec)
+    note = (f"saved activations in host memory: {rows} ReLU outputs ({spec.batch_size}, "
+            f"{spec.hidden}) and the log-softmax ({spec.batch_size}, {MNIST_CLASSES}), "
+            "copied there during the forward and back during the backward; the device "
+            "peak excludes them")
+    return dataclasses.replace(account.largest(moments), offloaded_bytes=offloaded,
+                               notes={"offload": note})
+
+
 class Backprop(Algorithm):
     name = "bp"
     display_name = "backprop"
     summary = (
         "backprop baseline: the same hidden stack, linear head, cross-entropy, one optimizer; "
         "checkpoint_segments=k recomputes k-1 of k segments, fused_step=true steps each "
-        "parameter during the backward"
+        "parameter during the backward, offload_activations=true keeps saved activations in "
+        "host memory"
     )
     default_lr = 1e-3
-    options: ClassVar[Mapping[str, Any]] = {"checkpoint_segments": 0, "fused_step": False}
-    late_options: ClassVar[tuple[str, ...]] = ("checkpoint_segments", "fused_step")
+    options: ClassVar[Mapping[str, Any]] = {
+        "checkpoint_segments": 0, "fused_step": False, "offload_activations": False}
+    late_options: ClassVar[tuple[str, ...]] = (
+        "checkpoint_segments", "fused_step", "offload_activations")
     preset_settings = {
         "published": {"batch_size": 5000},  # all 5000 real images of the published batch
         "mnist-5k-accuracy": {
@@ -100,6 +184,7 @@ class Backprop(Algorithm):
                 p.register_post_accumulate_grad_hook(self._stepper(optimizer))
         else:
             self.optimizers = [make_optimizer(params, spec)]
+        self.offloading = self.offloads(spec)
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
@@ -113,6 +198,18 @@ class Backprop(Algorithm):
     def checkpoint_segments(cls, spec: CellSpec) -> int:
         """Segments the hidden stack is checkpointed over (0: none)."""
         return int(spec.options.get("checkpoint_segments", 0))
+
+    @classmethod
+    def offloads(cls, spec: CellSpec) -> bool:
+        """Whether saved activations go to host memory: with the option, on any device but
+        the host itself (`--device cpu`: one memory, nothing to gain; a meta prediction of a
+        cpu cell models the cpu cell)."""
+        option = bool(spec.options.get("offload_activations", False))
+        return option and not account.host_measured(spec)
+
+    def _saving(self) -> AbstractContextManager[None]:
+        """Where the forward's saved tensors are kept: host memory when offloading."""
+        return offloaded(self.device) if self.offloading else nullcontext()
 
     @staticmethod
     def _stepper(optimizer: torch.optim.Optimizer) -> Callable[[Tensor], None]:
@@ -132,7 +229,7 @@ class Backprop(Algorithm):
         ReLU outputs but its top one, the top ReLU's gradient and the gradient of its input
         (B, hidden each); loss and its gradient. In backward through the first layer: its
         gradients being made, over the one reaching it. Fused: the largest parameter's step,
-        its gradient and the step's temporaries."""
+        its gradient and the step's temporaries. Offloading: `offload_account`."""
         head = account.linear(spec.hidden, MNIST_CLASSES, spec)
         hidden = [account.linear(fan_in, fan_out, spec)
                   for fan_in, fan_out in account.hidden_widths(spec)]
@@ -146,6 +243,8 @@ class Backprop(Algorithm):
         }
         fused = bool(spec.options.get("fused_step", False))
         bounds = segment_bounds(spec.n_layers, cls.checkpoint_segments(spec))
+        if cls.offloads(spec):
+            return offload_account(spec, bounds, hidden, fused, held)
         moments = []
         if fused:
             largest = max(params)
@@ -172,14 +271,18 @@ class Backprop(Algorithm):
                 f"backward through layer {stop}", gradients=0 if fused else sum(above),
                 activations=(kept + outputs + 2) * row_block + 2 * e, **held,
             ))
-        return account.largest(moments)
+        peak = account.largest(moments)
+        if spec.options.get("offload_activations"):  # on the host device: see `offloads`
+            return dataclasses.replace(peak, notes={"offload": HOST_DEVICE_NOTE})
+        return peak
 
     @property
     def rows_per_step(self) -> int:
         return self.spec.batch_size
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
-        loss = F.cross_entropy(self.model(x), y)
+        with self._saving():
+            loss = F.cross_entropy(self.model(x), y)
         loss.backward()  # fused: every parameter stepped and its gradient freed in here
         if not self.fused:
             (optimizer,) = self.optimizers

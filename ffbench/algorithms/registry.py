@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "ffbench.algorithms"
 BUILTIN: dict[str, str] = {
     "bp": "ffbench.algorithms.bp",
     "bp-lean": "ffbench.algorithms.bp_lean",
+    "bp-offload": "ffbench.algorithms.bp_offload",
     "ff": "ffbench.algorithms.ff",
     "rff": "ffbench.algorithms.rff",
     "ff-progressive": "ffbench.algorithms.ff_progressive",

@@ -7,6 +7,9 @@ tracker: build, `warmup_steps` train steps and one eval batch, then the memory p
 measure.allocator's model of the caching allocator, plus the cuBLAS workspaces: one for the
 thread that calls the step and one for the autograd engine's backward thread when the step
 runs a matmul in backward (on CUDA, backward runs on a device thread of its own).
+Tensors a step moves to host memory (bp's `offload_activations`) leave the log as frees
+when the device copy is dropped, and come back as new allocations when they are brought
+back: the allocator sees them leave the device (tests/test_offload.py).
 """
 
 from __future__ import annotations

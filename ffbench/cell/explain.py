@@ -82,6 +82,8 @@ class Explanation:
     spec: CellSpec
     phases: tuple[Phase, Phase]
     slope: Slope
+    # host storages' tracked peak over both phases (None where the host is the device)
+    host_tracked_bytes: int | None = None
 
 
 def peak_location(phase: PhasePeak) -> str:
@@ -122,7 +124,7 @@ def explain(spec: CellSpec) -> Explanation:
         _difference_by_category(closed_form(deeper), closed_form(spec)),
         _difference_by_category(deeper_predicted.split, peaks.predicted_train.split),
     )
-    return Explanation(spec, phases, slope)
+    return Explanation(spec, phases, slope, peaks.eval.host_tracked_bytes)
 
 
 def closed_form(spec: CellSpec) -> dict[str, int]:
@@ -221,6 +223,22 @@ def cache_lines(explanation: Explanation) -> list[str]:
     ]
 
 
+def note_lines(explanation: Explanation) -> list[str]:
+    """The closed form's notes; what it moves to host memory per train step, where it went
+    and what that is on the host."""
+    closed = registry.load(explanation.spec.algorithm).memory_account(explanation.spec)
+    lines = [f"{name}: {note}" for name, note in closed.notes.items()]
+    offloaded = closed.offloaded_bytes
+    if offloaded:
+        host = explanation.host_tracked_bytes
+        lines.append(
+            f"  offloaded per train step: {_mb(offloaded)} ({mib(offloaded)}) to host memory "
+            f"in the forward, the same back to the device in the backward "
+            f"({_mb(2 * offloaded)} over the host link), all of it there at the forward's "
+            f"end; host tracked peak {mib(host)}")
+    return lines
+
+
 def slope_lines(explanation: Explanation) -> list[str]:
     """What the train peak gains per added layer (on meta, by category, and in closed form),
     and how it relates to the published ~64 MB."""
@@ -267,4 +285,4 @@ def lines(explanation: Explanation) -> list[Any]:
     """What `ffbench explain` shows: a table per phase, where each peak is reached, the
     caches, and what each added layer costs."""
     return [*(phase_table(phase) for phase in explanation.phases), *peak_lines(explanation),
-            *cache_lines(explanation), *slope_lines(explanation)]
+            *note_lines(explanation), *cache_lines(explanation), *slope_lines(explanation)]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ffbench.algorithms import registry
 from ffbench.algorithms.base import DTYPES, Algorithm
 from ffbench.algorithms.resolve import cell_id, identity_columns, resolved
 from ffbench.cell.allocator_view import EventLog, replay, traced_sequence
@@ -231,6 +232,9 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
         "static_bytes": static_bytes(built.algorithm),
         "train_peak_tracked_bytes": train.tracked_bytes,
         "host_peak_tracked_bytes": evaluation.host_tracked_bytes,
+        # closed form (the tracked host peak holds them all at the forward's end)
+        "offloaded_bytes_per_step": registry.load(spec.algorithm).memory_account(
+            spec).offloaded_bytes,
         "eval_peak_tracked_bytes": evaluation.tracked_bytes,
         "train_peak_allocated_bytes": train.allocated_bytes,
         "train_peak_reserved_bytes": train.reserved_bytes,

@@ -48,6 +48,8 @@ def cell_table(row: dict[str, Any]) -> Table:
     table.add_row("host peak RSS (VmHWM)", mib(row.get("cpu_peak_rss_bytes")), "")
     if row.get("host_peak_tracked_bytes") is not None:
         table.add_row("host tracked peak", mib(row["host_peak_tracked_bytes"]), "")
+    if row.get("offloaded_bytes_per_step"):
+        table.add_row("offloaded to host, per step", mib(row["offloaded_bytes_per_step"]), "")
     table.add_row("time, median", ms(row.get("step_time_median_s")), ms(row.get("eval_time_s")))
     table.add_row("time, IQR", ms(row.get("step_time_iqr_s")), "")
     rate = row.get("samples_per_s")
