@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from results_factory import DEPTHS, failed_row, ok_row, sweep_rows, write_results
 
-from ffbench import report
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.analysis import fits, verdict
 from ffbench.report import findings, page, render, verdict_text
@@ -192,7 +191,7 @@ def test_the_report_begins_with_the_verdict(tmp_path: Path):
     blocks = page.build(frame, [], tmp_path)
     assert blocks[1] == page.Heading("Verdict")
     answer = verdict.verdict(frame)
-    assert blocks[2] == report.Bullets(verdict_text.verdict_lines(answer))
+    assert blocks[2] == page.Bullets(verdict_text.verdict_lines(answer))
     columns, rows = verdict_text.verdict_table(answer)
     assert blocks[3] == page.Table(columns, rows)
     # computed here from the rows: below bp where more than 4 MiB and 1% under it

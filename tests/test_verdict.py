@@ -207,7 +207,8 @@ def test_eval_as_published_and_at_equal_rows_are_their_own_phases() -> None:
     published_only = of([r for r in rows if r["eval_chunk"] in (None, 0)])
     assert published_only.find("ff", "bp", EVAL_EQUAL) is None
     assert published_only.groups[0].notes == (
-        f"{EVAL_EQUAL}: not in these results (run with --eval-chunk {BATCH}, the eval batch)",
+        f"{EVAL_EQUAL}: not in these results (run with --eval-chunk equal: at most the eval "
+        f"batch's {BATCH} rows)",
         f"{LARGER}: not in these results (it needs eval at equal rows)")
     assert line_of(published_only, "Base FF").startswith("Base FF, train at 2 layers: ")
     assert line_of(published_only, "Eval at equal rows: not in these results")

@@ -407,8 +407,8 @@ def _notes(group: pd.DataFrame, found: set[str], eval_batch: int) -> tuple[str, 
     if group["backprop"].all():
         return ("no FF variant in these results",)
     hints = {
-        EVAL_EQUAL: f"run with --eval-chunk {EVAL_CHUNK_EQUAL} (at most the eval batch's "
-                    f"{eval_batch} rows)",
+        EVAL_EQUAL: f"run with --eval-chunk {EVAL_CHUNK_EQUAL}: at most the eval batch's "
+                    f"{eval_batch} rows",
         EVAL_PUBLISHED: f"run with --eval-chunk {EVAL_CHUNK_ALL}",
         LARGER: "it needs eval at equal rows",
         TRAIN: "no depth that an FF variant and a backprop both reached",
