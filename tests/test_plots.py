@@ -31,9 +31,9 @@ from results_factory import (
 )
 
 from ffbench import plots
-from ffbench.analysis import verdict
+from ffbench.analysis import verdict, verdict_records
 from ffbench.analysis.describe import caption
-from ffbench.analysis.verdict import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
+from ffbench.analysis.verdict_records import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
 from ffbench.plots import style as plot_style
 from ffbench.plots import ticks as plots_ticks
 from ffbench.plots.answer import RATIO_AXIS_TOP
@@ -326,7 +326,7 @@ def test_the_answer_draws_the_verdicts_ratios_on_a_linear_axis_around_one():
                 / max(b["train_peak_tracked_bytes"], b["eval_peak_tracked_bytes"])
                 for f, b in zip(ff, lean, strict=True)]
     np.testing.assert_allclose(ff_line.get_ydata(), expected)
-    c = found.find("ff", verdict.STRONGEST, LARGER, found.groups[0])
+    c = found.find("ff", verdict_records.STRONGEST, LARGER, found.groups[0])
     assert c is not None and c.ratio == pytest.approx(expected[-1])
     label = f"{verdict_text.ratio_text(c.ratio)}\n" + (
         "never" if c.below_from is None else f"from {c.below_from}")

@@ -11,7 +11,8 @@ import pytest
 from results_factory import BATCH_SIZES, DEPTHS, ok_row, peak_row, sweep_rows
 
 from ffbench.algorithms import registry
-from ffbench.analysis.verdict import (
+from ffbench.analysis.verdict import verdict
+from ffbench.analysis.verdict_records import (
     EVAL_EQUAL,
     EVAL_PUBLISHED,
     LARGER,
@@ -19,7 +20,6 @@ from ffbench.analysis.verdict import (
     TRAIN,
     Comparison,
     Verdict,
-    verdict,
 )
 from ffbench.report import verdict_text
 from ffbench.results import rows_to_table

@@ -16,7 +16,8 @@ from matplotlib.ticker import MaxNLocator
 from ffbench.algorithms.registry import (
     algorithm_order,
 )
-from ffbench.analysis import verdict
+from ffbench.analysis import verdict, verdict_records
+from ffbench.analysis.verdict_records import EVAL_EQUAL, EVAL_PUBLISHED, GROUP, LARGER, TRAIN
 from ffbench.plots.style import (
     CAPTION_CHARS_PER_INCH,
     PANEL_INCHES,
@@ -35,7 +36,7 @@ from ffbench.report import verdict_text
 # The answer figure: a linear ratio axis from 0 to at least RATIO_AXIS_MIN_TOP and at most
 # RATIO_AXIS_TOP (a line above it is cut there, its value written at the top); room right of
 # the deepest depth for each line's end label.
-ANSWER_PHASES = (verdict.TRAIN, verdict.EVAL_EQUAL, verdict.LARGER, verdict.EVAL_PUBLISHED)
+ANSWER_PHASES = (TRAIN, EVAL_EQUAL, LARGER, EVAL_PUBLISHED)
 
 
 RATIO_AXIS_TOP = 2.0
@@ -66,16 +67,16 @@ def _config_labels(table: pd.DataFrame) -> pd.Series:
         lambda row: ", ".join(names[k].format(row[k]) for k in varying), axis=1)
 
 
-def _answer_rows(found: verdict.Verdict) -> list[tuple[str, str]]:
+def _answer_rows(found: verdict_records.Verdict) -> list[tuple[str, str]]:
     """(baseline, its name in the figure): the strongest backprop, and bp beside it."""
     backprops = algorithm_order({b for g in found.groups for b in g.backprops})
     if len(backprops) == 1:
-        return [(verdict.STRONGEST, backprops[0])]
-    return [(verdict.STRONGEST, "the strongest backprop")] + (
+        return [(verdict_records.STRONGEST, backprops[0])]
+    return [(verdict_records.STRONGEST, "the strongest backprop")] + (
         [("bp", "bp")] if "bp" in backprops else [])
 
 
-def _since(c: verdict.Comparison) -> str:
+def _since(c: verdict_records.Comparison) -> str:
     if c.about_same:
         return "about same"
     return "never" if c.below_from is None else f"from {c.below_from}"
@@ -117,8 +118,8 @@ def _end_labels(ax: Axes, labels: list[EndLabel], top: float) -> None:
                                 "shrinkA": 1, "shrinkB": 2})
 
 
-def _answer_panel(ax: Axes, lines: pd.DataFrame, found: verdict.Verdict,
-                  groups: dict[str, verdict.Group], style: LineStyle) -> list[str]:
+def _answer_panel(ax: Axes, lines: pd.DataFrame, found: verdict_records.Verdict,
+                  groups: dict[str, verdict_records.Group], style: LineStyle) -> list[str]:
     """One phase against one baseline: each FF variant's ratio per depth, the crossover
     depth circled, the value and crossover written at the line's end. Returns the
     backprops the baseline was at the lines' deepest depths."""
@@ -164,7 +165,7 @@ def answer(frame: pd.DataFrame) -> Figure:
         raise NoData("no backprop and FF cells at the same depths, batch size and width")
     table = table.assign(config=_config_labels(table), status="ok")
     groups = {config: next(g for g in found.groups if g.key == tuple(key))
-              for config, key in zip(table["config"], table[verdict.GROUP].to_numpy().tolist(),
+              for config, key in zip(table["config"], table[GROUP].to_numpy().tolist(),
                                      strict=True)}
     phases = [p for p in ANSWER_PHASES if p in set(table["phase"])]
     rows = _answer_rows(found)
@@ -176,7 +177,7 @@ def answer(frame: pd.DataFrame) -> Figure:
             lines = table[(table["baseline"] == baseline) & (table["phase"] == phase)]
             names = _answer_panel(ax, lines, found, groups, style) if not lines.empty else []
             at = f" ({' / '.join(dict.fromkeys(names))} at the deepest)" if (
-                baseline == verdict.STRONGEST and len(rows) > 1 and names) else ""
+                baseline == verdict_records.STRONGEST and len(rows) > 1 and names) else ""
             width = int(PANEL_INCHES[0] * CAPTION_CHARS_PER_INCH)
             ax.set_title(f"{phase}\n{fill_lines(f'over {name}{at}', width)}", fontsize="small")
             ax.set_ylabel(f"FF peak / {name}'s" if col == 0 else "")

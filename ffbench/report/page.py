@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ffbench.analysis import verdict
+from ffbench.analysis import verdict, verdict_records
 from ffbench.analysis.describe import caption, predicted_only
 from ffbench.analysis.fits import (
     failed_cells,
@@ -96,7 +96,7 @@ def failed_rows(frame: pd.DataFrame, failed: pd.DataFrame) -> Table:
     return Table(columns + (["source"] if several else []), rows)
 
 
-def verdict_blocks(answer: verdict.Verdict) -> list[Block]:
+def verdict_blocks(answer: verdict_records.Verdict) -> list[Block]:
     """The report's first section: the verdict's lines, then its table."""
     columns, rows = verdict_text.verdict_table(answer)
     return [Heading("Verdict"), Bullets(verdict_text.verdict_lines(answer)),

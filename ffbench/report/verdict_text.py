@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ffbench.algorithms.registry import algorithm_order, display_name
-from ffbench.analysis.verdict import (
+from ffbench.analysis.verdict_records import (
     EVAL_PUBLISHED,
     PHASES,
     SAME_BYTES,
