@@ -1,7 +1,7 @@
 """Which sweeps `ffbench sweep` runs for what was typed, and where their results go.
 
 - a sweep file (or packaged name): that sweep, with the flags over its keys;
-- nothing at all (runner flags aside): the embedded default (`quick`, about half a minute);
+- nothing at all (runner flags aside): the embedded default (`quick`, under a minute);
 - flags but no file: the published comparison's grid (`published`) with the flags over it,
   measured on CUDA where the host has a GPU; without one (and no --device given),
   predicted on `meta` (no compute, labelled predicted) plus a measured CPU stand-in at a size
