@@ -7,7 +7,10 @@ second."""
 
 from __future__ import annotations
 
+import ast
+import io
 import re
+import tokenize
 from pathlib import Path, PurePath
 
 import pytest
@@ -41,10 +44,11 @@ FORBIDDEN = {
     "a note about a working session": re.compile(r"\bthis\s+session\b", re.IGNORECASE),
     "a tool users do not have": re.compile(r"\bfarm[-_](?:bench|studio)\b", re.IGNORECASE),
 }
-# A commit hash: 7 to 40 hex digits mixing digits and letters, or any such run after "commit".
+# A commit hash in prose: 7 to 40 hex digits mixing digits and letters, or any such run
+# after "commit". In Python only comments and docstrings are prose: string literals are data
+# (tests pin cell ids, 12 hex digits).
 HEX_WORD = re.compile(r"(?<![\w.-])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}(?![\w-])")
 AFTER_COMMIT = re.compile(r"\bcommits?\s+`?([0-9a-f]{7,40})\b", re.IGNORECASE)
-NOT_HASHES = {"0123456789ab"}  # a made-up cell id (12 hex digits in order) in a test's data
 # a dated note: an ISO date in prose (tests hold dates as row data, so they are not scanned)
 DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
 DATED_PLACES = ("README.md", "docs", "ffbench", "benchmarks", "examples")
@@ -69,18 +73,41 @@ def shipped_files() -> list[Path]:
     return files
 
 
+def python_prose(text: str) -> dict[int, str] | None:
+    """A Python file's prose by line number: its comments and docstrings (None: not Python
+    that parses, so every line counts as prose)."""
+    try:
+        tree = ast.parse(text)
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (SyntaxError, tokenize.TokenError):
+        return None
+    prose = {token.start[0]: token.string for token in tokens if token.type == tokenize.COMMENT}
+    lines = text.splitlines()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                for number in range(first.lineno, (first.end_lineno or first.lineno) + 1):
+                    prose[number] = lines[number - 1]
+    return prose
+
+
 def findings(text: str, where: PurePath) -> list[str]:
     """What in a file's text speaks of how the project was developed, one line each."""
     found = []
+    prose = python_prose(text) if where.suffix == ".py" else None
     for number, line in enumerate(text.splitlines(), start=1):
         for what, pattern in FORBIDDEN.items():
             match = pattern.search(line)
             if match:
                 found.append(f"{where}:{number}: {what}: {match.group(0)!r}")
-        hashes = {m.group(0) for m in HEX_WORD.finditer(line)}
-        hashes |= {m.group(1) for m in AFTER_COMMIT.finditer(line)}
-        for candidate in sorted(hashes - NOT_HASHES):
-            found.append(f"{where}:{number}: a commit hash: {candidate!r}")
+        words = line if prose is None else prose.get(number, "")
+        if words:
+            hashes = {m.group(0) for m in HEX_WORD.finditer(words)}
+            hashes |= {m.group(1) for m in AFTER_COMMIT.finditer(words)}
+            for candidate in sorted(hashes):
+                found.append(f"{where}:{number}: a commit hash: {candidate!r}")
         date = DATE.search(line)
         if date and where.parts[0] in DATED_PLACES:
             found.append(f"{where}:{number}: a date: {date.group(0)!r}")
@@ -121,9 +148,17 @@ def test_the_scan_catches_each_kind(line: str, what: str) -> None:
 
 
 def test_the_scan_leaves_numbers_and_ids_alone() -> None:
-    text = ("2,460 MiB at 47 layers, 0.91x; cell_id 0123456789ab; the sha256 of the settings; "
-            "lr 1e-3; 48.02 MB; the git_sha column; h200; 12 hex digits; colour #1f77b4.")
+    text = ("2,460 MiB at 47 layers, 0.91x; the sha256 of the settings; lr 1e-3; 48.02 MB; "
+            "the git_sha column; h200; 12 hex digits; colour #1f77b4.")
     assert findings(text, PurePath("docs", "probe.md")) == []
+
+
+def test_in_python_only_comments_and_docstrings_are_prose() -> None:
+    hashed = "3cc8" "23ae6e99"
+    code = (f'"""A module."""\nIDS = {{"ff": "{hashed}"}}  # cell ids\n\n\n'
+            f'def f() -> None:\n    """Measured at {hashed}."""\n# since {hashed}\n')
+    found = findings(code, PurePath("tests", "probe.py"))
+    assert [line.split(":")[1] for line in found] == ["6", "7"], found
 
 
 def readme_lines() -> list[str]:
