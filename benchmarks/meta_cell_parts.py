@@ -1,4 +1,4 @@
-"""Where a meta cell's time goes (issue 16): the whole cell, its traced pass, and the same
+"""Where a meta cell's time goes: the whole cell, its traced pass, and the same
 steps under the shape cache alone and with no dispatch mode at all, at the published width
 and batch. Medians of 3 in one process, after one cell that pays the imports.
 

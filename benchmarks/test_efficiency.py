@@ -1,12 +1,12 @@
-"""Performance targets (issues 7 and 16) on the CPU, one thread, hidden 1024, 4 layers, batch 1024:
+"""Performance targets on the CPU, one thread, hidden 1024, 4 layers, batch 1024:
 
 - every algorithm's train step reaches >= 85% of the calibrated matmul rate at its shapes;
-- FF's step time over backprop's is within 10% of their FLOP ratio (issue 16's bars).
+- FF's step time over backprop's is within 10% of their FLOP ratio (its extra time is arithmetic).
 
 All algorithms are built in this one process; their steps, and the calibration of each one's
 matmul rate, are interleaved round by round, so a change in the machine's load hits every
 algorithm and its floor alike. Run:
-`python -m pytest benchmarks/test_efficiency.py -s` (prints the README's table).
+`python -m pytest benchmarks/test_efficiency.py -s` (prints the table in docs/performance.md).
 Not in CI: it needs a quiet machine.
 """
 

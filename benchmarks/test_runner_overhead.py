@@ -1,8 +1,8 @@
-"""Per-cell overhead of the sweep runner against `python -c "import torch"` on this machine.
+"""Per-cell overhead of the sweep runner against `python -c "import torch"` on the host it runs on.
 
 A cell's overhead is the wall time the parent sees for it (from just before it spawns the
 child until the child has exited, its row on disk) minus the row's `cell_wall_s` (the
-cell's own work, timed inside the child). Target (issue 16, cells forked by the fork
+cell's own work, timed inside the child). Target (cells forked by the fork
 server): the median overhead is at most 0.25 s and at most 0.15x the median time of
 `python -c "import torch"`. The first cell of a pool waits for the server's imports, so
 each measured pool runs a first cell that is not counted. The two are measured interleaved, so

@@ -144,7 +144,7 @@ def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool
         f"Fits in {memory_bytes / 2**30:.1f} GiB on {target.name}: predicted reserved peak "
         f"(train or eval) + {target.context_bytes / 2**20:.0f} MiB CUDA context. Margin "
         f"(+/-): predicted reserved peaks were up to {CAPACITY_MARGIN:.0%} under the H200's "
-        f"measured ones at 47 layers (README, 'On a GPU'); leave that much room.")
+        f"measured ones at 47 layers (docs/gpu.md); leave that much room.")
     return lines
 
 

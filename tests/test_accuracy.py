@@ -1,5 +1,5 @@
 """Accuracy on the offline real MNIST subset (mnist-5k) with the `mnist-5k-accuracy` preset:
-the issue's targets, each algorithm in its own `ffbench run` process (run side by side)."""
+each algorithm reaches its `accuracy_target`, in its own `ffbench run` process (side by side)."""
 
 from __future__ import annotations
 

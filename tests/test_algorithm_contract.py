@@ -10,6 +10,7 @@ FlopCounterMode: tests/test_flops.py, generated the same way.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -36,6 +37,25 @@ ORACLE_SIZES = [SIZES[0], pytest.param(SIZES[1], marks=pytest.mark.slow)]
 TOTAL_RTOL = 0.02  # the account's total against the tracked peak
 CATEGORY_RTOL = 0.001  # each category the account counts exactly
 META = torch.device("meta")
+# More (layers, hidden, batch) for the closed-form and oracle tests, e.g. a plugin's own
+# shapes: FFBENCH_CONTRACT_SIZES="4x128x64,8x512x256" (docs/plugins.md).
+SIZES_VARIABLE = "FFBENCH_CONTRACT_SIZES"
+
+
+def extra_sizes(text: str) -> list[tuple[int, int, int]]:
+    """(layers, hidden, batch) of each "LAYERSxHIDDENxBATCH" in a comma-separated list."""
+    sizes = []
+    for part in filter(None, (item.strip() for item in text.split(","))):
+        numbers = part.split("x")
+        if len(numbers) != 3 or not all(n.isdigit() and int(n) > 0 for n in numbers):
+            raise ValueError(f"{SIZES_VARIABLE}: {part!r} is not LAYERSxHIDDENxBATCH")
+        sizes.append((int(numbers[0]), int(numbers[1]), int(numbers[2])))
+    return sizes
+
+
+EXTRA_SIZES = extra_sizes(os.environ.get(SIZES_VARIABLE, ""))
+SIZES += EXTRA_SIZES
+ORACLE_SIZES += EXTRA_SIZES
 
 
 def small_spec(name: str, device: str, **fields: Any) -> CellSpec:

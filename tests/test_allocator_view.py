@@ -152,7 +152,7 @@ def test_capacity_names_its_settings_and_takes_the_optimizer() -> None:
 @pytest.mark.slow
 def test_predictions_against_the_h200_measurements() -> None:
     """Every ok bp/ff/rff row of results/gpu/published-reduced*.parquet, phase by phase,
-    where the row measured today's code (README, "On a GPU", lists the exceptions)."""
+    where the row measured today's code (docs/gpu.md lists the exceptions)."""
     comparisons = compare_all(GPU_RESULTS.glob("published-reduced*.parquet"),
                               ["bp", "ff", "rff"], gpu("h200"))
     compared = [c for c in comparisons if not c.excluded]

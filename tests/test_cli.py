@@ -65,7 +65,7 @@ def test_run_on_missing_cuda_is_refused(tmp_path: Path) -> None:
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+        pytest.skip("this host has CUDA")
     result = ffbench_cli("run", "bp", "--device", "cuda", "--out", str(tmp_path / "r.json"))
     assert result.returncode == 2 and "CUDA is not available" in result.stderr
 

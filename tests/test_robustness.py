@@ -1,5 +1,5 @@
-"""Nothing a user, a file or a neighbour does crashes a command or spoils its results
-(issue 13): each example of the issue, in-process through `ffbench.cli.main` where a
+"""Nothing a user, a file or a neighbour does crashes a command or spoils its results:
+each case in-process through `ffbench.cli.main` where a
 subprocess is not the point, with real processes where it is (the folder lock)."""
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume
 
 
 def test_a_cuda_sweep_without_a_gpu_is_refused_with_the_meta_command(tmp_path: Path) -> None:
-    """A real process on this machine, where CUDA_VISIBLE_DEVICES="" hides any GPU."""
+    """A real process on this host, where CUDA_VISIBLE_DEVICES="" hides any GPU."""
     out = tmp_path / "g"
     result = subprocess.run(
         [*FFBENCH, "sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1", "--device",

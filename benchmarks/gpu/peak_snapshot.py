@@ -10,7 +10,7 @@ the allocations alive at the allocator's peak, largest first, each with the Pyth
 and the C++ frames that made it. The snapshot goes to OUT_DIR/ALGORITHM-LAYERS.pickle
 (drag it onto https://pytorch.org/memory_viz).
 
-Written for the open question in the README ("Not identified yet"): ff's
+Written for the open question in docs/gpu.md ("Not identified yet"): ff's
 max_memory_allocated did not move when fusing ReLU + goodness lowered its tracked peak.
 """
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything ffbench checks on a GPU, in one call (a lent GPU machine's time is short: each
+# Everything ffbench checks on a GPU, in one call (GPU time is often short: each
 # stage runs under its own time limit, most important first, so a run cut short by the
 # call's own limit loses only the last stages).
 # From the repository root:  OUT=results/gpu bash benchmarks/gpu/session.sh

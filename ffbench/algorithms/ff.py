@@ -112,8 +112,8 @@ def ff_loss(goodness: Tensor, threshold: float, n_positive: int) -> Tensor:
     return (positive + negative) / len(margin)
 
 
-# Each algorithm's settings that reached the targets on mnist-5k (4,000 training,
-# 1,000 test digits) within 3 minutes of one CPU core; how they were found: README, "Accuracy".
+# Each algorithm's settings that reach their accuracy targets on mnist-5k (4,000 training,
+# 1,000 test digits) within 3 minutes of one CPU core; how they were found: docs/findings.md.
 FF_MNIST_5K = {
     "n_layers": 2, "hidden": 500, "batch_size": 250, "epochs": 60,
     # Hinton's top-k relative: only the most active units count; every layer reads out

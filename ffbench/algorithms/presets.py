@@ -91,7 +91,7 @@ def apply_preset(
 def cell_spec(algorithm: str, given: dict[str, Any], preset: str | None = None) -> CellSpec:
     """The cell a command describes: the settings `given` (field -> value, only those the user
     gave), preset `preset` under them, CellSpec's defaults for the rest; its algorithm and
-    options checked, and this machine's data and device for it (BadInput, one line,
+    options checked, and this host's data and device for it (BadInput, one line,
     otherwise)."""
     fields = apply_preset(preset, algorithm, {"algorithm": algorithm, **given}, set(given))
     spec = check(CellSpec(**fields))

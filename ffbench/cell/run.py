@@ -1,4 +1,4 @@
-"""Run one CellSpec in this process and return its result row (DESIGN.md, "Measuring one cell").
+"""Run one CellSpec in this process and return its result row (docs/measuring.md, "One cell").
 
 Order: environment and NVML baseline; predicted peaks (meta device, no compute);
 build and warm up on the device; memory pass (train, then eval); timing pass (train,

@@ -32,11 +32,11 @@ def read_peaks(device: torch.device) -> tuple[int | None, int | None]:
 
 
 def check_device_available(device: str) -> None:
-    """Refuse (BadInput) a CUDA device this machine does not have."""
+    """Refuse (BadInput) a CUDA device this host does not have."""
     if not device.startswith("cuda"):
         return
     if not torch.cuda.is_available():
-        raise BadInput(f"--device {device}: CUDA is not available on this machine")
+        raise BadInput(f"--device {device}: CUDA is not available on this host")
     index = int(device.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
-        raise BadInput(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+        raise BadInput(f"--device {device}: this host has {torch.cuda.device_count()} GPU(s)")

@@ -336,7 +336,7 @@ class TensorTracker(TorchDispatchMode):
 class EagerTensorTracker(TensorTracker):
     """A tracker of steps that nothing compiles (the meta trace: `built.build` never compiles
     on meta), without that wrapper, which costs each op about a microsecond (3.0 against
-    4.0 us for an op through a mode that does nothing else, on this project's 2-core CPU)."""
+    4.0 us for an op through a mode that does nothing else, on a 2-core x86 CPU)."""
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:  # read by TorchDispatchMode.__init_subclass__

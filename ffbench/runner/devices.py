@@ -1,4 +1,4 @@
-"""This machine's GPUs, found without importing torch (nor touching CUDA)."""
+"""The host's GPUs, found without importing torch (nor touching CUDA)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 
 def gpu_ids() -> list[str]:
-    """This machine's GPUs as CUDA_VISIBLE_DEVICES entries, found without importing torch."""
+    """The host's GPUs as CUDA_VISIBLE_DEVICES entries, found without importing torch."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [entry for entry in visible.split(",") if entry.strip()]

@@ -1,4 +1,4 @@
-"""Cells on this machine: `jobs` at a time, each in a process of its own, started in its own
+"""Cells on the local host: `jobs` at a time, each in a process of its own, started in its own
 session, so a timeout or Ctrl-C kills the cell and anything it started (killpg).
 
 Real-device cells get a fresh process each, forked by the fork server (or spawned, should
@@ -52,7 +52,7 @@ class _Slot:
 
 
 class LocalPool:
-    """`jobs` cells at a time on this machine, each killed after `timeout_s`. `start` may
+    """`jobs` cells at a time on the local host, each killed after `timeout_s`. `start` may
     bring its processes up before the first cell (they import torch while the sweep checks
     its cells); `run` starts what is still missing; a pool runs once, and ends its processes
     when its run ends, or on `close`."""

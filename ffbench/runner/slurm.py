@@ -17,7 +17,7 @@ class SubmititPool:
     """Every cell as one task of a Slurm job array (submitit); logs under `folder`.
 
     Each task runs `run_blocking`, so a cell on a node is the same fresh child, with
-    the same timeout, as on this machine. `slurm["cluster"] = "local"` runs the same
+    the same timeout, as on the local host. `slurm["cluster"] = "local"` runs the same
     path through submitit's LocalExecutor (how the tests exercise it)."""
 
     def __init__(self, *, slurm: dict[str, Any], folder: Path, timeout_s: float) -> None:

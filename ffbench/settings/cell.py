@@ -305,7 +305,7 @@ MNIST_FILES = (
 
 
 def check_data(spec: CellSpec) -> None:
-    """Whether this machine has the cell's data (a property of the machine, not of the
+    """Whether this host has the cell's data (a property of the host, not of the
     cell: a result row of an mnist cell is valid anywhere)."""
     if spec.dataset == "mnist":
         _check_mnist_dir(spec.data_dir)

@@ -1,9 +1,9 @@
 """Which sweeps `ffbench sweep` runs for what was typed, and where their results go.
 
 - a sweep file (or packaged name): that sweep, with the flags over its keys;
-- nothing at all (runner flags aside): the embedded default (`quick`, about half a minute);
+- nothing at all (runner flags aside): the embedded default (`quick`, under a minute);
 - flags but no file: the published comparison's grid (`published`) with the flags over it,
-  measured on CUDA where this machine has a GPU; without one (and no --device given),
+  measured on CUDA where the host has a GPU; without one (and no --device given),
   predicted on `meta` (no compute, labelled predicted) plus a measured CPU stand-in at a size
   a CPU affords (the `quick` width, batch and steps over a few of the requested depths).
   A grid the flags change is named for what it is, never "published".
@@ -49,7 +49,7 @@ STAND_IN_KEEPS = ("hidden", "batch_sizes", "device", "steps", "warmup_steps", "t
 
 
 def cuda_present() -> bool:
-    """Whether this machine has a CUDA GPU (the one place the sweep command asks)."""
+    """Whether this host has a CUDA GPU (the one place the sweep command asks)."""
     return bool(devices.gpu_ids())
 
 
@@ -91,7 +91,7 @@ def refuse_cuda_without_gpu(spec: SweepSpec, source: str | None,
     if spec.executor != "local" or not spec.device.startswith("cuda") or cuda_present():
         return
     meta = command(source, {**overrides, "device": PREDICTED_DEVICE})
-    raise BadInput(f"--device {spec.device}: this machine has no CUDA GPU; to predict the "
+    raise BadInput(f"--device {spec.device}: this host has no CUDA GPU; to predict the "
                    f"same sweep's memory without one, run: {meta}")
 
 

@@ -97,7 +97,7 @@ def _run_cells(
     yield Planned(total=len(cells), to_run=len(todo))
     runnable, skipped = _split_runnable(sweep, run_order(sweep, todo))
     skipped_cells = [
-        (spec, failure_row(spec, out_dir.name, "skipped", "no CUDA device on this machine"))
+        (spec, failure_row(spec, out_dir.name, "skipped", "no CUDA device on this host"))
         for spec in skipped
     ]
     for spec, row in skipped_cells:

@@ -44,7 +44,7 @@ else:  # pragma: no cover
 
 DEFAULT_SWEEP = "quick"
 EXECUTORS = ("local", "slurm")
-SUBMITIT_CLUSTERS = ("slurm", "local")  # local: submitit's stand-in on this machine (tests)
+SUBMITIT_CLUSTERS = ("slurm", "local")  # local: submitit's stand-in on the local host (tests)
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MAX_CELLS = 10_000  # a bigger grid is refused unless --max-cells raises the limit
 MAX_CELLS = 10**6  # the most --max-cells allows: one process per cell, 10**6 is weeks
@@ -319,4 +319,4 @@ def check_runnable(sweep: SweepSpec) -> None:
         check_data(spec)
     if sweep.executor == "slurm" and sweep.slurm.get("cluster", "slurm") == "slurm":
         if shutil.which("sbatch") is None:
-            raise BadInput("--executor slurm: no sbatch on this machine (is Slurm installed?)")
+            raise BadInput("--executor slurm: no sbatch on this host (is Slurm installed?)")
