@@ -12,6 +12,7 @@ checked answer is exact for the model (the boundary fits, one more does not).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import check, resolved
 from ffbench.cell.allocator_view import event_log, replay
-from ffbench.settings.cell import CellSpec
+from ffbench.settings.cell import MAX_BATCH_SIZE, CellSpec
 from ffbench.settings.gpus import Gpu, cublas_workspace_bytes, gpu, parse_memory
 from ffbench.settings.ranges import parse_names
 
@@ -29,6 +30,8 @@ VERIFY_MAX_LAYERS = 48  # deeper boundaries are extrapolated only (replaying the
 BATCH_PROBE_FRACTIONS = (0.25, 0.5)  # of --batch-size, for the largest-batch search
 FAR_PROBE_FACTOR = 4  # where the two probes need the same, a third this much further decides
 VERIFY_MAX_STEPS = 8  # at most this many full predictions when checking a boundary
+SECANT_STEPS = 8  # at most this many predictions moving a largest batch to the boundary
+SECANT_TOLERANCE = 0.01  # of the batch: this close to the boundary is the answer (margin: 17%)
 # capacity needs every phase's peak, not the steps' repetition: one warm-up step (it creates
 # the optimizer state) and one measured step give the same peaks as the cell's defaults
 CAPACITY_WARMUP_STEPS = 1
@@ -103,18 +106,55 @@ def deepest(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
 
 
 def largest_batch(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
-    """The largest batch of `spec` (at its depth) that fits, extrapolated from two smaller
-    batches and checked in full at the answer when that is within VERIFY_MAX_STEPS rows."""
+    """The largest batch of `spec` (at its depth) that fits: extrapolated from two smaller
+    batches, then predicted where it lands and moved by secant steps until the prediction
+    at the answer fits and one more row's extrapolation does not. A cell's peak grows with
+    the batch only piecewise (an optimizer step's moment does not grow with it, backward's
+    does), so two small batches alone can point far past the answer."""
 
+    @functools.cache
     def need(batch: int) -> int:
+        batch = min(batch, MAX_BATCH_SIZE)
         return needed_bytes(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
                             target)
 
     probes = tuple(max(1, int(spec.batch_size * f)) for f in BATCH_PROBE_FRACTIONS)
     low, high = probes[0], max(probes[1], probes[0] + 1)
     batch, _, needed = _boundary(need, memory_bytes, (low, high), verify_max=0)
-    margin = 0 if batch is None else int(CAPACITY_MARGIN * batch)
-    return Fit(spec.algorithm, spec.n_layers, batch, needed, False, margin)
+    if batch is None:
+        return Fit(spec.algorithm, spec.n_layers, None, needed, False, 0)
+    batch, needed, checked = _secant(need, memory_bytes, {low: need(low), high: need(high)},
+                                     min(max(batch, 1), MAX_BATCH_SIZE))
+    return Fit(spec.algorithm, spec.n_layers, batch, needed, checked,
+               int(CAPACITY_MARGIN * batch))
+
+
+def _secant(need: Callable[[int], int], limit: int, known: dict[int, int],
+            x: int) -> tuple[int, int, bool]:
+    """(x, need(x), whether x is the boundary): the largest x known to fit, narrowed from a
+    first guess by secant steps through the predictions nearest to it (two of different
+    needs: the allocator's segments make need flat over short stretches), bisecting where a
+    step leaves the bracket of x known to fit and x known not to, until the bracket is within
+    SECANT_TOLERANCE of x (or x is the largest batch a cell can have and fits); at most
+    SECANT_STEPS predictions."""
+    for _ in range(SECANT_STEPS):
+        known[x] = need(x)
+        fit = max((k for k, v in known.items() if v <= limit), default=0)
+        over = min((k for k, v in known.items() if v > limit), default=MAX_BATCH_SIZE + 1)
+        if fit == MAX_BATCH_SIZE or (fit and over - fit <= max(1, SECANT_TOLERANCE * fit)):
+            return fit, known[fit], True
+        nearest = sorted(known, key=lambda k: abs(k - x))
+        other = next((k for k in nearest if known[k] != known[x]), None)
+        guess = None
+        if other is not None:
+            slope = (known[x] - known[other]) / (x - other)
+            if slope > 0:
+                guess = x + int((limit - known[x]) // slope)
+        if guess is None or not fit < guess < over:
+            guess = (fit + min(over, MAX_BATCH_SIZE + 1)) // 2  # bisect the bracket
+        x = max(1, min(guess, MAX_BATCH_SIZE))
+    fit = max((k for k, v in known.items() if v <= limit), default=min(known))
+    return fit, known[fit], False
 
 
 def capacity(
@@ -136,6 +176,8 @@ def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool
         if value is None:
             grows_with = "batch size" if by_batch else "depth"
             shown, how = "no limit", f"its device peak does not grow with {grows_with}"
+        elif by_batch and value == MAX_BATCH_SIZE:
+            shown, how = f">= {value:,}", "fits at the largest batch a cell can have"
         else:
             shown = f"{value:,}"
             how = ("checked" if fit.checked else "extrapolated") + f" (+/- {fit.margin:,})"

@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import resolved
-from ffbench.capacity import CAPACITY_MARGIN, deepest, fit_lines, needed_bytes
+from ffbench.capacity import (
+    CAPACITY_MARGIN,
+    SECANT_TOLERANCE,
+    deepest,
+    fit_lines,
+    largest_batch,
+    needed_bytes,
+)
 from ffbench.cell.allocator_validation import compare_all, tracked_peaks
 from ffbench.cell.allocator_view import event_log, replay
 from ffbench.cell.built import MEMORY_PASS_STEPS, build, load_dataset, warm_up
@@ -108,6 +115,25 @@ def test_capacity_boundary_fits_and_one_more_layer_does_not() -> None:
     assert at_11 > at_10
     fit = deepest(resolved(CellSpec("bp", n_layers=1, **wide)), (at_10 + at_11) // 2, target)
     assert (fit.n_layers, fit.checked, fit.needed_bytes) == (10, True, at_10)
+
+
+@pytest.mark.slow
+def test_the_largest_batch_fits_where_predicted_and_a_little_more_does_not() -> None:
+    """Wide layers, few of them: at small batches the peak is the optimizer step, which does
+    not grow with the batch, so the two small probes alone point far past the answer; the
+    answer is where the predictions themselves cross the limit."""
+    target = gpu("h200")
+    spec = resolved(CellSpec("bp", n_layers=3, hidden=1024, batch_size=64, device="meta"))
+
+    def need(batch: int) -> int:
+        return needed_bytes(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
+                            target)
+
+    limit = need(16) + (512 << 20)
+    fit = largest_batch(spec, limit, target)
+    assert fit.checked and fit.batch_size is not None
+    assert need(fit.batch_size) == fit.needed_bytes <= limit
+    assert need(int(fit.batch_size * (1 + SECANT_TOLERANCE)) + 1) > limit
 
 
 @pytest.mark.slow
