@@ -187,6 +187,20 @@ def test_the_readme_is_a_guide() -> None:
     assert end < lines.index("## First steps") < lines.index("## Read more")
 
 
+def test_the_readmes_verdict_is_the_fair_sweeps_output() -> None:
+    """The answer the README opens with is the verdict of the committed fair sweep
+    (`ffbench sweep fair --device meta --out results/fair-meta`), word for word."""
+    from ffbench.analysis.verdict import verdict
+    from ffbench.report.verdict_text import answer_lines
+    from ffbench.results import load
+
+    lines = readme_lines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("<!-- verdict"))
+    end = lines.index("<!-- /verdict -->")
+    assert "results/fair-meta" in lines[start]
+    assert lines[start + 1 : end] == answer_lines(verdict(load([REPO / "results" / "fair-meta"])))
+
+
 def test_every_doc_the_readme_links_exists_and_every_doc_is_linked() -> None:
     linked = set(re.findall(r"\]\((docs/[^)#]+\.md)", README.read_text()))
     assert linked, "the README links docs/"

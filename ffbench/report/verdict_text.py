@@ -10,6 +10,7 @@ from typing import Any
 from ffbench.algorithms.registry import algorithm_order, display_name
 from ffbench.analysis.verdict_records import (
     EVAL_PUBLISHED,
+    LARGER,
     PHASES,
     SAME_BYTES,
     SAME_FRACTION,
@@ -275,3 +276,60 @@ def verdict_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
                            for name in backprops]
                         + ([_cell(reference, depth, True)] if strongest else []))
     return columns, rows
+
+
+ANSWER_PHASES = (LARGER, EVAL_PUBLISHED)  # what the answer at a glance shows
+
+
+def answer_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
+    """The verdict at a glance for the first size in it (the README's table): per FF variant
+    and phase (the larger of train and fair eval; eval as published), per optimizer, its
+    ratio to bp, to bp-lean and to the strongest backprop (named), with the depth from
+    which it stays below."""
+    members = next(iter(_by_size(v).values()))
+    columns = ["FF variant, phase"]
+    for group in members:
+        columns += [f"{group.optimizer}: vs bp", "vs bp-lean", "vs the strongest"]
+    rows = []
+    for phase in ANSWER_PHASES:
+        for algorithm in algorithm_order({a for g in members for a in g.variants}):
+            found = [v.find(algorithm, STRONGEST, phase, g) for g in members]
+            if all(c is None for c in found):
+                continue
+            row = [f"{display_name(algorithm)}, {phase}"]
+            for group, strongest in zip(members, found, strict=True):
+                depth = strongest.deepest if strongest else 0
+                row += [_cell(v.find(algorithm, name, phase, group), depth, False)
+                        for name in SHOWN_BACKPROPS]
+                row.append(_cell(strongest, depth, True))
+            rows.append(row)
+    return columns, rows
+
+
+def answer_lines(v: Verdict) -> list[str]:
+    """The answer at a glance as markdown (the README opens with it): what was compared, the
+    table, and which FF variants need less memory than the strongest backprop."""
+    members = next(iter(_by_size(v).values()))
+    group = members[0]
+    depths = {c.deepest for c in v.comparisons if c.phase == LARGER}
+    backprops = algorithm_order({name for g in members for name in g.backprops})
+    columns, rows = answer_table(v)
+    saving = []
+    for g in members:
+        below = [c for a in g.variants if (c := v.find(a, STRONGEST, LARGER, g))
+                 and c.ratio < 1 and not c.about_same]
+        named = ", ".join(f"{display_name(c.algorithm)} ({ratio_text(c.ratio)})" for c in below)
+        saving.append(f"with {g.optimizer}: {named or 'none'}")
+    return [
+        f"{group.measure.capitalize()}: hidden {group.hidden}, batch {group.batch_size}, "
+        f"{group.dtype}, at {max(depths)} layers. Each cell: the FF variant's peak over the "
+        f"backprop's, and the depth from which it stays below. The strongest backprop is, at "
+        f"each depth, the lowest of {', '.join(backprops)}; the larger phase is the larger of "
+        "train and eval, FF's eval holding no more rows than the eval batch.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        "Below the strongest backprop in the larger phase: " + "; ".join(saving) + ".",
+    ]
