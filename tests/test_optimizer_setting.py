@@ -59,6 +59,7 @@ def test_sweep_key_and_flag_set_the_optimizer(tmp_path: Path) -> None:
 def test_fair_sweep_is_both_baselines_and_ff_at_the_published_size() -> None:
     _, values = sweep_spec.read_sweep_file("fair")
     spec = sweep_spec.parse_sweep(values, "fair")
-    assert spec.algorithms == ("bp", "bp-lean", "ff", "ff-layerwise", "rff")
+    assert spec.algorithms == ("bp", "bp-lean", "bp-offload", "ff", "ff-layerwise", "rff")
+    assert spec.axes == {"optimizer": ["adam", "sgd"], "eval_chunk": [None, 0]}
     assert (spec.layers, spec.hidden, spec.batch_sizes) == (tuple(range(2, 48)), (2000,), (5000,))
     assert spec.device == "cuda"

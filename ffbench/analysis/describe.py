@@ -5,10 +5,12 @@ batch 128") wherever such results appear."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE
+
+if TYPE_CHECKING:  # the frame's own methods are all it uses: pandas is not imported here
+    import pandas as pd
 
 
 def stand_in(hidden: Iterable[int], batch_sizes: Iterable[int]) -> str:
