@@ -161,7 +161,7 @@ def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
                      f"hidden {_joined(predicted.hidden)}, batch "
                      f"{_joined(predicted.batch_sizes)})"),
         PlannedSweep(cpu, out / "cpu-stand-in" if out else root / cpu.name,
-                     f"and MEASURED on this CPU: {stand_in_label(cpu)}, depths "
+                     f"and MEASURED on the CPU: {stand_in_label(cpu)}, depths "
                      f"{_joined(cpu.layers)}"),
     ]
 
