@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -145,10 +145,15 @@ class Algorithm(ABC):
         An algorithm that feeds itself (a cache) overrides it and draws no batch."""
         return self.train_step(*stream.next())
 
-    def fit(self, stream: BatchStream, epochs: int) -> None:
-        """Train for `epochs` passes over the stream's dataset."""
-        for _ in range(epochs * stream.steps_per_epoch):
-            self.step(stream)
+    def fit(self, stream: BatchStream, epochs: int,
+            after_epoch: Callable[[int], None] | None = None) -> None:
+        """Train for `epochs` passes over the stream's dataset; `after_epoch(n)` is called
+        after the n-th pass (from 1)."""
+        for epoch in range(1, epochs + 1):
+            for _ in range(stream.steps_per_epoch):
+                self.step(stream)
+            if after_epoch is not None:
+                after_epoch(epoch)
 
     @functools.cached_property
     def _model_modules(self) -> list[nn.Module]:
