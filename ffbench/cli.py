@@ -515,12 +515,20 @@ def explain_command(
     """Memory by category at each phase's peak: analytic model, tracked, predicted (meta)."""
     spec = cell_spec(ctx, algorithm, preset)
 
-    from ffbench.explain import cache_lines, explain, peak_lines, phase_table, slope_lines
+    from ffbench.explain import (
+        cache_lines,
+        explain,
+        part_lines,
+        peak_lines,
+        phase_table,
+        slope_lines,
+    )
 
     explanation = explain(spec)
     for phase in explanation.phases:
         show(phase_table(phase))
-    show(*peak_lines(explanation), *cache_lines(explanation), *slope_lines(explanation))
+    show(*peak_lines(explanation), *part_lines(explanation), *cache_lines(explanation),
+         *slope_lines(explanation))
 
 
 @app.command("check")

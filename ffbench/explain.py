@@ -52,6 +52,7 @@ class Peak:
     nbytes: int
     split: dict[str, int]
     at: str
+    parts: dict[str, int] = dataclasses.field(default_factory=dict)  # named bytes in the split
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _view(phase: PhasePeak) -> Peak:
 
 def _account_view(spec: CellSpec) -> Peak:
     closed = registry.load(spec.algorithm).memory_account(spec)
-    return Peak(closed.nbytes, closed.split, closed.at)
+    return Peak(closed.nbytes, closed.split, closed.at, closed.parts)
 
 
 def explain(spec: CellSpec) -> Explanation:
@@ -201,6 +202,22 @@ def peak_lines(explanation: Explanation) -> list[str]:
     top = max(explanation.phases, key=lambda phase: phase.tracked.nbytes)
     lines.append(f"the cell's peak is the {top.name} phase's: {mib(top.tracked.nbytes)}")
     return lines
+
+
+def part_lines(explanation: Explanation) -> list[str]:
+    """Named parts of the train peak in closed form (a linear read-out's bytes), each with
+    its share of the peak."""
+    closed = explanation.phases[0].account
+    if closed is None or not closed.parts:
+        return []
+    parts = ", ".join(f"{name} {_bytes(nbytes)} ({nbytes / closed.nbytes:.1%})"
+                      for name, nbytes in closed.parts.items())
+    return [f"of the train peak in closed form: {parts}"]
+
+
+def _bytes(nbytes: int) -> str:
+    """Exact below a MiB."""
+    return f"{nbytes:,d} B" if nbytes < MIB else mib(nbytes)
 
 
 def cache_lines(explanation: Explanation) -> list[str]:

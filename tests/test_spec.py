@@ -35,6 +35,8 @@ def test_bad_ranges_are_refused(text: str) -> None:
         ({"dtype": "float8"}, "dtype"),
         ({"options": {"no_such_option": 1}}, "unknown option"),
         ({"options": {"readout": "softmax"}}, "readout='softmax': use one of goodness, linear"),
+        ({"options": {"readout_lr": -0.1}}, "readout_lr must be 0"),
+        ({"options": {"normalization": "batch"}}, "normalization='batch': use one of length, rms"),
         ({"epochs": 1}, "needs real data"),
         ({"epochs": 1, "dataset": "mnist-5k", "device": "meta"}, "cannot train for accuracy"),
     ],
@@ -58,7 +60,8 @@ def test_resolved_fills_algorithm_and_goodness_defaults() -> None:
     ff = CellSpec("ff", n_layers=2, hidden=100, batch_size=10, goodness="sumsq").resolved()
     assert (bp.lr, bp.eval_batch_size) == (1e-3, 10)
     assert (ff.lr, ff.threshold) == (0.03, 200.0)
-    assert ff.options == {"readout_from_layer": 1, "readout": "goodness"}
+    assert ff.options == {"readout_from_layer": 1, "readout": "goodness", "readout_lr": 0.0,
+                          "normalization": "length"}
 
 
 # cell ids from before the `readout` option (and rff's `readout_from_layer`) existed
@@ -73,7 +76,8 @@ def test_the_default_readout_keeps_stored_cell_ids(algorithm: str) -> None:
     def cell(**options: object) -> CellSpec:
         return CellSpec(algorithm, n_layers=3, hidden=256, batch_size=512, options=options)
 
-    assert cell().cell_id == cell(readout="goodness").cell_id
+    assert cell().cell_id == cell(readout="goodness", readout_lr=0.0,
+                                  normalization="length").cell_id
     assert cell().cell_id == IDS_BEFORE_THE_READOUT_OPTION[algorithm]
     assert cell(readout="linear").cell_id != cell().cell_id
 

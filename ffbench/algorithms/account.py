@@ -38,6 +38,8 @@ class MemoryAccount:
     at: str
     exact: tuple[str, ...] = ("parameters", "gradients", "optimizer_state", "inputs", "cache")
     notes: dict[str, str] = field(default_factory=dict)
+    # bytes of named parts inside the split (a linear read-out's parameters), for `explain`
+    parts: dict[str, int] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:

@@ -65,7 +65,8 @@ class Algorithm(ABC):
     # those cells keep their ids.
     late_options: ClassVar[tuple[str, ...]] = ()
     # Settings this algorithm takes from a preset, by preset name (presets.py), laid over
-    # the preset's own; options merge name by name.
+    # the preset's own; options merge name by name. Read from the class itself, never
+    # inherited (a subclass training the same function: `preset_settings = Parent.preset_settings`).
     preset_settings: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # Test accuracy the mnist-5k-accuracy preset reaches (tests/test_accuracy.py); None: none set.
     accuracy_target: ClassVar[float | None] = None

@@ -8,6 +8,7 @@ label in turn and picks the one with the most goodness summed over the readout l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -18,27 +19,53 @@ from torch import Tensor, nn
 from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, matmul_flops
-from ffbench.algorithms.readout import GOODNESS_READOUT, build_readout, with_neutral_label
+from ffbench.algorithms.readout import build_readout, with_neutral_label
 from ffbench.data import positive_and_negative, replicate_per_class
+from ffbench.errors import BadInput
 from ffbench.goodness import GOODNESS
 from ffbench.measure.tracker import category
 from ffbench.spec import MNIST_CLASSES, MNIST_PIXELS, CellSpec
 
 NORM_EPS = 1e-4  # keeps the length normalization finite for an all-zero row
+# option `normalization`: each row to unit length (Hinton 2022), or to unit root mean square
+# (sqrt(width) times longer: each unit ~1, whatever the width)
+NORMALIZATIONS = ("length", "rms")
 
 
-def normalize(h: Tensor) -> Tensor:
-    """Scale each row to unit length: only the direction of the layer below passes on."""
+def normalize(h: Tensor, rms: bool = False) -> Tensor:
+    """Scale each row to unit length (rms: unit root mean square): only the direction of the
+    layer below passes on. Either way one (rows, 1) temporary at a time besides the result."""
+    if rms:
+        return h / ((h.norm(dim=1, keepdim=True) + NORM_EPS) / math.sqrt(h.shape[1]))
     return h / (h.norm(dim=1, keepdim=True) + NORM_EPS)
 
 
+# options of every FF-family algorithm added after cells were stored (late options)
+LATE_OPTIONS = {**readout.OPTIONS, "normalization": NORMALIZATIONS[0]}
+
+
+def rms_normalization(spec: CellSpec) -> bool:
+    """Whether the cell's layers read their inputs at unit root mean square (option
+    `normalization`; an algorithm without the option, a plugin's: unit length)."""
+    normalization = spec.options.get("normalization", NORMALIZATIONS[0])
+    return bool(normalization == "rms")
+
+
+def check_normalization(options: Mapping[str, Any]) -> None:
+    normalization = options.get("normalization", NORMALIZATIONS[0])
+    if normalization not in NORMALIZATIONS:
+        raise BadInput(f"option normalization={normalization!r}: use one of "
+                       f"{', '.join(NORMALIZATIONS)}")
+
+
 class FFLayer(nn.Module):
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, rms: bool = False) -> None:
         super().__init__()
         self.linear = linear
+        self.rms = rms
 
     def pre_activation(self, h: Tensor) -> Tensor:
-        return self.linear(normalize(h))
+        return self.linear(normalize(h, self.rms))
 
     def forward(self, h: Tensor) -> Tensor:
         # ReLU in place: the Linear's output is not needed by its backward, so no copy
@@ -135,8 +162,8 @@ class ForwardForward(Algorithm):
         "Base Forward-Forward (Hinton 2022): every layer updated on each batch, one Adam per layer"
     )
     default_lr = 0.03
-    options = {"readout_from_layer": 1, "readout": GOODNESS_READOUT}
-    late_options: ClassVar[tuple[str, ...]] = ("readout",)
+    options = {"readout_from_layer": 1, **LATE_OPTIONS}
+    late_options: ClassVar[tuple[str, ...]] = tuple(LATE_OPTIONS)
     preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
     accuracy_target: ClassVar[float | None] = 0.90
     gradient_note = ONE_LAYER_AT_A_TIME
@@ -144,7 +171,7 @@ class ForwardForward(Algorithm):
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
         linears = linear_stack(MNIST_PIXELS, spec.hidden, spec.n_layers, device, self.dtype)
-        self.layers = [FFLayer(linear) for linear in linears]
+        self.layers = [FFLayer(linear, rms_normalization(spec)) for linear in linears]
         self.model = nn.ModuleList(self.layers)
         assert spec.lr is not None and spec.threshold is not None
         self.optimizers = [make_optimizer(list(layer.parameters()), spec) for layer in self.layers]
@@ -163,6 +190,7 @@ class ForwardForward(Algorithm):
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:
         readout.check_readout(options)
+        check_normalization(options)
 
     @classmethod
     def memory_account(cls, spec: CellSpec) -> MemoryAccount:
@@ -178,7 +206,7 @@ class ForwardForward(Algorithm):
                 "", parameters=sum(every), optimizer_state=account.optimizer_state(every, spec),
                 inputs=account.batch(spec.batch_size, spec),
                 activations=len(layers) * account.element_bytes(spec)))  # the layers' losses
-        return account.largest(moments)
+        return readout.with_parts(account.largest(moments), spec, sizes)
 
     @property
     def rows_per_step(self) -> int:

@@ -22,11 +22,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ffbench.algorithms import account
+from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import make_optimizer
+from ffbench.algorithms.ff import FF_MNIST_5K, LATE_OPTIONS
 from ffbench.algorithms.ff_progressive import FROZEN_LAYERS, ProgressiveFF, progressive_account
-from ffbench.algorithms.readout import GOODNESS_READOUT
 from ffbench.measure.tracker import category
 from ffbench.spec import CellSpec
 
@@ -49,7 +49,8 @@ class LayerwiseFF(ProgressiveFF):
         "progressive FF with only the layer in training on the device; frozen layers' "
         "outputs kept in host memory and streamed in batch by batch"
     )
-    options = {"readout_from_layer": 1, "readout": GOODNESS_READOUT}
+    options = {"readout_from_layer": 1, **LATE_OPTIONS}
+    preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
     gradient_note = FROZEN_LAYERS + " (and on the host, off the device)"
 
     @classmethod
@@ -64,7 +65,8 @@ class LayerwiseFF(ProgressiveFF):
         self._bring_to_device(0)
         if self.readout is not None:  # the linear read-out lives on the device
             move(self.readout, device)
-            self.optimizers[-1] = make_optimizer(list(self.readout.parameters()), spec)
+            self.optimizers[-1] = make_optimizer(
+                list(self.readout.parameters()), readout.readout_spec(spec))
 
     def keeps_cache(self, spec: CellSpec) -> bool:
         return True

@@ -35,12 +35,14 @@ from ffbench.algorithms import account
 from ffbench.algorithms.account import INT64_BYTES, MemoryAccount
 from ffbench.algorithms.base import matmul_flops
 from ffbench.algorithms.ff import (
+    FF_MNIST_5K,
+    LATE_OPTIONS,
     ForwardForward,
     ff_readout_account,
     local_update,
     readout_sizes,
 )
-from ffbench.algorithms.readout import GOODNESS_READOUT
+from ffbench.algorithms.readout import with_parts
 from ffbench.data import BatchStream, in_order, positive_and_negative, train_size
 from ffbench.measure.tracker import category
 from ffbench.spec import MNIST_PIXELS, CellSpec
@@ -58,7 +60,8 @@ class ProgressiveFF(ForwardForward):
         "FF trained one layer at a time, all epochs each (the published benchmark's mode); "
         "cache=true keeps the layer's inputs for the whole training set on the device"
     )
-    options = {"readout_from_layer": 1, "cache": False, "readout": GOODNESS_READOUT}
+    options = {"readout_from_layer": 1, "cache": False, **LATE_OPTIONS}
+    preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
     accuracy_target: ClassVar[float | None] = None
     gradient_note = FROZEN_LAYERS
 
@@ -288,7 +291,7 @@ def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryA
                                 inputs=batch, cache=cached,
                                 activations=order + account.element_bytes(spec))  # + its loss
         moments += ff_readout_account(spec, params, held, copied=not on_device)
-    return account.largest(moments)
+    return with_parts(account.largest(moments), spec, readout)
 
 
 ALGORITHM = ProgressiveFF

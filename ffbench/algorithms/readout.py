@@ -20,6 +20,8 @@ classifier, its step, its FLOPs and its share of the closed-form memory account.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,12 +30,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ffbench.algorithms import account
+from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import make_optimizer, matmul_flops
 from ffbench.errors import BadInput
 from ffbench.spec import MNIST_CLASSES, CellSpec
 
 GOODNESS_READOUT, LINEAR_READOUT = "goodness", "linear"
 READOUTS = (GOODNESS_READOUT, LINEAR_READOUT)
+# The options every FF-family algorithm takes (added after cells were stored: late options).
+# readout_lr: the classifier's learning rate; 0 takes the cell's --lr.
+OPTIONS = {"readout": GOODNESS_READOUT, "readout_lr": 0.0}
 # Hinton (2022): an image whose label is unknown gets "a neutral label" of equal entries
 NEUTRAL_LABEL = 1 / MNIST_CLASSES
 
@@ -51,6 +57,9 @@ def check_readout(options: Mapping[str, Any]) -> None:
     kind = options.get("readout", GOODNESS_READOUT)
     if kind not in READOUTS:
         raise BadInput(f"option readout={kind!r}: use one of {', '.join(READOUTS)}")
+    lr = options.get("readout_lr", 0.0)
+    if not (math.isfinite(lr) and lr >= 0):
+        raise BadInput(f"option readout_lr must be 0 (the cell's --lr) or positive, got {lr}")
 
 
 def readout_layers(n_layers: int, from_layer: int) -> range:
@@ -117,7 +126,13 @@ def build_readout(
     if not is_linear(spec):
         return None
     readout = LinearReadout(blocks, spec.hidden, device, dtype)
-    return readout, make_optimizer(list(readout.parameters()), spec)
+    return readout, make_optimizer(list(readout.parameters()), readout_spec(spec))
+
+
+def readout_spec(spec: CellSpec) -> CellSpec:
+    """The cell as the classifier's optimizer sees it: its own learning rate, if given."""
+    lr = float(spec.options.get("readout_lr", 0.0))
+    return dataclasses.replace(spec, lr=lr) if lr else spec
 
 
 # --- its share of the closed-form memory account (algorithms.account) ---
@@ -147,3 +162,15 @@ def update_moments(spec: CellSpec, blocks: int, rows: int) -> list[tuple[str, in
          activities + logits + account.matrix(MNIST_CLASSES, spec.hidden, spec) + 2 * e),
         ("optimizer step", sum(sizes), account.step_temporaries(sizes, spec) + e),
     ]
+
+
+def with_parts(moment: MemoryAccount, spec: CellSpec, sizes: list[int]) -> MemoryAccount:
+    """The moment, naming the classifier's parameters and optimizer state in it (`explain`
+    shows them); unchanged without a linear read-out (no `sizes`)."""
+    if not sizes:
+        return moment
+    return dataclasses.replace(moment, parts={
+        **moment.parts,
+        "linear read-out parameters": sum(sizes),
+        "linear read-out optimizer state": account.optimizer_state(sizes, spec),
+    })

@@ -36,16 +36,19 @@ from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, make_optimizer, matmul_flops
 from ffbench.algorithms.ff import (
+    LATE_OPTIONS,
     ONE_LAYER_AT_A_TIME,
     SumOfSquares,
+    check_normalization,
     eval_chunks,
     ff_loss,
     local_goodness,
     normalize,
     readout_sizes,
+    rms_normalization,
     scaled,
 )
-from ffbench.algorithms.readout import GOODNESS_READOUT, build_readout, neutral_labels
+from ffbench.algorithms.readout import build_readout, neutral_labels
 from ffbench.data import wrong_labels
 from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
@@ -56,17 +59,19 @@ class RecurrentLayer(nn.Module):
     """One hidden layer: ReLU(bottom_up(normalized below) + top_down(normalized above))."""
 
     def __init__(
-        self, below: int, above: int, hidden: int, device: torch.device, dtype: torch.dtype
+        self, below: int, above: int, hidden: int, device: torch.device, dtype: torch.dtype,
+        rms: bool = False,
     ) -> None:
         super().__init__()
         self.bottom_up = nn.Linear(below, hidden, device=device, dtype=dtype)
         self.top_down = nn.Linear(above, hidden, bias=False, device=device, dtype=dtype)
+        self.rms = rms
 
     def forward(self, below: Tensor, above: Tensor | None) -> Tensor:
         """below (R, below), above (R, above) or None while the layer above is silent."""
-        pre = self.bottom_up(normalize(below))  # (R, hidden)
+        pre = self.bottom_up(normalize(below, self.rms))  # (R, hidden)
         if above is not None:
-            pre = pre + self.top_down(normalize(above))
+            pre = pre + self.top_down(normalize(above, self.rms))
         return F.relu(pre, inplace=True)  # no backward here needs `pre` itself
 
 
@@ -81,9 +86,9 @@ class RecurrentFF(Algorithm):
     options = {
         "iterations": 8, "damping_old": 0.3, "damping_new": 0.7,
         "readout_first": 3, "readout_last": 5,
-        "readout": GOODNESS_READOUT, "readout_from_layer": 0,
+        "readout_from_layer": 0, **LATE_OPTIONS,
     }
-    late_options: ClassVar[tuple[str, ...]] = ("readout", "readout_from_layer")
+    late_options: ClassVar[tuple[str, ...]] = (*LATE_OPTIONS, "readout_from_layer")
     preset_settings = {
         "mnist-5k-accuracy": {
             "n_layers": 2, "hidden": 256, "batch_size": 100, "epochs": 10,
@@ -108,6 +113,7 @@ class RecurrentFF(Algorithm):
             if not 0 <= options[name] <= 1:
                 raise BadInput(f"option {name} must be between 0 and 1, got {options[name]}")
         readout.check_readout(options)
+        check_normalization(options)
 
     @classmethod
     def memory_account(cls, spec: CellSpec) -> MemoryAccount:
@@ -121,14 +127,14 @@ class RecurrentFF(Algorithm):
         moments = [rff_layer_account(spec, params, k, sizes) for k in range(spec.n_layers)]
         if sizes:
             moments += rff_readout_account(spec, params, sizes)
-        return account.largest(moments)
+        return readout.with_parts(account.largest(moments), spec, sizes)
 
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
         hidden, n = spec.hidden, spec.n_layers
         below, above = layer_fan_ins(hidden, n)
         self.layers = [
-            RecurrentLayer(b, a, hidden, device, self.dtype)
+            RecurrentLayer(b, a, hidden, device, self.dtype, rms_normalization(spec))
             for b, a in zip(below, above, strict=True)
         ]
         self.model = nn.ModuleList(self.layers)
