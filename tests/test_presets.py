@@ -47,7 +47,7 @@ def test_explicit_settings_win_and_options_merge() -> None:
     merged = apply_preset("mnist-5k-accuracy", "ff", given, explicit={"hidden", "options"})
     assert merged["hidden"] == 64  # explicit
     assert merged["batch_size"] == preset_fields("mnist-5k-accuracy", "ff")["batch_size"]
-    assert merged["options"] == {"readout_from_layer": 1}
+    assert merged["options"] == {"readout_from_layer": 1, "normalization": "rms"}  # by name
 
 
 def test_bp_lean_takes_bps_accuracy_settings() -> None:

@@ -140,13 +140,17 @@ def ff_loss(goodness: Tensor, threshold: float, n_positive: int) -> Tensor:
     return (positive + negative) / len(margin)
 
 
-# Each algorithm's settings that reached the issue's targets on mnist-5k (4,000 training,
-# 1,000 test digits) within 3 minutes of one CPU core; how they were found: README, "Accuracy".
+# The FF family's best settings found on mnist-5k (4,000 training, 1,000 test digits) at the
+# size and budget of the comparison (2 x 500, 250 real + 250 negative rows per step, 60
+# epochs); each alternative measured is in the accuracy documentation.
 FF_MNIST_5K = {
     "n_layers": 2, "hidden": 500, "batch_size": 250, "epochs": 60,
     # Hinton's top-k relative: only the most active units count; every layer reads out
     # (the first layer alone is the most accurate on 4,000 images)
-    "goodness": "topk_meansq", "options": {"readout_from_layer": 0},
+    "goodness": "topk_meansq", "options": {"readout_from_layer": 0, "normalization": "rms"},
+    # inputs at unit root mean square (each unit ~1 whatever the width) want a 10x smaller
+    # Adam step than unit-length ones, and a higher bar for the top units' mean square
+    "lr": 0.003, "threshold": 8.0,
 }
 ONE_LAYER_AT_A_TIME = (
     "each layer's gradients are freed (zero_grad(set_to_none=True)) right after its own "
@@ -165,7 +169,7 @@ class ForwardForward(Algorithm):
     options = {"readout_from_layer": 1, **LATE_OPTIONS}
     late_options: ClassVar[tuple[str, ...]] = tuple(LATE_OPTIONS)
     preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
-    accuracy_target: ClassVar[float | None] = 0.90
+    accuracy_target: ClassVar[float | None] = 0.93
     gradient_note = ONE_LAYER_AT_A_TIME
 
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
