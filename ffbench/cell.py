@@ -132,7 +132,7 @@ class Accuracy:
     curve: str  # JSON [[epoch, train_seconds, test_accuracy], ...], one entry per epoch
 
 
-def test_accuracy(algorithm: Algorithm, dataset: Dataset, spec: CellSpec) -> float:
+def accuracy_on_test_images(algorithm: Algorithm, dataset: Dataset, spec: CellSpec) -> float:
     """Share of the test images the algorithm names right."""
     assert spec.eval_batch_size is not None
     correct = 0
@@ -169,7 +169,7 @@ def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> Accuracy
 
     def after_epoch(epoch: int) -> None:
         seconds = clock.stop()
-        curve.append([epoch, round(seconds, 6), test_accuracy(algorithm, dataset, spec)])
+        curve.append([epoch, round(seconds, 6), accuracy_on_test_images(algorithm, dataset, spec)])
         clock.start()
 
     clock.start()

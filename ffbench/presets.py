@@ -64,8 +64,9 @@ PRESETS: dict[str, Preset] = {
         },
     ),
     "mnist-5k-accuracy": Preset(
-        "accuracy on the offline 5,000-digit MNIST subset (mnist-5k): each algorithm's "
-        "settings (its `preset_settings`) that reach its `accuracy_target` within 3 CPU-minutes",
+        "accuracy on the offline 5,000-digit MNIST subset (mnist-5k): each algorithm's own "
+        "best settings found (its `preset_settings`; refused for an algorithm without them), "
+        "reaching its `accuracy_target` within 3 CPU-minutes",
         fields={"dataset": "mnist-5k", "seed": 0, "threads": 1},
         per_algorithm=True,
     ),

@@ -1,9 +1,11 @@
 """Base Forward-Forward (Hinton 2022): every layer is updated on every batch.
 
-Each layer sees its input length-normalized and detached, has its own Adam, and
-learns to give positive rows (true label embedded) goodness above the threshold and
-negative rows (a wrong label) goodness below it. Prediction embeds each candidate
-label in turn and picks the one with the most goodness summed over the readout layers.
+Each layer sees its input length-normalized (`normalization=rms`: to unit root mean
+square) and detached, has its own Adam, and learns to give positive rows (true label
+embedded) goodness above the threshold and negative rows (a wrong label) goodness below it.
+Prediction embeds each candidate label in turn and picks the one with the most goodness
+summed over the readout layers; `readout=linear` instead runs each image once, without a
+label, through a softmax classifier trained beside the layers (algorithms/readout.py).
 """
 
 from __future__ import annotations
