@@ -84,7 +84,12 @@ WORK = {
     "train_flops_per_step": _INT, "eval_flops_per_batch": _INT,
     "achieved_flops_per_s": _FLOAT, "calibrated_flops_per_s": _FLOAT, "efficiency": _FLOAT,
 }
-QUALITY = {"test_accuracy": _FLOAT, "layer_accuracy": _STR, "final_train_loss": _FLOAT}
+QUALITY = {
+    "test_accuracy": _FLOAT, "layer_accuracy": _STR, "final_train_loss": _FLOAT,
+    # JSON [[epoch, train_seconds, test_accuracy], ...]: after each pass over the training set,
+    # the training seconds so far (evaluations left out); null where nothing was trained
+    "accuracy_curve": _STR,
+}
 ENVIRONMENT = dict.fromkeys(
     (
         "host", "gpu_name", "driver_version", "cuda_version", "torch_version",

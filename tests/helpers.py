@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from ffbench.algorithms import registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,3 +44,16 @@ def make_mnist_dir(root: Path, train_size: int = 64, test_size: int = 32) -> Pat
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=gen))
     return root
+
+
+LINEAR_READOUT = {"readout": "linear"}
+
+
+def algorithm_variants() -> list[object]:
+    """pytest params (algorithm, options): every registered algorithm as it is, and with the
+    linear read-out where it has a `readout` option (the FF family)."""
+    names = registry.names()
+    return [pytest.param(name, {}, id=name) for name in names] + [
+        pytest.param(name, LINEAR_READOUT, id=f"{name}-readout=linear")
+        for name in names if "readout" in registry.load(name).options
+    ]

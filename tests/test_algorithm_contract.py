@@ -4,8 +4,9 @@ plugin, is put under them by being registered (no list here names one).
 Per algorithm: the class keeps the contract; a smoke test of train and eval on cpu and
 meta; the tracked peak on meta against the algorithm's closed-form memory account at two
 sizes (one peaking in an Adam step, one in backward); and against PyTorch's own memory
-accounting, torch.distributed._tools.mem_tracker.MemTracker, to the byte. FLOPs against
-FlopCounterMode: tests/test_flops.py, generated the same way.
+accounting, torch.distributed._tools.mem_tracker.MemTracker, to the byte. Every algorithm
+with a `readout` option (the FF family) is tried with `readout=linear` as well (VARIANTS).
+FLOPs against FlopCounterMode: tests/test_flops.py, generated the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.tracker import TensorTracker
 from ffbench.settings.cell import MNIST_CLASSES, CellSpec
 
+from helpers import algorithm_variants
+
 NAMES = registry.names()
+VARIANTS = algorithm_variants()  # (algorithm, options), the linear read-out's included
 # (layers, hidden, batch): small rows and wide layers peak in an Adam step; many rows, in
 # backward (each algorithm's account names both moments). The larger one is slow for the
 # oracle (rff's eight iterations under MemTracker's hooks): in the full suite only.
@@ -78,9 +82,9 @@ def test_the_class_keeps_the_contract(name: str) -> None:
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 @pytest.mark.parametrize("phase", ["train", "eval"])
-@pytest.mark.parametrize("name", NAMES)
-def test_smoke(name: str, phase: str, device: str) -> None:
-    spec = small_spec(name, device)
+@pytest.mark.parametrize(("name", "options"), VARIANTS)
+def test_smoke(name: str, options: dict[str, Any], phase: str, device: str) -> None:
+    spec = small_spec(name, device, options=options)
     built = build(spec, load_dataset(spec), torch.device(device))
     warm_up(built, 1, eval_batches=0)
     if phase == "train":
@@ -97,11 +101,13 @@ def test_smoke(name: str, phase: str, device: str) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", NAMES)
-def test_the_tracked_peak_is_the_closed_form_account(name: str, size: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(("name", "options"), VARIANTS)
+def test_the_tracked_peak_is_the_closed_form_account(
+    name: str, options: dict[str, Any], size: tuple[int, ...]
+) -> None:
     layers, hidden, batch = size
     spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
-                    device="meta"))
+                    device="meta", options=options))
     predicted, _ = predicted_peaks(spec, load_dataset(spec))
     account = registry.load(name).memory_account(spec)
     assert account.nbytes == pytest.approx(predicted.tracked_bytes, rel=TOTAL_RTOL), account.at
@@ -111,8 +117,10 @@ def test_the_tracked_peak_is_the_closed_form_account(name: str, size: tuple[int,
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
-@pytest.mark.parametrize("name", NAMES)
-def test_the_account_covers_every_optimizer(name: str, optimizer: str) -> None:
+@pytest.mark.parametrize(("name", "options"), VARIANTS)
+def test_the_account_covers_every_optimizer(
+    name: str, options: dict[str, Any], optimizer: str
+) -> None:
     """Adam is covered above; sgd keeps no state, momentum one buffer per parameter, and
     without Adam's temporaries the peak moves into the backward. At the smaller size (the
     cheap one): predicted on meta, and measured on cpu, where the host is the device (Adam's
@@ -120,7 +128,8 @@ def test_the_account_covers_every_optimizer(name: str, optimizer: str) -> None:
     layers, hidden, batch = SIZES[0]
     for device in ("meta", "cpu"):
         spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
-                                 device=device, optimizer=optimizer, threads=1))
+                                 device=device, optimizer=optimizer, threads=1,
+                                 options=options))
         peaks = memory_peaks(spec, load_dataset(spec))
         peak = peaks.predicted_train if device == "meta" else peaks.train
         account = registry.load(name).memory_account(spec)
@@ -141,10 +150,21 @@ class Oracle(MemTracker):
             del self.memory_tracking[module]
         super()._pre_fw_hook(module, inputs)
 
+    def _track_module_params_and_buffers(
+        self, module: nn.Module, install_grad_hooks: bool = True
+    ) -> tuple[int, int]:
+        """MemTracker hooks each parameter for its gradient, which a tensor without grad
+        refuses: ff-layerwise's linear read-out runs a frozen layer with its weights copied
+        to the device for that call (functional_call), copies that get no gradient."""
+        hooks = install_grad_hooks and all(p.requires_grad for p in module.parameters())
+        return super()._track_module_params_and_buffers(module, install_grad_hooks=hooks)
+
 
 @pytest.mark.parametrize("size", ORACLE_SIZES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", NAMES)
-def test_pytorch_mem_tracker_agrees_to_the_byte(name: str, size: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(("name", "options"), VARIANTS)
+def test_pytorch_mem_tracker_agrees_to_the_byte(
+    name: str, options: dict[str, Any], size: tuple[int, ...]
+) -> None:
     """One train step on meta (fake tensors), counted by both trackers.
 
     What each counts that the other does not: MemTracker counts every device, ffbench's
@@ -156,7 +176,7 @@ def test_pytorch_mem_tracker_agrees_to_the_byte(name: str, size: tuple[int, ...]
     tensors (a cache) are passed. After that, the two peaks are equal to the byte."""
     layers, hidden, batch = size
     spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
-                    device="meta"))
+                    device="meta", options=options))
     built = build(spec, load_dataset(spec), META)
     warm_up(built, META_WARMUP_STEPS, eval_batches=0)
     algorithm = built.algorithm

@@ -48,7 +48,12 @@ def test_explicit_settings_win_and_options_merge() -> None:
     merged = apply_preset("mnist-5k-accuracy", "ff", given, explicit={"hidden", "options"})
     assert merged["hidden"] == 64  # explicit
     assert merged["batch_size"] == preset_fields("mnist-5k-accuracy", "ff")["batch_size"]
-    assert merged["options"] == {"readout_from_layer": 1}
+    assert merged["options"] == {"readout_from_layer": 1, "normalization": "rms"}  # by name
+
+
+def test_bp_lean_takes_bps_accuracy_settings() -> None:
+    # it trains the same function; every other algorithm's settings are its own class's
+    assert preset_fields("mnist-5k-accuracy", "bp-lean") == preset_fields("mnist-5k-accuracy", "bp")
 
 
 def test_unknown_preset_is_bad_input() -> None:
@@ -64,6 +69,47 @@ def test_run_with_a_preset_and_an_override(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     row = json.loads(out.read_text())
     assert (row["hidden"], row["batch_size"], row["lr"], row["threshold"]) == (64, 32, 0.03, 2.0)
+
+
+UNSETTLED = "ff-unsettled"
+
+
+@pytest.fixture
+def unsettled_plugin(tmp_path: Path) -> Path:
+    """A directory with an installed plugin's metadata and module: an FF subclass that states
+    no preset settings of its own (those of its parent are not inherited)."""
+    (tmp_path / "ff_unsettled.py").write_text(
+        "from ffbench.algorithms.ff import ForwardForward\n\n\n"
+        "class Unsettled(ForwardForward):\n"
+        f"    name = {UNSETTLED!r}\n"
+        "    display_name = 'unsettled FF'\n"
+        "    summary = 'ff under another name, without preset settings'\n")
+    info = tmp_path / "ff_unsettled-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ff-unsettled\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[ffbench.algorithms]\n{UNSETTLED} = ff_unsettled:Unsettled\n")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_an_algorithm_without_accuracy_settings_is_refused(unsettled_plugin: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(unsettled_plugin)])}
+    out = unsettled_plugin / "row.json"
+
+    def run_plugin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ffbench", "run", UNSETTLED, *args, "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=300)
+
+    refused = run_plugin("--preset", "mnist-5k-accuracy")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"preset 'mnist-5k-accuracy' has no settings for '{UNSETTLED}'" in refused.stderr
+    assert not out.exists()
+    # a preset of the same fields for every algorithm still takes it
+    ran = run_plugin("--preset", "published", "--hidden", "16", "--batch-size", "8",
+                     "--device", "meta")
+    assert ran.returncode == 0, ran.stderr
 
 
 def test_run_with_an_unknown_preset_fails_in_one_line(tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ def test_bad_ranges_are_refused(text: str) -> None:
         ({"device": "tpu"}, "unknown device"),
         ({"dtype": "float8"}, "dtype"),
         ({"options": {"no_such_option": 1}}, "unknown option"),
+        ({"options": {"readout": "softmax"}}, "readout='softmax': use one of goodness, linear"),
+        ({"options": {"readout_lr": -0.1}}, "readout_lr must be 0"),
+        ({"options": {"normalization": "batch"}}, "normalization='batch': use one of length, rms"),
         ({"epochs": 1}, "needs real data"),
         ({"epochs": 1, "dataset": "mnist-5k", "device": "meta"}, "cannot train for accuracy"),
     ],
@@ -60,7 +63,28 @@ def test_resolved_fills_algorithm_and_goodness_defaults() -> None:
     ff = resolved(CellSpec("ff", n_layers=2, hidden=100, batch_size=10, goodness="sumsq"))
     assert (bp.lr, bp.eval_batch_size) == (1e-3, 10)
     assert (ff.lr, ff.threshold) == (0.03, 200.0)
-    assert ff.options == {"readout_from_layer": 1}
+    assert ff.options == {"readout_from_layer": 1, "readout": "goodness", "readout_lr": 0.0,
+                          "normalization": "length"}
+
+
+# cell ids from before the `readout` option (and rff's `readout_from_layer`) existed, when
+# FF's eval held every label of the eval batch at once (eval_chunk 0)
+IDS_BEFORE_THE_READOUT_OPTION = {
+    "ff": "3cc823ae6e99", "ff-progressive": "418d1f681b7a", "ff-layerwise": "75bd8b32403d",
+    "rff": "685532ac19e8",
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(IDS_BEFORE_THE_READOUT_OPTION))
+def test_the_default_readout_keeps_stored_cell_ids(algorithm: str) -> None:
+    def cell(**options: object) -> CellSpec:
+        return CellSpec(algorithm, n_layers=3, hidden=256, batch_size=512, eval_chunk=0,
+                        options=options)
+
+    assert cell_id(cell()) == cell_id(cell(readout="goodness", readout_lr=0.0,
+                                           normalization="length"))
+    assert cell_id(cell()) == IDS_BEFORE_THE_READOUT_OPTION[algorithm]
+    assert cell_id(cell(readout="linear")) != cell_id(cell())
 
 
 def test_ff_eval_holds_at_most_the_eval_batch_unless_told_otherwise() -> None:

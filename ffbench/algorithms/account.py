@@ -40,6 +40,8 @@ class MemoryAccount:
     exact: tuple[str, ...] = ("parameters", "gradients", "optimizer_state", "inputs", "cache")
     notes: dict[str, str] = field(default_factory=dict)
     offloaded_bytes: int = 0
+    # bytes of named parts inside the split (a linear read-out's parameters), for `explain`
+    parts: dict[str, int] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -65,7 +65,8 @@ class Algorithm(ABC):
     # those cells keep their ids.
     late_options: ClassVar[tuple[str, ...]] = ()
     # Settings this algorithm takes from a preset, by preset name (presets.py), laid over
-    # the preset's own; options merge name by name.
+    # the preset's own; options merge name by name. Read from the class itself, never
+    # inherited (a subclass training the same function: `preset_settings = Parent.preset_settings`).
     preset_settings: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # Test accuracy the mnist-5k-accuracy preset reaches (tests/test_accuracy.py); None: none set.
     accuracy_target: ClassVar[float | None] = None
@@ -150,10 +151,15 @@ class Algorithm(ABC):
         An algorithm that feeds itself (a cache) overrides it and draws no batch."""
         return self.train_step(*stream.next())
 
-    def fit(self, stream: BatchStream, epochs: int) -> None:
-        """Train for `epochs` passes over the stream's dataset."""
-        for _ in range(epochs * stream.steps_per_epoch):
-            self.step(stream)
+    def fit(self, stream: BatchStream, epochs: int,
+            after_epoch: Callable[[int], None] | None = None) -> None:
+        """Train for `epochs` passes over the stream's dataset; `after_epoch(n)` is called
+        after the n-th pass (from 1)."""
+        for epoch in range(1, epochs + 1):
+            for _ in range(stream.steps_per_epoch):
+                self.step(stream)
+            if after_epoch is not None:
+                after_epoch(epoch)
 
     @functools.cached_property
     def _model_modules(self) -> list[nn.Module]:

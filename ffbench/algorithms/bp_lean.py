@@ -29,8 +29,7 @@ class LeanBackprop(Backprop):
     )
     options = {"checkpoint_segments": 0, "fused_step": True}
     late_options = ()
-    preset_settings = {"published": {"batch_size": 5000}}
-    accuracy_target = None
+    preset_settings = Backprop.preset_settings  # the same function, trained the same way
     gradient_note = "each gradient is freed by its own fused optimizer step during backward"
 
     @classmethod

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ffbench.algorithms import account
+from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import make_optimizer
+from ffbench.algorithms.ff import FF_MNIST_5K, LATE_OPTIONS
 from ffbench.algorithms.ff_progressive import FROZEN_LAYERS, ProgressiveFF, progressive_account
 from ffbench.measure.tracker import category
 from ffbench.settings.cell import CellSpec
@@ -48,7 +49,9 @@ class LayerwiseFF(ProgressiveFF):
         "progressive FF with only the layer in training on the device; frozen layers' "
         "outputs kept in host memory and streamed in batch by batch"
     )
-    options = {"readout_from_layer": 1}
+    options = {"readout_from_layer": 1, **LATE_OPTIONS}
+    preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
+    accuracy_target = 0.93
     gradient_note = FROZEN_LAYERS + " (and on the host, off the device)"
 
     @classmethod
@@ -61,6 +64,10 @@ class LayerwiseFF(ProgressiveFF):
         super().__init__(spec, HOST)  # every layer built in host memory
         self.device = device
         self._bring_to_device(0)
+        if self.readout is not None:  # the linear read-out lives on the device
+            move(self.readout, device)
+            self.optimizers[-1] = make_optimizer(
+                list(self.readout.parameters()), readout.readout_spec(spec))
 
     def keeps_cache(self, spec: CellSpec) -> bool:
         return True

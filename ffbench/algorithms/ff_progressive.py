@@ -25,6 +25,7 @@ layer 0's step can be the larger one when hidden < 784 (its Adam moments are 784
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -33,7 +34,15 @@ from torch import Tensor, nn
 from ffbench.algorithms import account
 from ffbench.algorithms.account import INT64_BYTES, MemoryAccount
 from ffbench.algorithms.base import matmul_flops
-from ffbench.algorithms.ff import ForwardForward, local_update
+from ffbench.algorithms.ff import (
+    FF_MNIST_5K,
+    LATE_OPTIONS,
+    ForwardForward,
+    ff_readout_account,
+    local_update,
+    readout_sizes,
+)
+from ffbench.algorithms.readout import with_parts
 from ffbench.data import BatchStream, in_order, positive_and_negative, train_size
 from ffbench.measure.tracker import category
 from ffbench.settings.cell import MNIST_PIXELS, CellSpec
@@ -51,8 +60,9 @@ class ProgressiveFF(ForwardForward):
         "FF trained one layer at a time, all epochs each (the published benchmark's mode); "
         "cache=true keeps the layer's inputs for the whole training set on the device"
     )
-    options = {"readout_from_layer": 1, "cache": False}
-    accuracy_target: ClassVar[float | None] = None
+    options = {"readout_from_layer": 1, "cache": False, **LATE_OPTIONS}
+    preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
+    accuracy_target: ClassVar[float | None] = 0.93
     gradient_note = FROZEN_LAYERS
 
     @classmethod
@@ -88,26 +98,46 @@ class ProgressiveFF(ForwardForward):
     def use_training_set(self, stream: BatchStream) -> None:
         self.stream = stream
 
-    def fit(self, stream: BatchStream, epochs: int) -> None:
+    def fit(self, stream: BatchStream, epochs: int,
+            after_epoch: Callable[[int], None] | None = None) -> None:
+        """Each layer for `epochs` passes, one after the other; `after_epoch(n)` after the
+        n-th pass of the whole run (layer k's passes are k * epochs + 1 ...)."""
         self.stream = stream
         for index in range(len(self.layers)):
             if index:
                 self.advance()
-            for _ in range(epochs * stream.steps_per_epoch):
-                self.train_current(self._next_rows(stream))
+            for epoch in range(1, epochs + 1):
+                for _ in range(stream.steps_per_epoch):
+                    self._train_on(stream)
+                if after_epoch is not None:
+                    after_epoch(index * epochs + epoch)
 
     def step(self, stream: BatchStream) -> Tensor:
         """One update of the deepest layer (see the module docstring); reading the cache, it
-        draws no batch from the stream."""
+        draws no batch from the stream (but for the linear read-out's step)."""
         self._move_to_deepest()
-        return self.train_current(self._next_rows(stream))
+        return self._train_on(stream)
+
+    def _train_on(self, stream: BatchStream) -> Tensor:
+        """One update of the current layer and, with the linear read-out, one of the
+        read-out, on the same batch (kept through the layer's update)."""
+        if self.readout is None:
+            return self.train_current(self._next_rows(stream))
+        return self._train_current_on(*stream.next())
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One update of the deepest layer on the batch (x, y), or on cached rows (then the
-        batch is not used)."""
+        batch is used by the linear read-out's step only)."""
         self._move_to_deepest()
+        return self._train_current_on(x, y)
+
+    def _train_current_on(self, x: Tensor, y: Tensor) -> Tensor:
         rows = self._cached_rows() if self._reads_cache() else self._streamed_rows(x, y)
-        return self.train_current(rows)
+        loss = self.train_current(rows)
+        if self.readout is None:
+            return loss
+        del rows
+        return torch.stack([loss, self.readout_step(x, y)])
 
     def _move_to_deepest(self) -> None:
         while self.current < len(self.layers) - 1:
@@ -206,7 +236,8 @@ class ProgressiveFF(ForwardForward):
         linears = [layer.linear for layer in self.layers]
         rows = self.rows_per_step
         frozen = [] if self.use_cache else linears[:-1]
-        return 2 * matmul_flops(rows, linears[-1:]) + matmul_flops(rows, frozen)
+        return (2 * matmul_flops(rows, linears[-1:]) + matmul_flops(rows, frozen)
+                + self.readout_train_flops())
 
 
 def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryAccount:
@@ -214,6 +245,8 @@ def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryA
     layers' are freed); its input rows (2B, width) and its output (2B, hidden); with the
     cache read (layers past the first), the cache (2N, hidden) and this epoch's order of the
     N images (int64). Streaming, the batch through the first frozen layer can hold more.
+    With the linear read-out: its parameters and moments throughout, the batch kept through
+    the layer's update for the read-out's step after it (`ff.ff_readout_account`).
     `on_device`: every layer and the cache are on the measured device (ff-layerwise keeps
     them on the host)."""
     rows, n_images = 2 * spec.batch_size, train_size(spec.dataset)
@@ -223,22 +256,24 @@ def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryA
     reads_cache = cache and k > 0
     fan_in = MNIST_PIXELS if k == 0 else spec.hidden
     layer_input = account.matrix(rows, fan_in, spec)
+    readout = readout_sizes(spec)
+    batch = account.batch(spec.batch_size, spec) if readout else 0  # kept for the read-out
     # the labelled batch is "inputs"; a frozen layer's output streamed in is an activation
     inputs = layer_input if reads_cache or k == 0 else 0
     around = account.matrix(rows, spec.hidden, spec) + layer_input - inputs
     cached = account.matrix(2 * n_images, spec.hidden, spec) if reads_cache and on_device else 0
-    if reads_cache and on_device:
-        around += n_images * INT64_BYTES
-    parameters = sum(map(sum, params)) if on_device else sum(deepest)
+    order = n_images * INT64_BYTES if reads_cache and on_device else 0
+    parameters = (sum(map(sum, params)) if on_device else sum(deepest)) + sum(readout)
+    optimizer_state = account.optimizer_state(deepest + readout, spec)
     moments = [
         MemoryAccount.of(
             f"layer {k}'s {moment}",
             parameters=parameters,
             gradients=gradients,
-            optimizer_state=account.optimizer_state(deepest, spec),
-            inputs=inputs,
+            optimizer_state=optimizer_state,
+            inputs=inputs + batch,
             cache=cached,
-            activations=around + activations,
+            activations=around + order + activations,
         )
         for moment, gradients, activations in local_update(spec, fan_in, deepest)
     ]
@@ -247,11 +282,16 @@ def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryA
         moments.append(MemoryAccount.of(
             "streaming the batch through layer 0 (frozen)",
             parameters=parameters,
-            optimizer_state=account.optimizer_state(deepest, spec),
+            optimizer_state=optimizer_state,
             inputs=account.batch(spec.batch_size, spec) + first_frozen,
             activations=first_frozen + account.matrix(rows, spec.hidden, spec),
         ))
-    return account.largest(moments)
+    if readout:
+        held = MemoryAccount.of("", parameters=parameters, optimizer_state=optimizer_state,
+                                inputs=batch, cache=cached,
+                                activations=order + account.element_bytes(spec))  # + its loss
+        moments += ff_readout_account(spec, params, held, copied=not on_device)
+    return with_parts(account.largest(moments), spec, readout)
 
 
 ALGORITHM = ProgressiveFF

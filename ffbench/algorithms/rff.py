@@ -11,32 +11,44 @@ Training: the rows are the B images with their true labels (positive) and the sa
 with a label drawn from the other nine (negative). At each of `iterations` iterations every
 layer takes one local FF update (inputs detached, its own Adam) on its new state's goodness.
 
-Prediction: each image is run once per candidate label; the label with the most goodness,
-summed over all hidden layers and over iterations readout_first..readout_last (counted from
-1, inclusive), wins. Prediction stops after iteration readout_last.
+Prediction (readout=goodness): each image is run once per candidate label; the label with
+the most goodness, summed over the hidden layers from `readout_from_layer` on and over
+iterations readout_first..readout_last (counted from 1, inclusive), wins. Prediction stops
+after iteration readout_last.
+
+Prediction (readout=linear, algorithms/readout.py): each image is run once, with the neutral
+label clamped above, to iteration readout_last; each read-out layer's states summed over
+iterations readout_first..readout_last, length-normalized, are the activities the softmax
+classifier reads. The classifier takes one step after each train step's iterations, on the
+same images run the same way (without gradient).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ffbench.algorithms import account
+from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, make_optimizer, matmul_flops
 from ffbench.algorithms.ff import (
+    LATE_OPTIONS,
     ONE_LAYER_AT_A_TIME,
     SumOfSquares,
+    check_normalization,
     eval_chunks,
     ff_loss,
     local_goodness,
     normalize,
+    readout_sizes,
+    rms_normalization,
     scaled,
 )
+from ffbench.algorithms.readout import build_readout, neutral_labels
 from ffbench.data import wrong_labels
 from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
@@ -47,17 +59,19 @@ class RecurrentLayer(nn.Module):
     """One hidden layer: ReLU(bottom_up(normalized below) + top_down(normalized above))."""
 
     def __init__(
-        self, below: int, above: int, hidden: int, device: torch.device, dtype: torch.dtype
+        self, below: int, above: int, hidden: int, device: torch.device, dtype: torch.dtype,
+        rms: bool = False,
     ) -> None:
         super().__init__()
         self.bottom_up = nn.Linear(below, hidden, device=device, dtype=dtype)
         self.top_down = nn.Linear(above, hidden, bias=False, device=device, dtype=dtype)
+        self.rms = rms
 
     def forward(self, below: Tensor, above: Tensor | None) -> Tensor:
         """below (R, below), above (R, above) or None while the layer above is silent."""
-        pre = self.bottom_up(normalize(below))  # (R, hidden)
+        pre = self.bottom_up(normalize(below, self.rms))  # (R, hidden)
         if above is not None:
-            pre = pre + self.top_down(normalize(above))
+            pre = pre + self.top_down(normalize(above, self.rms))
         return F.relu(pre, inplace=True)  # no backward here needs `pre` itself
 
 
@@ -72,14 +86,20 @@ class RecurrentFF(Algorithm):
     options = {
         "iterations": 8, "damping_old": 0.3, "damping_new": 0.7,
         "readout_first": 3, "readout_last": 5,
+        "readout_from_layer": 0, **LATE_OPTIONS,
     }
+    late_options: ClassVar[tuple[str, ...]] = (*LATE_OPTIONS, "readout_from_layer")
     preset_settings = {
+        # its best found on mnist-5k at the training time of ff's (accuracy documentation):
+        # inputs at unit root mean square, a small Adam step (each batch takes `iterations`
+        # updates of every layer) and a high bar for the top units' mean square
         "mnist-5k-accuracy": {
             "n_layers": 2, "hidden": 256, "batch_size": 100, "epochs": 10,
-            "goodness": "topk_meansq",
+            "goodness": "topk_meansq", "lr": 0.0005, "threshold": 16.0,
+            "options": {"normalization": "rms"},
         },
     }
-    accuracy_target = 0.85
+    accuracy_target = 0.92
     gradient_note = ONE_LAYER_AT_A_TIME
 
     @classmethod
@@ -96,6 +116,8 @@ class RecurrentFF(Algorithm):
         for name in ("damping_old", "damping_new"):
             if not 0 <= options[name] <= 1:
                 raise BadInput(f"option {name} must be between 0 and 1, got {options[name]}")
+        readout.check_readout(options)
+        check_normalization(options)
 
     @classmethod
     def memory_account(cls, spec: CellSpec) -> MemoryAccount:
@@ -105,14 +127,18 @@ class RecurrentFF(Algorithm):
             account.linear(b, spec.hidden, spec) + account.linear(a, spec.hidden, spec, bias=False)
             for b, a in zip(below, above, strict=True)
         ]
-        return account.largest(rff_layer_account(spec, params, k) for k in range(spec.n_layers))
+        sizes = readout_sizes(spec)
+        moments = [rff_layer_account(spec, params, k, sizes) for k in range(spec.n_layers)]
+        if sizes:
+            moments += rff_readout_account(spec, params, sizes)
+        return readout.with_parts(account.largest(moments), spec, sizes)
 
     def __init__(self, spec: CellSpec, device: torch.device) -> None:
         super().__init__(spec, device)
         hidden, n = spec.hidden, spec.n_layers
         below, above = layer_fan_ins(hidden, n)
         self.layers = [
-            RecurrentLayer(b, a, hidden, device, self.dtype)
+            RecurrentLayer(b, a, hidden, device, self.dtype, rms_normalization(spec))
             for b, a in zip(below, above, strict=True)
         ]
         self.model = nn.ModuleList(self.layers)
@@ -124,7 +150,15 @@ class RecurrentFF(Algorithm):
         self.iterations = int(options["iterations"])
         self.damping_old = float(options["damping_old"])
         self.damping_new = float(options["damping_new"])
-        self.readout = range(int(options["readout_first"]), int(options["readout_last"]) + 1)
+        self.readout_iterations = range(
+            int(options["readout_first"]), int(options["readout_last"]) + 1)
+        self.readout_range = readout.readout_layers(n, int(options["readout_from_layer"]))
+        self.readout: readout.LinearReadout | None = None
+        built = build_readout(spec, len(self.readout_range), device, self.dtype)
+        if built is not None:  # its optimizer is the last one
+            self.readout, readout_optimizer = built
+            self.model.append(self.readout)
+            self.optimizers.append(readout_optimizer)
 
     @property
     def rows_per_step(self) -> int:
@@ -169,7 +203,12 @@ class RecurrentFF(Algorithm):
         for _ in range(self.iterations):
             states, step_losses = self._train_iteration(states, image, label)
             losses.append(step_losses)
-        return torch.stack(losses)  # (iterations, n_layers)
+        if self.readout is None:
+            return torch.stack(losses)  # (iterations, n_layers)
+        del image, label, states
+        readout_loss = self.readout.update(self.neutral_activities(x), y, self.optimizers[-1])
+        # (iterations * n_layers + 1,): the read-out's last
+        return torch.cat([torch.stack(losses).flatten(), readout_loss.unsqueeze(0)])
 
     def _train_iteration(
         self, states: list[Tensor], image: Tensor, label: Tensor
@@ -202,16 +241,37 @@ class RecurrentFF(Algorithm):
             image, label = every_label_rows(x)  # (E * C, 784), (E * C, C)
         states = self.bottom_up(image, label)
         score = torch.zeros(len(self.layers), len(image), device=x.device, dtype=x.dtype)
-        for iteration in range(1, self.readout.stop):
+        for iteration in range(1, self.readout_iterations.stop):
             states = self.iterate(states, image, label)
-            if iteration in self.readout:
+            if iteration in self.readout_iterations:
                 score += torch.stack([self.goodness(state) for state in states])
         return score
 
     @torch.no_grad()
+    def neutral_activities(self, x: Tensor) -> list[Tensor]:
+        """Each read-out layer's states summed over the read-out iterations, for the images
+        with the neutral label above, length-normalized: (E, hidden) each."""
+        with category("inputs"):
+            label = neutral_labels(len(x), x)  # (E, C)
+        states = self.bottom_up(x, label)
+        totals: list[Tensor] = []
+        for iteration in range(1, self.readout_iterations.stop):
+            states = self.iterate(states, x, label)
+            if iteration == self.readout_iterations.start:
+                totals = [states[index].clone() for index in self.readout_range]
+            elif iteration in self.readout_iterations:
+                for total, index in zip(totals, self.readout_range, strict=True):
+                    total.add_(states[index])
+        del states
+        return [normalize(total) for total in totals]
+
+    @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
+        if self.readout is not None:  # one run per image, no replication
+            return self.readout.predict(self.neutral_activities(x))
+        layers = slice(self.readout_range.start, None)
         return torch.cat([
-            self.readout_goodness(part).sum(dim=0).view(-1, MNIST_CLASSES).argmax(dim=1)
+            self.readout_goodness(part)[layers].sum(dim=0).view(-1, MNIST_CLASSES).argmax(dim=1)
             for part in eval_chunks(x, self.spec)
         ])
 
@@ -233,16 +293,26 @@ class RecurrentFF(Algorithm):
             flops += matmul_flops(rows, linears)
         return flops
 
+    def _run_flops(self, rows: int) -> int:
+        """One run to the last read-out iteration (prediction stops there), no gradient."""
+        iterations = self.readout_iterations.stop - 1
+        return self._pass_flops(rows, False) + iterations * self._pass_flops(rows, True)
+
     def train_flops_per_step(self) -> int:
         # bottom-up pass (no grad), then per iteration forward + weight gradient
         rows = self.rows_per_step
-        return self._pass_flops(rows, False) + 2 * self.iterations * self._pass_flops(rows, True)
+        flops = self._pass_flops(rows, False) + 2 * self.iterations * self._pass_flops(rows, True)
+        if self.readout is not None:  # the batch run once more, then the classifier's step
+            batch = self.spec.batch_size
+            flops += self._run_flops(batch) + self.readout.update_flops(batch)
+        return flops
 
     def eval_flops_per_batch(self) -> int:
         assert self.spec.eval_batch_size is not None
-        rows = self.spec.eval_batch_size * MNIST_CLASSES
-        iterations = self.readout.stop - 1  # prediction stops after the last readout iteration
-        return self._pass_flops(rows, False) + iterations * self._pass_flops(rows, True)
+        if self.readout is not None:
+            rows = self.spec.eval_batch_size
+            return self._run_flops(rows) + self.readout.forward_flops(rows)
+        return self._run_flops(self.spec.eval_batch_size * MNIST_CLASSES)
 
 
 def layer_fan_ins(hidden: int, n_layers: int) -> tuple[list[int], list[int]]:
@@ -253,7 +323,9 @@ def layer_fan_ins(hidden: int, n_layers: int) -> tuple[list[int], list[int]]:
     return below, above
 
 
-def rff_layer_account(spec: CellSpec, params: list[list[int]], k: int) -> MemoryAccount:
+def rff_layer_account(
+    spec: CellSpec, params: list[list[int]], k: int, readout_sizes: list[int] | None = None,
+) -> MemoryAccount:
     """In layer k's update in the last iteration, the largest of four moments. All hold every
     layer's parameters and optimizer state; the batch, its labelled images (2B, 784) and
     one-hot labels (2B, C); the previous iteration's states and this one's below layer k
@@ -267,10 +339,11 @@ def rff_layer_account(spec: CellSpec, params: list[list[int]], k: int) -> Memory
       pre-activation's gradient, the top-down gradient (now in .grad), the bottom-up weight's
       and bias's;
     - the optimizer step: layer k's gradients and the step's temporaries (Adam's, mostly).
-    With Adam the step is the largest; with SGD or momentum one of the backward moments."""
+    With Adam the step is the largest; with SGD or momentum one of the backward moments.
+    `readout_sizes`: the linear read-out's parameters, held with their optimizer state."""
     rows, e, n = 2 * spec.batch_size, account.element_bytes(spec), spec.n_layers
     iterations = int(spec.options["iterations"])
-    every = [size for layer in params for size in layer]
+    every = [size for layer in params for size in layer] + (readout_sizes or [])
     below, above = (widths[k] for widths in layer_fan_ins(spec.hidden, n))
     state = account.matrix(rows, spec.hidden, spec)
     around = (n + k) * state + ((iterations - 1) * n + k) * e + state + e  # ... S, its loss
@@ -296,6 +369,50 @@ def rff_layer_account(spec: CellSpec, params: list[list[int]], k: int) -> Memory
         )
         for moment, gradients, activations in moments
     )
+
+
+def rff_readout_account(
+    spec: CellSpec, params: list[list[int]], readout_sizes: list[int],
+) -> list[MemoryAccount]:
+    """The linear read-out's step, after the train step's iterations (their states and
+    labelled rows freed), at its candidate peaks. Held throughout: every parameter and
+    optimizer state (the read-out's included), the batch, each iteration's stacked losses.
+    In the read-out run (B rows, no gradient), the neutral label (B, C), and:
+    - in the last read-out iteration, computing layer k: the previous iteration's states
+      (n), this one's below k, the read-out layers' running sums (when there is more than
+      one read-out iteration), and the layer's own temporaries (B rows each): its normalized
+      input from below and the bottom-up product; or the bottom-up product, the normalized
+      input from above and the top-down product; or both products and their sum;
+    - normalizing the sums (the states freed): the sums and their normalized copies;
+    then the classifier's update (`readout.update_moments`)."""
+    rows, e, n = spec.batch_size, account.element_bytes(spec), spec.n_layers
+    options = spec.options
+    blocks = len(readout.readout_layers(n, int(options["readout_from_layer"])))
+    every = [size for layer in params for size in layer] + readout_sizes
+    state = account.matrix(rows, spec.hidden, spec)
+    last = int(options["readout_last"])
+    sums = blocks * state if last > int(options["readout_first"]) else 0
+    label = account.matrix(rows, MNIST_CLASSES, spec)
+
+    def moment(at: str, inputs: int = 0, gradients: int = 0, activations: int = 0
+               ) -> MemoryAccount:
+        return MemoryAccount.of(
+            f"the read-out's {at}", parameters=sum(every), gradients=gradients,
+            optimizer_state=account.optimizer_state(every, spec),
+            inputs=account.batch(rows, spec) + inputs,
+            activations=int(options["iterations"]) * n * e + activations)
+
+    moments = []
+    for k, (below, above) in enumerate(zip(*layer_fan_ins(spec.hidden, n), strict=True)):
+        own = max(below + spec.hidden, 2 * spec.hidden + above, 3 * spec.hidden)
+        moments.append(moment(
+            f"run, iteration {last}, layer {k}", inputs=label,
+            activations=(n + k) * state + sums + account.matrix(rows, own, spec)))
+    moments.append(moment("run, normalizing its sums", inputs=label,
+                          activations=2 * blocks * state + account.matrix(rows, 1, spec)))
+    moments += [moment(at, gradients=gradients, activations=activations)
+                for at, gradients, activations in readout.update_moments(spec, blocks, rows)]
+    return moments
 
 
 def positive_and_negative_rows(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

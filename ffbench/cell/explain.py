@@ -54,6 +54,7 @@ class Peak:
     nbytes: int
     split: dict[str, int]
     at: str
+    parts: dict[str, int] = dataclasses.field(default_factory=dict)  # named bytes in the split
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def _view(phase: PhasePeak) -> Peak:
 
 def _account_view(spec: CellSpec) -> Peak:
     closed = registry.load(spec.algorithm).memory_account(spec)
-    return Peak(closed.nbytes, closed.split, closed.at)
+    return Peak(closed.nbytes, closed.split, closed.at, closed.parts)
 
 
 def explain(spec: CellSpec) -> Explanation:
@@ -207,6 +208,22 @@ def peak_lines(explanation: Explanation) -> list[str]:
     return lines
 
 
+def part_lines(explanation: Explanation) -> list[str]:
+    """Named parts of the train peak in closed form (a linear read-out's bytes), each with
+    its share of the peak."""
+    closed = explanation.phases[0].account
+    if closed is None or not closed.parts:
+        return []
+    parts = ", ".join(f"{name} {_bytes(nbytes)} ({nbytes / closed.nbytes:.1%})"
+                      for name, nbytes in closed.parts.items())
+    return [f"of the train peak in closed form: {parts}"]
+
+
+def _bytes(nbytes: int) -> str:
+    """Exact below a MiB."""
+    return f"{nbytes:,d} B" if nbytes < MIB else mib(nbytes)
+
+
 def cache_lines(explanation: Explanation) -> list[str]:
     """What a whole-training-set cache costs, and what holding two of them would."""
     spec, train = explanation.spec, explanation.phases[0].tracked
@@ -285,4 +302,5 @@ def lines(explanation: Explanation) -> list[Any]:
     """What `ffbench explain` shows: a table per phase, where each peak is reached, the
     caches, and what each added layer costs."""
     return [*(phase_table(phase) for phase in explanation.phases), *peak_lines(explanation),
-            *note_lines(explanation), *cache_lines(explanation), *slope_lines(explanation)]
+            *part_lines(explanation), *note_lines(explanation), *cache_lines(explanation),
+            *slope_lines(explanation)]

@@ -36,7 +36,7 @@ from ffbench.measure.calibrate import calibrated_flops_per_s, matmul_shapes
 from ffbench.measure.categories import CATEGORIES
 from ffbench.measure.env import environment, utc_now
 from ffbench.measure.nvml import NvmlPoller
-from ffbench.measure.timer import TimeSummary, time_calls
+from ffbench.measure.timer import Stopwatch, TimeSummary, time_calls
 from ffbench.measure.tracker import storage_bytes
 from ffbench.results import OOM_MARKERS, make_row, row_problem
 from ffbench.settings.cell import CellSpec
@@ -127,26 +127,56 @@ def timing_pass(built: Built, steps: int) -> Timing:
     return Timing(train, TimeSummary.of(eval_times).median_s, last_loss, first_non_finite(losses))
 
 
-def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> tuple[float, str | None]:
-    """Test accuracy after training a fresh model for `spec.epochs` epochs, and, for
-    algorithms whose layers predict on their own, each layer's test accuracy as a JSON list
-    (bottom layer first)."""
-    built = build(spec, dataset, device)
-    built.algorithm.fit(built.train, spec.epochs)
+@dataclass(frozen=True)
+class Accuracy:
+    test: float  # after the last epoch
+    layers: str | None  # JSON list, each layer's own (bottom first); None where layers make none
+    curve: str  # JSON [[epoch, train_seconds, test_accuracy], ...], one entry per epoch
+
+
+def accuracy_on_test_images(algorithm: Algorithm, dataset: Dataset, spec: CellSpec) -> float:
+    """Share of the test images the algorithm names right."""
     assert spec.eval_batch_size is not None
-    correct, layer_correct = 0, None
-    for x, y in in_order(
-        dataset.test_images, dataset.test_labels, spec.eval_batch_size, device, DTYPES[spec.dtype]
-    ):
-        correct += int((built.algorithm.predict(x) == y).sum())
-        per_layer = built.algorithm.layer_predictions(x)  # (n_layers, E) or None
-        if per_layer is not None:
-            hits = (per_layer == y).sum(dim=1)
-            layer_correct = hits if layer_correct is None else layer_correct + hits
+    correct = 0
+    for x, y in in_order(dataset.test_images, dataset.test_labels, spec.eval_batch_size,
+                         algorithm.device, DTYPES[spec.dtype]):
+        correct += int((algorithm.predict(x) == y).sum())
+    return correct / len(dataset.test_labels)
+
+
+def layer_accuracy(algorithm: Algorithm, dataset: Dataset, spec: CellSpec) -> str | None:
+    """Each layer's own test accuracy as a JSON list (bottom layer first), for algorithms
+    whose layers predict on their own; None for the others."""
+    assert spec.eval_batch_size is not None
+    layer_correct = None
+    for x, y in in_order(dataset.test_images, dataset.test_labels, spec.eval_batch_size,
+                         algorithm.device, DTYPES[spec.dtype]):
+        per_layer = algorithm.layer_predictions(x)  # (n_layers, E) or None
+        if per_layer is None:
+            return None
+        hits = (per_layer == y).sum(dim=1)
+        layer_correct = hits if layer_correct is None else layer_correct + hits
+    assert layer_correct is not None
     n_test = len(dataset.test_labels)
-    if layer_correct is None:
-        return correct / n_test, None
-    return correct / n_test, json.dumps([round(int(c) / n_test, 6) for c in layer_correct])
+    return json.dumps([round(int(c) / n_test, 6) for c in layer_correct])
+
+
+def accuracy(spec: CellSpec, dataset: Dataset, device: torch.device) -> Accuracy:
+    """Train a fresh model for `spec.epochs` epochs; test accuracy after each pass over the
+    training set (an epoch; a progressive algorithm makes `epochs` passes per layer) with
+    the training seconds so far, the evaluations' own time left out."""
+    built = build(spec, dataset, device)
+    algorithm, clock = built.algorithm, Stopwatch(device)
+    curve: list[list[float]] = []
+
+    def after_epoch(epoch: int) -> None:
+        seconds = clock.stop()
+        curve.append([epoch, round(seconds, 6), accuracy_on_test_images(algorithm, dataset, spec)])
+        clock.start()
+
+    clock.start()
+    algorithm.fit(built.train, spec.epochs, after_epoch)
+    return Accuracy(curve[-1][2], layer_accuracy(algorithm, dataset, spec), json.dumps(curve))
 
 
 def predicted_peaks(spec: CellSpec, dataset: Dataset) -> tuple[PhasePeak, PhasePeak]:
@@ -271,7 +301,9 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
             "final_train_loss": last_loss,
         }
     if spec.epochs > 0 and dataset.real:
-        values["test_accuracy"], values["layer_accuracy"] = accuracy(spec, dataset, device)
+        reached = accuracy(spec, dataset, device)
+        values |= {"test_accuracy": reached.test, "layer_accuracy": reached.layers,
+                   "accuracy_curve": reached.curve}
     if poller:
         poller.stop()
         values["nvml_peak_used_bytes"] = poller.peak_used_bytes

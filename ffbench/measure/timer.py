@@ -49,3 +49,30 @@ class TimeSummary:
         else:
             q1 = q3 = times_s[0]
         return cls(statistics.median(times_s), q3 - q1, min(times_s))
+
+
+class Stopwatch:
+    """Seconds of device work summed over the spans between `start` and `stop` (a CUDA device
+    is synchronized before each reading), so that the work between spans (an evaluation)
+    is left out."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.elapsed_s = 0.0
+        self._started: float | None = None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def start(self) -> None:
+        self._sync()
+        self._started = time.perf_counter()
+
+    def stop(self) -> float:
+        """End the span; the seconds summed so far."""
+        assert self._started is not None, "stop without start"
+        self._sync()
+        self.elapsed_s += time.perf_counter() - self._started
+        self._started = None
+        return self.elapsed_s
