@@ -188,6 +188,12 @@ def embed_labels_(rows: Tensor, labels: Tensor, num_classes: int = MNIST_CLASSES
     return rows
 
 
+def rows_with_negatives(batch_size: int) -> int:
+    """The rows `positive_and_negative` makes of a batch: each image with its true label and
+    with a wrong one (the FF family's rows per step)."""
+    return 2 * batch_size
+
+
 def positive_and_negative(x: Tensor, labels: Tensor) -> Tensor:
     """(2B, 784): the B images with their true labels, then the same images with wrong ones."""
     both = torch.cat([labels, wrong_labels(labels)])

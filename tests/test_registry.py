@@ -121,8 +121,12 @@ def test_the_example_plugin_is_swept_next_to_bp(installed_plugin: None, tmp_path
                     "--threads", "1", "--device", "cpu", "--out", str(out))
     assert swept.returncode == 0, swept.stderr
     rows = pd.read_parquet(out / "results.parquet")
-    assert sorted(zip(rows.algorithm, rows.n_layers, strict=True)) == [
-        ("bp", 1), ("bp", 2), (PLUGIN_NAME, 1), (PLUGIN_NAME, 2)]
+    # the published grid's FF eval both ways (at equal rows: 16, the eval batch; as published:
+    # 0) for the plugin, an FF variant; backprop's eval has one setting
+    assert sorted(zip(rows.algorithm, rows.n_layers, rows.eval_chunk.fillna(-1),
+                      strict=True)) == [
+        ("bp", 1, -1), ("bp", 2, -1), (PLUGIN_NAME, 1, 0), (PLUGIN_NAME, 1, 16),
+        (PLUGIN_NAME, 2, 0), (PLUGIN_NAME, 2, 16)]
     assert (rows.status == "ok").all()
     # the generated tests (contract, smoke, closed form, oracle, FLOPs) take it in, no list
     # edited

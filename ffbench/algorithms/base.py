@@ -55,12 +55,20 @@ class Algorithm(ABC):
     filled in). Subclasses build `self.model` and `self.optimizers` in `__init__`.
     """
 
+    # ---- what it is and how it trains ----------------------------------------------------
     name: ClassVar[str]  # what --algorithms and the `algorithm` column call it
-    display_name: ClassVar[str]  # how figures and reports call it ("Base FF")
-    summary: ClassVar[str]  # one line for `ffbench algorithms`
     default_lr: ClassVar[float]
     # Algorithm-specific settings and their defaults; `--option NAME=VALUE` overrides one.
     options: ClassVar[Mapping[str, Any]] = {}
+    # A backprop: a baseline every other algorithm is measured against (ffbench.analysis.verdict
+    # compares each algorithm that is not one with each that is, and with the lowest of them).
+    # The goodness-only settings (goodness, threshold, eval_chunk) act in every algorithm but
+    # the baselines: for those they leave the cell id and the row.
+    baseline: ClassVar[bool] = False
+
+    # ---- what the harness reads about it (names, presets, targets, explain's words) --------
+    display_name: ClassVar[str]  # how figures and reports call it ("Base FF")
+    summary: ClassVar[str]  # one line for `ffbench algorithms`
     # Options added after cells were stored: left out of the cell id at their default, so
     # those cells keep their ids.
     late_options: ClassVar[tuple[str, ...]] = ()
@@ -72,11 +80,6 @@ class Algorithm(ABC):
     accuracy_target: ClassVar[float | None] = None
     # `explain`: why the added layer's gradients are not alive at the train peak, if they are not.
     gradient_note: ClassVar[str] = ""
-    # A backprop: a baseline every other algorithm is measured against (ffbench.analysis.verdict
-    # compares each algorithm that is not one with each that is, and with the lowest of them).
-    # The goodness-only settings (goodness, threshold, eval_chunk) act in every algorithm but
-    # the baselines: for those they leave the cell id and the row.
-    baseline: ClassVar[bool] = False
 
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]
@@ -110,10 +113,11 @@ class Algorithm(ABC):
     def memory_account(cls, spec: CellSpec) -> MemoryAccount:
         """The train step's peak in closed form (see algorithms.account); `spec` resolved."""
 
-    @property
-    @abstractmethod
-    def rows_per_step(self) -> int:
-        """Rows through the network per train step (FF: real + negative)."""
+    @classmethod
+    def rows_per_step(cls, spec: CellSpec) -> int:
+        """Rows through the network per train step: one per real image (the FF family also
+        pushes a negative row per image: data.rows_with_negatives)."""
+        return spec.batch_size
 
     @abstractmethod
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:

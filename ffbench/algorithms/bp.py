@@ -276,10 +276,6 @@ class Backprop(Algorithm):
             return dataclasses.replace(peak, notes={"offload": HOST_DEVICE_NOTE})
         return peak
 
-    @property
-    def rows_per_step(self) -> int:
-        return self.spec.batch_size
-
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         with self._saving():
             loss = F.cross_entropy(self.model(x), y)

@@ -22,7 +22,7 @@ from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, matmul_flops
 from ffbench.algorithms.readout import build_readout, with_neutral_label
-from ffbench.data import positive_and_negative, replicate_per_class
+from ffbench.data import positive_and_negative, replicate_per_class, rows_with_negatives
 from ffbench.errors import BadInput
 from ffbench.goodness import GOODNESS
 from ffbench.measure.tracker import category
@@ -214,16 +214,22 @@ class ForwardForward(Algorithm):
                 activations=len(layers) * account.element_bytes(spec)))  # the layers' losses
         return readout.with_parts(account.largest(moments), spec, sizes)
 
-    @property
-    def rows_per_step(self) -> int:
-        return 2 * self.spec.batch_size
+    @classmethod
+    def rows_per_step(cls, spec: CellSpec) -> int:
+        return rows_with_negatives(spec.batch_size)
+
+    def loss(self, goodness: Tensor, n_positive: int) -> Tensor:
+        """A layer's local loss from its rows' goodness, (2B,): the first `n_positive` rows
+        positive, the rest negative. Base FF's: softplus of goodness minus the threshold. An
+        FF variant that changes only the loss overrides this (examples/plugin)."""
+        return ff_loss(goodness, self.threshold, n_positive)
 
     def train_layer(self, index: int, h: Tensor) -> tuple[Tensor, Tensor]:
         """One local update of layer `index` on rows `h` ([positive; negative]).
 
         Returns the layer's output (detached: the next layer's input) and its loss."""
         out, goodness = self.layer_and_goodness(index, h)
-        loss = ff_loss(goodness, self.threshold, len(h) // 2)
+        loss = self.loss(goodness, len(h) // 2)
         del goodness  # (2B,): the loss's graph does not need it through backward and Adam
         loss.backward()
         optimizer = self.optimizers[index]
@@ -306,7 +312,7 @@ class ForwardForward(Algorithm):
     def train_flops_per_step(self) -> int:
         # forward + weight gradient; inputs are detached, so no input gradient
         linears = [layer.linear for layer in self.layers]
-        return 2 * matmul_flops(self.rows_per_step, linears) + self.readout_train_flops()
+        return 2 * matmul_flops(self.rows_per_step(self.spec), linears) + self.readout_train_flops()
 
     def readout_train_flops(self) -> int:
         """The linear read-out's step: the batch through every layer, then the classifier."""
@@ -331,7 +337,7 @@ def local_update(spec: CellSpec, fan_in: int, layer: list[int]) -> list[tuple[st
     gradients and the step's temporaries (and the loss); late in its backward, the
     normalized input and the output's gradient (2B, hidden) and the parameters' gradients
     being made (not yet `.grad`), the loss and its gradient."""
-    rows, e = 2 * spec.batch_size, account.element_bytes(spec)
+    rows, e = rows_with_negatives(spec.batch_size), account.element_bytes(spec)
     backward = account.matrix(rows, fan_in, spec) + account.matrix(rows, spec.hidden, spec)
     return [
         ("Adam step", sum(layer), account.step_temporaries(layer, spec) + e),
@@ -346,7 +352,7 @@ def ff_layer_account(
     linear read-out's, `readout_sizes`); the batch, and for layer 0 its labelled rows
     [positive; negative] (2B, 784); layer k's input (the output of layer k - 1) and output
     (2B, hidden); the earlier layers' losses."""
-    rows, e = 2 * spec.batch_size, account.element_bytes(spec)
+    rows, e = rows_with_negatives(spec.batch_size), account.element_bytes(spec)
     every = [size for layer in params for size in layer] + (readout_sizes or [])
     fan_in = MNIST_PIXELS if k == 0 else spec.hidden
     layer_input = account.matrix(rows, fan_in, spec)

@@ -43,7 +43,13 @@ from ffbench.algorithms.ff import (
     readout_sizes,
 )
 from ffbench.algorithms.readout import with_parts
-from ffbench.data import BatchStream, in_order, positive_and_negative, train_size
+from ffbench.data import (
+    BatchStream,
+    in_order,
+    positive_and_negative,
+    rows_with_negatives,
+    train_size,
+)
 from ffbench.measure.tracker import category
 from ffbench.settings.cell import MNIST_PIXELS, CellSpec
 
@@ -208,7 +214,7 @@ class ProgressiveFF(ForwardForward):
     def _pass_cache_through(self, layer: nn.Module) -> None:
         """Each cached row through `layer`, in place, 2B rows at a time (a step's worth)."""
         assert self.cache is not None
-        for part in self.cache.split(2 * self.spec.batch_size):  # type: ignore[no-untyped-call]
+        for part in self.cache.split(self.rows_per_step(self.spec)):  # type: ignore[no-untyped-call]
             self.store(part, layer(self.load(part)))
 
     def _fill_cache_from_data(self) -> None:
@@ -234,7 +240,7 @@ class ProgressiveFF(ForwardForward):
     def train_flops_per_step(self) -> int:
         # the deepest layer: forward + weight gradient; streaming also runs the frozen ones
         linears = [layer.linear for layer in self.layers]
-        rows = self.rows_per_step
+        rows = self.rows_per_step(self.spec)
         frozen = [] if self.use_cache else linears[:-1]
         return (2 * matmul_flops(rows, linears[-1:]) + matmul_flops(rows, frozen)
                 + self.readout_train_flops())
@@ -249,7 +255,7 @@ def progressive_account(spec: CellSpec, cache: bool, on_device: bool) -> MemoryA
     the layer's update for the read-out's step after it (`ff.ff_readout_account`).
     `on_device`: every layer and the cache are on the measured device (ff-layerwise keeps
     them on the host)."""
-    rows, n_images = 2 * spec.batch_size, train_size(spec.dataset)
+    rows, n_images = rows_with_negatives(spec.batch_size), train_size(spec.dataset)
     layers = account.hidden_widths(spec)
     params = [account.linear(fan_in, fan_out, spec) for fan_in, fan_out in layers]
     deepest, k = params[-1], len(layers) - 1

@@ -49,7 +49,7 @@ from ffbench.algorithms.ff import (
     scaled,
 )
 from ffbench.algorithms.readout import build_readout, neutral_labels
-from ffbench.data import wrong_labels
+from ffbench.data import rows_with_negatives, wrong_labels
 from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
 from ffbench.settings.cell import MNIST_CLASSES, MNIST_PIXELS, CellSpec
@@ -160,9 +160,9 @@ class RecurrentFF(Algorithm):
             self.model.append(self.readout)
             self.optimizers.append(readout_optimizer)
 
-    @property
-    def rows_per_step(self) -> int:
-        return 2 * self.spec.batch_size
+    @classmethod
+    def rows_per_step(cls, spec: CellSpec) -> int:
+        return rows_with_negatives(spec.batch_size)
 
     def bottom_up(self, image: Tensor, label: Tensor) -> list[Tensor]:
         """Iteration 0: each layer from the one below; only the top layer hears from above
@@ -300,7 +300,7 @@ class RecurrentFF(Algorithm):
 
     def train_flops_per_step(self) -> int:
         # bottom-up pass (no grad), then per iteration forward + weight gradient
-        rows = self.rows_per_step
+        rows = self.rows_per_step(self.spec)
         flops = self._pass_flops(rows, False) + 2 * self.iterations * self._pass_flops(rows, True)
         if self.readout is not None:  # the batch run once more, then the classifier's step
             batch = self.spec.batch_size
@@ -341,7 +341,7 @@ def rff_layer_account(
     - the optimizer step: layer k's gradients and the step's temporaries (Adam's, mostly).
     With Adam the step is the largest; with SGD or momentum one of the backward moments.
     `readout_sizes`: the linear read-out's parameters, held with their optimizer state."""
-    rows, e, n = 2 * spec.batch_size, account.element_bytes(spec), spec.n_layers
+    rows, e, n = rows_with_negatives(spec.batch_size), account.element_bytes(spec), spec.n_layers
     iterations = int(spec.options["iterations"])
     every = [size for layer in params for size in layer] + (readout_sizes or [])
     below, above = (widths[k] for widths in layer_fan_ins(spec.hidden, n))

@@ -54,7 +54,7 @@ ERROR_TEXT_CHARS = 2000
 def calibrated_rate(built: Built) -> float:
     """FLOP/s of this cell's own matmul shapes on its device (measure.calibrate)."""
     algorithm = built.algorithm
-    shapes = matmul_shapes(algorithm.model, algorithm.rows_per_step)
+    shapes = matmul_shapes(algorithm.model, algorithm.rows_per_step(algorithm.spec))
     return calibrated_flops_per_s(shapes, algorithm.device, algorithm.dtype)
 
 
@@ -310,7 +310,7 @@ def run_cell(spec: CellSpec, sweep_id: str = "") -> dict[str, Any]:
         values["nvml_process_peak_used_bytes"] = poller.peak_process_bytes
     values |= identity_columns(spec, sweep_id) | {"threads": torch.get_num_threads()}
     return make_row(
-        rows_per_step=built.algorithm.rows_per_step,
+        rows_per_step=built.algorithm.rows_per_step(built.algorithm.spec),
         **outcome,
         cell_wall_s=time.perf_counter() - wall_start,
         cpu_peak_rss_bytes=cpu.peak_rss_bytes(),
