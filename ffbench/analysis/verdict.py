@@ -312,20 +312,33 @@ def times(data: pd.DataFrame, strongest: dict[tuple[Any, ...], str]) -> list[Tim
     return found
 
 
+def _cells_at(data: pd.DataFrame, group: tuple[Any, ...], algorithm: str,
+              depth: int) -> pd.DataFrame:
+    rows = data[(data["algorithm"] == algorithm) & (data["n_layers"] == depth)]
+    return rows.merge(pd.DataFrame([group], columns=GROUP), on=GROUP)
+
+
 def accuracies(data: pd.DataFrame) -> list[AccuracyComparison]:
+    """Each FF variant's test accuracy against bp's, at the deepest depth both have: the
+    median over the cells run (seeds), with how many and their lowest and highest."""
     scored = data[data["test_accuracy"].notna()]
     ff = _preferring_equal_rows(scored[~scored["backprop"]], "test_accuracy")
     bp = _median(scored[scored["algorithm"] == "bp"], "test_accuracy")
     found = []
     for group, algorithm, _, depth in _pairs(ff, bp):
-        rows = scored[(scored["algorithm"] == algorithm) & (scored["n_layers"] == depth)]
-        rows = rows.merge(pd.DataFrame([group], columns=GROUP), on=GROUP)
-        epochs = _joined(rows["epochs"].dropna().astype(int), "?")
+        rows, baseline = (_cells_at(scored, group, name, depth) for name in (algorithm, "bp"))
+        if not rows["backprop"].any() and (rows["eval_rows"] == EQUAL_ROWS).any():
+            rows = rows[rows["eval_rows"] == EQUAL_ROWS]
         found.append(AccuracyComparison(
             **_fields(group), algorithm=algorithm, depth=depth,
             accuracy=float(ff[(*group, algorithm, depth)]),
             baseline_accuracy=float(bp[(*group, "bp", depth)]),
-            dataset=_joined(rows["dataset"], "unknown data"), epochs=epochs))
+            dataset=_joined(rows["dataset"], "unknown data"),
+            epochs=_joined(rows["epochs"].dropna().astype(int), "?"),
+            runs=len(rows), low=float(rows["test_accuracy"].min()),
+            high=float(rows["test_accuracy"].max()), baseline_runs=len(baseline),
+            baseline_low=float(baseline["test_accuracy"].min()),
+            baseline_high=float(baseline["test_accuracy"].max())))
     return found
 
 

@@ -127,10 +127,16 @@ class AccuracyComparison:
     hidden: int
     algorithm: str
     depth: int
-    accuracy: float  # a fraction
+    accuracy: float  # a fraction: the median over the cells (seeds) run
     baseline_accuracy: float
     dataset: str
     epochs: str
+    runs: int = 1  # cells (seeds) behind `accuracy`
+    low: float = 0.0  # the lowest and highest of them
+    high: float = 0.0
+    baseline_runs: int = 1
+    baseline_low: float = 0.0
+    baseline_high: float = 0.0
 
     @property
     def points(self) -> float:

@@ -124,6 +124,8 @@ def sweep(
              "fair; accuracy; ci-cpu).", show_default=False)] = None,
     *,
     algorithms: Annotated[str | None, typer.Option(help="Algorithms, e.g. bp,ff,rff.")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="Named settings under every cell's own (see `ffbench presets`).")] = None,
     settings: dict[str, Any],
     timeout: Annotated[float | None, typer.Option(
         help="Seconds before a cell is killed (status timeout).")] = None,
@@ -145,8 +147,8 @@ def sweep(
     from ffbench.sweep.plan import plan
     from ffbench.sweep.run import run_planned
 
-    given = {"algorithms": algorithms, **settings, "timeout_s": timeout, "jobs": jobs,
-             "executor": executor}
+    given = {"algorithms": algorithms, "preset": preset, **settings, "timeout_s": timeout,
+             "jobs": jobs, "executor": executor}
     planned = plan(sweep_file, given, out, max_cells=max_cells)
     run_planned(planned, ConsoleSweepView(sys.argv), no_resume=no_resume,
                 retry_failed=retry_failed)

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ffbench.errors import BadInput
-from ffbench.plots.accuracy import accuracy_vs_memory
+from ffbench.plots.accuracy import accuracy_vs_memory, accuracy_vs_time
 from ffbench.plots.answer import answer
 from ffbench.plots.compare import compare_inputs
 from ffbench.plots.memory import measured_vs_predicted, memory_categories, memory_vs_layers
@@ -39,6 +39,7 @@ def figures(depths: Sequence[int] | None = None) -> dict[str, Callable[[pd.DataF
         "memory_categories": functools.partial(memory_categories, depths=depths),
         "measured_vs_predicted": measured_vs_predicted,
         "accuracy_vs_memory": accuracy_vs_memory,
+        "accuracy_vs_time": accuracy_vs_time,
         "compare_inputs": compare_inputs,
     }
 

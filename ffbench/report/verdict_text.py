@@ -167,15 +167,22 @@ def _time_line(v: Verdict, group: Group) -> str | None:
             f"{mine[0].measured_on}, {mine[0].depth} layers): " + "; ".join(per_variant) + ".")
 
 
+def _spread(accuracy: float, low: float, high: float, runs: int) -> str:
+    """'93.8% (93.1-94.0, 3 seeds)', or '93.8%' for one cell."""
+    return (f"{accuracy:.1%}" if runs < 2
+            else f"{accuracy:.1%} ({low:.1%}-{high:.1%}, median of {runs})")
+
+
 def _accuracy_line(v: Verdict, group: Group) -> str | None:
-    """'Test accuracy (adam, mnist-5k, 1 epoch(s)): Base FF 91.0% vs bp's 95.0% (-4.0
-    points) at 8 layers.'"""
+    """'Test accuracy (adam, mnist-5k, 20 epoch(s)): Base FF 91.0% (90.2%-91.5%, median of 3)
+    vs bp's 95.0% (...) (-4.0 points) at 2 layers.'"""
     mine = [a for a in v.accuracies
             if (a.source, a.optimizer, a.dtype, a.batch_size, a.hidden) == group.key]
     if not mine:
         return None
     text = "; ".join(
-        f"{display_name(a.algorithm)} {a.accuracy:.1%} vs bp's {a.baseline_accuracy:.1%} "
+        f"{display_name(a.algorithm)} {_spread(a.accuracy, a.low, a.high, a.runs)} vs bp's "
+        f"{_spread(a.baseline_accuracy, a.baseline_low, a.baseline_high, a.baseline_runs)} "
         f"({a.points:+.1f} points) at {a.depth} layers" for a in mine)
     near = any(min(a.accuracy, a.baseline_accuracy) < NEAR_CHANCE for a in mine)
     chance = (f"; near chance ({CHANCE:.0%}) is trained too little to judge" if near else "")

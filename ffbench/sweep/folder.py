@@ -61,13 +61,13 @@ def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
     shared = {k: v for k, v in dataclasses.asdict(probe).items() if k not in _PER_CELL}
     shared["eval_batch_size"] = spec.cell.get("eval_batch_size")
     return {"algorithms": list(spec.algorithms), "hidden": list(spec.hidden), **shared,
-            **spec.axes}
+            **spec.axes, "preset": spec.preset}
 
 
 def definition(spec: SweepSpec) -> dict[str, Any]:
     return {"name": spec.name, "algorithms": list(spec.algorithms), "layers": list(spec.layers),
             "batch_sizes": list(spec.batch_sizes), "hidden": list(spec.hidden),
-            "cell": spec.cell}
+            "cell": spec.cell, **({"preset": spec.preset} if spec.preset else {})}
 
 
 def stored_sweep(folder: Path) -> SweepSpec | None:
@@ -80,7 +80,8 @@ def stored_sweep(folder: Path) -> SweepSpec | None:
         return SweepSpec(name=values["name"], algorithms=tuple(values["algorithms"]),
                          layers=tuple(values["layers"]),
                          batch_sizes=tuple(values["batch_sizes"]),
-                         hidden=tuple(values["hidden"]), cell=dict(values["cell"]))
+                         hidden=tuple(values["hidden"]), cell=dict(values["cell"]),
+                         preset=values.get("preset"))
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise BadInput(f"{path}: unreadable sweep definition ({exc})") from None
 

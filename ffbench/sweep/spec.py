@@ -21,6 +21,7 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import ffbench
+from ffbench.algorithms.presets import PRESETS, apply_preset
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import cell_id, check
 from ffbench.errors import BadInput
@@ -55,6 +56,7 @@ GRID_KEYS = ("algorithms", *(setting.grid for setting in SETTINGS.values() if se
 # keys that set one setting of every cell: the table's settings but those the grid sets
 CELL_KEYS = tuple(name for name, setting in SETTINGS.items() if not setting.grid)
 RUNNER_KEYS = ("name", "timeout_s", "jobs", "executor", "slurm")
+PRESET_KEY = "preset"  # named settings under every cell's own (algorithms.presets)
 SLURM_KEYS: dict[str, type | tuple[type, ...]] = {
     "cluster": str, "partition": str, "account": str, "qos": str, "constraint": str,
     "time_min": int, "gpus_per_task": int, "cpus_per_task": int, "mem_gb": (int, float),
@@ -84,6 +86,8 @@ class SweepSpec:
     jobs: int | None = None  # cells at once; None: `cells_at_once` chooses
     executor: str = "local"
     slurm: dict[str, Any] = field(default_factory=dict)
+    # named settings each cell takes for its algorithm where the sweep sets nothing itself
+    preset: str | None = None
 
     @property
     def device(self) -> str:
@@ -124,8 +128,8 @@ class SweepSpec:
         depth-major so that all algorithms' curves grow together while the sweep runs."""
         axes, shared = self.axes, self.shared
         specs = [
-            check(CellSpec(algorithm=a, n_layers=n, hidden=h, batch_size=b,
-                           **shared, **dict(zip(axes, values, strict=True))))
+            self._cell({"algorithm": a, "n_layers": n, "hidden": h, "batch_size": b, **shared,
+                        **dict(zip(axes, values, strict=True))})
             for h in self.hidden
             for b in self.batch_sizes
             for n in self.layers
@@ -133,6 +137,12 @@ class SweepSpec:
             for a in self.algorithms
         ]
         return list({cell_id(spec): spec for spec in specs}.values())
+
+    def _cell(self, fields: dict[str, Any]) -> CellSpec:
+        """One cell: the sweep's settings, its preset's for the algorithm under them."""
+        if self.preset is not None:
+            fields = apply_preset(self.preset, fields["algorithm"], fields, set(fields))
+        return check(CellSpec(**fields))
 
 
 def packaged_sweeps() -> list[str]:
@@ -179,7 +189,7 @@ def parse_sweep(
 ) -> SweepSpec:
     """Check every key and value; BadInput names the first one wrong. The grid's size is
     computed before anything is expanded, and more than `max_cells` cells are refused."""
-    known = (*GRID_KEYS, *CELL_KEYS, *RUNNER_KEYS)
+    known = (*GRID_KEYS, *CELL_KEYS, *RUNNER_KEYS, PRESET_KEY)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise BadInput(f"unknown sweep key {unknown[0]!r} (known: {', '.join(known)})")
@@ -203,6 +213,7 @@ def parse_sweep(
                                                                    MAX_JOBS),
         executor=_executor(values.get("executor", "local")),
         slurm=_slurm_table(values.get("slurm", {})),
+        preset=_preset(values.get(PRESET_KEY)),
     )
     if sweep.size > max_cells:
         raise BadInput(f"the sweep has {sweep.size} cells, more than the limit of {max_cells} "
@@ -292,6 +303,12 @@ def _positive_number(key: str, value: Any) -> float:
             or not math.isfinite(value)):
         raise BadInput(f"--{flag_of_key(key)} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _preset(value: Any) -> str | None:
+    if value is not None:
+        one_of("preset", value, tuple(PRESETS))
+    return value  # type: ignore[no-any-return]
 
 
 def _executor(value: Any) -> str:
