@@ -1,7 +1,7 @@
 """Small real sweeps, run once per test session through the command line a user types, for
 the tests that draw what users get: the embedded default (measured on the CPU, fewer
 depths), the published comparison predicted on meta (what a machine without a GPU gets)
-and the fair comparison predicted on meta, with Adam and with SGD.
+the fair comparison predicted on meta, with Adam and with SGD, and a short accuracy sweep.
 
 Each folder holds what `ffbench sweep` wrote; nothing here is hand-made. The sweeps run
 side by side (together about half a minute on two CPU cores).
@@ -24,6 +24,8 @@ SWEEPS: dict[str, tuple[str, ...]] = {
     "embedded-default": ("quick", "--layers", "1,4,16"),
     "published-predicted": ("--layers", META_DEPTHS, "--device", "meta"),
     "fair": ("fair", "--device", "meta", "--layers", META_DEPTHS),  # Adam and SGD
+    # the accuracy sweep, shortened: two algorithms, two epochs (three seeds each)
+    "accuracy": ("accuracy", "--algorithms", "bp,ff", "--epochs", "2"),
 }
 
 

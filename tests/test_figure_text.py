@@ -89,11 +89,12 @@ def frames(real_sweeps: dict[str, Path]) -> dict[str, pd.DataFrame]:
         "embedded default": load([real_sweeps["embedded-default"]]),
         "published, predicted": load([real_sweeps["published-predicted"]]),
         "fair, Adam and SGD": load([real_sweeps["fair"]]),
+        "accuracy": load([real_sweeps["accuracy"]]),
     }
 
 
 FRAMES = ("example", "factory", "two inputs", "embedded default", "published, predicted",
-          "fair, Adam and SGD")
+          "fair, Adam and SGD", "accuracy")
 # a tick label a reader reads at once: 5 / 20 / 0.5 / 1,000 (never 10^0 or 3x10^0)
 PLAIN_NUMBER = re.compile(r"^[-\u2212]?\d{1,3}(,\d{3})*(\.\d+)?$")
 
@@ -167,11 +168,14 @@ def test_one_scale_per_figure(data: str, drawn: dict[str, dict[str, Figure | str
 def test_the_real_sweeps_draw_what_they_hold(drawn: dict[str, dict[str, Figure | str]]) -> None:
     """Which figures each real sweep draws, and why the others are skipped."""
     skipped = {data: {name: why for name, why in drawn[data].items() if isinstance(why, str)}
-               for data in ("embedded default", "published, predicted", "fair, Adam and SGD")}
-    assert set(skipped["embedded default"]) == {"accuracy_vs_memory", "compare_inputs"}
+               for data in ("embedded default", "published, predicted", "fair, Adam and SGD",
+                            "accuracy")}
+    assert set(skipped["embedded default"]) == {"accuracy_vs_memory", "accuracy_vs_time",
+                                                "compare_inputs"}
     meta = skipped["published, predicted"]
     assert set(meta) == {"time_vs_layers", "measured_vs_predicted", "accuracy_vs_memory",
-                         "compare_inputs"}
+                         "accuracy_vs_time", "compare_inputs"}
+    assert set(skipped["accuracy"]) == {"compare_inputs"}  # the accuracy figures are drawn
     assert "is the prediction itself" in meta["measured_vs_predicted"]
     assert "not timed" in meta["time_vs_layers"]
     assert set(skipped["fair, Adam and SGD"]) == set(meta)  # one folder: nothing to compare

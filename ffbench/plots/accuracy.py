@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -22,45 +21,65 @@ from ffbench.plots.style import (
     panel_grid,
     peak_kind,
     prepared,
+    spans_decades,
     wrapped_text,
 )
+from ffbench.plots.ticks import readable
 from ffbench.settings.cell import MNIST_CLASSES
 
 CHANCE = 1 / MNIST_CLASSES
+BAND_ALPHA = 0.2
+Y_MARGIN_POINTS = 2  # accuracy axis: from this far below the lowest point (or chance)
 
 
 def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
-    """Test accuracy against the train peak it cost, each point labelled with its depth."""
+    """Test accuracy against the train peak it cost: per algorithm, size and depth, the
+    median over the cells run (seeds) with a bar from the lowest to the highest; each point
+    labelled with its depth where several depths were run."""
     data = prepared(frame)
     rows = ok_rows(data, "test_accuracy", "train_peak")
     if rows.empty:
         raise NoData("no test accuracy in these results (it needs --epochs and real data)")
     divisor, unit = memory_unit(rows["train_peak"])
-    rows = rows.assign(x=rows["train_peak"] / divisor, y=rows["test_accuracy"] * PERCENT)
+    points = rows.groupby(["algorithm", "config", "n_layers"], sort=False).agg(
+        x=("train_peak", "median"), y=("test_accuracy", "median"), low=("test_accuracy", "min"),
+        high=("test_accuracy", "max"), runs=("test_accuracy", "size"),
+        epochs=("epochs", "max")).reset_index()
+    points[["y", "low", "high"]] *= PERCENT
+    points["x"] /= divisor
     fig, axes = panel_grid(1, 1)
     ax = axes[0, 0]
-    markers = {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(config_names(rows))}
-    sns.scatterplot(data=rows, x="x", y="y", hue="algorithm", style="config", markers=markers,
-                    palette=algorithm_colors(rows["algorithm"]), s=50, ax=ax, legend=False)
-    for x, y, depth in zip(rows["x"], rows["y"], rows["n_layers"], strict=True):
-        ax.annotate(f"{int(depth)}", (x, y), textcoords="offset points", xytext=(4, 3),
-                    fontsize="x-small")
+    configs = config_names(points)
+    markers = {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(configs)}
+    colors = algorithm_colors(points["algorithm"])
+    depths_shown = points["n_layers"].nunique() > 1
+    for p in points.itertuples():
+        ax.errorbar(p.x, p.y, yerr=[[p.y - p.low], [p.high - p.y]], color=colors[p.algorithm],
+                    marker=markers[p.config], markersize=6, linestyle="", capsize=2)
+        if depths_shown:
+            ax.annotate(f"{int(p.n_layers)}", (p.x, p.y), textcoords="offset points",
+                        xytext=(4, 3), fontsize="x-small")
+    at_chance = points[points["y"] < 2 * CHANCE * PERCENT]
+    bottom = CHANCE * PERCENT if not at_chance.empty else float(points["low"].min())
+    ax.set_ylim(max(0.0, bottom - Y_MARGIN_POINTS), PERCENT)
     ax.axhline(CHANCE * PERCENT, color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel(f"train peak, {peak_kind(rows, 'train')} ({unit})")
     ax.set_ylabel("test accuracy (%)")
-    at_chance = rows[rows["test_accuracy"] < 2 * CHANCE]
+    runs = int(points["runs"].max())
+    notes = [f"median of {runs} cells (seeds), bars: lowest to highest"] if runs > 1 else []
     if not at_chance.empty:
         epochs = ", ".join(str(int(e)) for e in sorted(at_chance["epochs"].dropna().unique()))
-        ax.set_title(wrapped_text(f"dotted: chance ({CHANCE:.0%}). {len(at_chance)} cell(s) near "
-                              f"chance: trained too little to learn ({epochs or '?'} epoch(s)), "
-                              "not a verdict on the algorithm", fig), fontsize="small")
-    configs = [Line2D([], [], color="gray", marker=m, linestyle="", label=c)
-               for c, m in markers.items()] if len(markers) > 1 else []
-    return finish_figure(fig, data, "Accuracy vs memory (labels: hidden layers)", None, configs)
+        notes.append(f"dotted: chance ({CHANCE:.0%}). {len(at_chance)} point(s) near chance: "
+                     f"trained too little to learn ({epochs or '?'} epoch(s)), not a verdict on "
+                     "the algorithm")
+    if notes:
+        ax.set_title(wrapped_text("; ".join(notes), fig), fontsize="small")
+    shapes = [Line2D([], [], color="gray", marker=m, linestyle="", label=c)
+              for c, m in markers.items()] if len(markers) > 1 else []
+    title = "Accuracy vs memory" + (" (labels: hidden layers)" if depths_shown else "")
+    return finish_figure(fig, data, title, None, shapes)
 
 
-CURVE_COLUMNS = ["epoch", "train_s", "accuracy"]  # one entry of the accuracy_curve column
-BAND_ALPHA = 0.2
 
 
 def curves(rows: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +121,11 @@ def accuracy_vs_time(frame: pd.DataFrame) -> Figure:
                 **({"dashes": dashes} if dashes else {}))
         ax.fill_between(line["seconds"], line["low"] * PERCENT, line["high"] * PERCENT,
                         color=color, alpha=BAND_ALPHA, linewidth=0)
-    ax.axhline(CHANCE * PERCENT, color="gray", linestyle=":", linewidth=1)
+    readable(ax, "x", log=spans_decades(summary["seconds"]))
+    # the interesting part: from a little below the lowest line once it has begun to learn
+    learned = summary[summary["point"] > 0]["accuracy"]
+    bottom = max(CHANCE, float((learned if not learned.empty else summary["accuracy"]).min()))
+    ax.set_ylim(max(0.0, bottom * PERCENT - Y_MARGIN_POINTS), PERCENT)
     ax.set_xlabel("training seconds (evaluations left out)")
     ax.set_ylabel("test accuracy (%)")
     runs = int(summary["runs"].max())
