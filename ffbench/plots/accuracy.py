@@ -41,7 +41,7 @@ def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
     if rows.empty:
         raise NoData("no test accuracy in these results (it needs --epochs and real data)")
     divisor, unit = memory_unit(rows["train_peak"])
-    points = rows.groupby(["algorithm", "config", "n_layers"], sort=False).agg(
+    points = rows.groupby(["source", "algorithm", "config", "n_layers"], sort=False).agg(
         x=("train_peak", "median"), y=("test_accuracy", "median"), low=("test_accuracy", "min"),
         high=("test_accuracy", "max"), runs=("test_accuracy", "size"),
         epochs=("epochs", "max")).reset_index()
@@ -61,12 +61,13 @@ def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
                         xytext=(4, 3), fontsize="x-small")
     at_chance = points[points["y"] < 2 * CHANCE * PERCENT]
     bottom = CHANCE * PERCENT if not at_chance.empty else float(points["low"].min())
-    ax.set_ylim(max(0.0, bottom - Y_MARGIN_POINTS), PERCENT)
+    ax.set_ylim(max(0.0, bottom - Y_MARGIN_POINTS),
+                min(PERCENT, float(points["high"].max()) + Y_MARGIN_POINTS))
     ax.axhline(CHANCE * PERCENT, color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel(f"train peak, {peak_kind(rows, 'train')} ({unit})")
     ax.set_ylabel("test accuracy (%)")
     runs = int(points["runs"].max())
-    notes = [f"median of {runs} cells (seeds), bars: lowest to highest"] if runs > 1 else []
+    notes = [f"median of {runs} seeds, bars: lowest to highest"] if runs > 1 else []
     if not at_chance.empty:
         epochs = ", ".join(str(int(e)) for e in sorted(at_chance["epochs"].dropna().unique()))
         notes.append(f"dotted: chance ({CHANCE:.0%}). {len(at_chance)} point(s) near chance: "
@@ -90,7 +91,8 @@ def curves(rows: pd.DataFrame) -> pd.DataFrame:
         for point, (epoch, seconds, accuracy) in enumerate(json.loads(row.accuracy_curve)):
             found.append({"algorithm": row.algorithm, "config": row.config,
                           "n_layers": row.n_layers, "seed": row.seed, "point": point,
-                          "epoch": epoch, "train_s": seconds, "accuracy": accuracy})
+                          "epoch": epoch, "train_s": seconds, "accuracy": accuracy,
+                          "source": row.source})
     return pd.DataFrame(found)
 
 
@@ -104,19 +106,20 @@ def accuracy_vs_time(frame: pd.DataFrame) -> Figure:
         raise NoData("no accuracy after every epoch in these results (it needs --epochs and "
                      "real data)")
     points = curves(rows)
-    keys = ["algorithm", "config", "n_layers", "point"]
+    keys = ["source", "algorithm", "config", "n_layers", "point"]
     summary = points.groupby(keys).agg(
         seconds=("train_s", "median"), accuracy=("accuracy", "median"),
         low=("accuracy", "min"), high=("accuracy", "max"), runs=("seed", "nunique"),
     ).reset_index()
     colors = algorithm_colors(summary["algorithm"])
-    sizes = list(dict.fromkeys(zip(summary["config"], summary["n_layers"], strict=True)))
+    sizes = list(dict.fromkeys(zip(summary["source"], summary["config"], summary["n_layers"],
+                                   strict=True)))
     several = len(sizes) > 1
     fig, axes = panel_grid(1, 1)
     ax = axes[0, 0]
-    for (algorithm, config, layers), line in summary.groupby(keys[:3], sort=False):
+    for (source, algorithm, config, layers), line in summary.groupby(keys[:4], sort=False):
         color = colors[algorithm]
-        dashes = DASHES[sizes.index((config, layers)) % len(DASHES)]
+        dashes = DASHES[sizes.index((source, config, layers)) % len(DASHES)]
         ax.plot(line["seconds"], line["accuracy"] * PERCENT, color=color, linewidth=1.5,
                 **({"dashes": dashes} if dashes else {}))
         ax.fill_between(line["seconds"], line["low"] * PERCENT, line["high"] * PERCENT,
@@ -125,11 +128,12 @@ def accuracy_vs_time(frame: pd.DataFrame) -> Figure:
     # the interesting part: from a little below the lowest line once it has begun to learn
     learned = summary[summary["point"] > 0]["accuracy"]
     bottom = max(CHANCE, float((learned if not learned.empty else summary["accuracy"]).min()))
-    ax.set_ylim(max(0.0, bottom * PERCENT - Y_MARGIN_POINTS), PERCENT)
+    ax.set_ylim(max(0.0, bottom * PERCENT - Y_MARGIN_POINTS),
+                min(PERCENT, float(summary["high"].max()) * PERCENT + Y_MARGIN_POINTS))
     ax.set_xlabel("training seconds (evaluations left out)")
     ax.set_ylabel("test accuracy (%)")
     runs = int(summary["runs"].max())
-    note = f"lines: median of {runs} cells (seeds) per epoch; bands: lowest to highest"
-    ax.set_title(wrapped_text(note + (", one line per size" if several else ""), fig),
+    note = f"lines: median of {runs} seeds per epoch; bands: lowest to highest"
+    ax.set_title(wrapped_text(note + (", a dash per size or input" if several else ""), fig),
                  fontsize="small")
     return finish_figure(fig, data, "Accuracy vs training time", None, [])
