@@ -13,7 +13,7 @@ import torch
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.results import read_row_json
-from ffbench.runner.jobs import FORKED, CellJob, CellOutcome
+from ffbench.runner.jobs import CHILD_MODULE, FORKED, CellJob, CellOutcome
 from ffbench.runner.local_pool import LocalPool
 from ffbench.settings.cell import CellSpec
 
@@ -93,7 +93,7 @@ def pool_running_pid(workdir: Path, job: CellJob) -> int:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"ffbench.child" in argv and cell_id(job.spec).encode() in argv:
+            if CHILD_MODULE.encode() in argv and cell_id(job.spec).encode() in argv:
                 return int(proc.name)
         time.sleep(0.05)
     raise AssertionError(f"no process titled with {cell_id(job.spec)} ({workdir})")

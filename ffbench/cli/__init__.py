@@ -192,16 +192,23 @@ def check_command(
         help="Memory column to compare (repeatable) (default: tracked, predicted and static "
              "bytes; CUDA peaks when both rows come from the same GPU).")] = None,
     refresh_baseline: Annotated[bool, typer.Option(
-        help="Write RESULTS' successful rows as the new baseline, on purpose.")] = False,
+        help="Write RESULTS' successful rows as the new baseline (FILE.parquet), on purpose."
+    )] = False,
+    allow_uncompared: Annotated[bool, typer.Option(
+        "--allow-uncompared",
+        help="Cells that cannot be compared (given more than once, a memory column null now "
+             "or, for --metric, on both sides) are listed but do not fail the gate.")] = False,
 ) -> None:
-    """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline."""
+    """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline,
+    or a cell could not be compared (the gate fails closed)."""
     from ffbench import check
     from ffbench.console.tables import check_lines
 
     if refresh_baseline:
         show(f"wrote {check.refresh(results, baseline)} cells to {baseline}")
         return
-    outcome = check.gate(results, baseline, rtol=rtol, metrics=metric or [])
+    outcome = check.gate(results, baseline, rtol=rtol, metrics=metric or [],
+                         allow_uncompared=allow_uncompared)
     show(*check_lines(outcome, rtol))
     raise typer.Exit(outcome.exit_code)
 

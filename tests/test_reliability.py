@@ -1,0 +1,466 @@
+"""Nothing lost, no gate bypassed, nothing hidden: what a hostile user, a tampered folder or
+a broken plugin does to a command, one test per example, each through the real command
+line (in this process where a subprocess is not the point; real processes, signals and
+plugins where it is)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from results_factory import ok_row, sweep_rows
+from test_robustness import SWEEP_META, assert_refused, invoke
+from test_sweep_processes import WAIT_S, env, ffbench_sweep, start_sweep
+
+from ffbench.algorithms.resolve import identity_columns
+from ffbench.results import (
+    CELLS_DIR,
+    PARQUET_NAME,
+    load,
+    make_row,
+    read_parquet,
+    write_parquet,
+    write_row_json,
+)
+from ffbench.settings.cell import CellSpec
+from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep.spec import load_sweep
+
+TINY_META = [*SWEEP_META, "--layers", "1,2"]
+
+
+def meta_rows(layers: tuple[int, ...] = (1, 2), **settings: object) -> list[dict[str, object]]:
+    """Rows of real meta cells of bp (their ids their settings'), with made-up peaks."""
+    rows = []
+    for n in layers:
+        spec = CellSpec("bp", n_layers=n, hidden=8, batch_size=8, device="meta", steps=1,
+                        warmup_steps=0, **settings)  # type: ignore[arg-type]
+        rows.append(make_row(**identity_columns(spec, "ci-cpu"), status="ok",
+                             train_peak_tracked_bytes=1000 * n, eval_peak_tracked_bytes=500 * n,
+                             predicted_train_peak_bytes=1000 * n,
+                             predicted_eval_peak_bytes=500 * n, static_bytes=100 * n))
+    return rows
+
+
+def cells_folder(folder: Path, rows: list[dict[str, object]]) -> Path:
+    for row in rows:
+        write_row_json(row, folder / CELLS_DIR / f"{row['cell_id']}.json")
+    return folder
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path below `folder` with its bytes (None for a directory): what a refusal
+    must leave as it was."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(folder.rglob("*"))}
+
+
+# ---- 1. data lost or written outside the folder -----------------------------------------
+
+
+def test_a_copied_results_file_is_not_rewritten_by_a_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "copied"
+    write_parquet(sweep_rows(), out / PARQUET_NAME)
+    before = tree(out)
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out)
+    assert_refused(code, err, "holds results.parquet but no cell rows")
+    assert tree(out) == before
+
+
+def test_a_folder_of_the_users_own_is_neither_adopted_nor_moved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mine"
+    (out / CELLS_DIR).mkdir(parents=True)
+    (out / CELLS_DIR / "analysis.json").write_text('{"my": "notes"}')
+    (out / "notes.txt").write_text("mine")
+    before = tree(out)
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out)
+    assert_refused(code, err, "holds files that are not a sweep's")
+    assert tree(out) == before  # nothing moved to rejected/, no lock, no definition
+
+
+def test_a_sweeps_folder_keeps_a_file_of_the_users_in_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s"
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out)
+    assert code == 0, err
+    (out / CELLS_DIR / "analysis.json").write_text('{"my": "notes"}')
+    code, _, err = invoke(capsys, "sweep", *SWEEP_META, "--layers", "1..3", "--out", out)
+    assert code == 0, err
+    assert (out / CELLS_DIR / "analysis.json").read_text() == '{"my": "notes"}'
+    assert not (out / sweep_folder.REJECTED_DIR).exists()
+    assert len(read_parquet(out / PARQUET_NAME)) == 3
+
+
+def test_a_lock_file_that_is_a_link_is_never_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, target = tmp_path / "s", tmp_path / "precious.txt"
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out)
+    assert code == 0, err
+    target.write_text("keep me")
+    (out / ".lock").unlink()
+    (out / ".lock").symlink_to(target)
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out)
+    assert_refused(code, err, "is a symbolic link")
+    assert target.read_text() == "keep me" and (out / ".lock").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "device"])
+def test_run_out_never_replaces_a_link_or_a_special_file(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "target.json"
+    target.write_text("keep me")
+    out = tmp_path / "out.json"
+    if kind == "link":
+        out.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out = Path("/dev/null")
+    started = time.perf_counter()
+    code, stdout, err = invoke(capsys, "run", "bp", "--device", "meta", "--hidden", "8",
+                               "--batch-size", "8", "--layers", "1", "--out", out)
+    assert_refused(code, err, "ffbench writes only regular files")
+    assert stdout == ""  # refused before the cell ran
+    assert time.perf_counter() - started < 5
+    assert target.read_text() == "keep me"
+    if kind == "link":
+        assert out.is_symlink()
+    if kind == "fifo":
+        assert out.is_fifo()
+    if kind == "device":
+        assert out.is_char_device()
+
+
+def test_deleting_the_lock_file_does_not_admit_a_second_sweep(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    first = sweep_folder.SweepDir(out)
+    try:
+        with pytest.raises(sweep_folder.SweepLocked, match=f"PID {os.getpid()}"):
+            sweep_folder.SweepDir(out)
+        (out / ".lock").unlink()
+        with pytest.raises(sweep_folder.SweepLocked, match="PID unknown"):
+            sweep_folder.SweepDir(out)
+        assert not (out / ".lock").exists()  # the refused one wrote nothing
+    finally:
+        first.close()
+    sweep_folder.SweepDir(out).close()
+
+
+@pytest.mark.slow
+def test_a_running_sweep_whose_lock_file_is_deleted_keeps_its_folder(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    first = start_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..3", "--hidden", "256",
+                        "--batch-sizes", "256", "--steps", "10", "--warmup", "0", "--device",
+                        "cpu", "--threads", "1", "--out", out)
+    deadline = time.monotonic() + WAIT_S
+    while not ((out / ".work").exists() and any((out / ".work").iterdir())):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    (out / ".lock").unlink()
+    second = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..3", "--hidden",
+                           "256", "--batch-sizes", "256", "--steps", "10", "--warmup", "0",
+                           "--device", "cpu", "--threads", "1", "--out", out)
+    assert second.returncode == 2 and "in use by another sweep" in second.stderr, second.stderr
+    _, err = first.communicate(timeout=WAIT_S)
+    assert first.returncode == 0, err
+    frame = read_parquet(out / PARQUET_NAME)
+    assert len(frame) == 6 and set(frame["status"]) == {"ok"}
+
+
+@pytest.mark.parametrize("name", ["base.json", "base", "base.md"])
+def test_refresh_baseline_writes_only_a_parquet_file(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = cells_folder(tmp_path / "r", meta_rows())
+    code, _, err = invoke(capsys, "check", results, "--baseline", tmp_path / name,
+                          "--refresh-baseline")
+    assert_refused(code, err, "give a FILE.parquet")
+    assert not (tmp_path / name).exists()
+    code, out, err = invoke(capsys, "check", results, "--baseline", tmp_path / "b.parquet",
+                            "--refresh-baseline")
+    assert code == 0 and "wrote 2 cells" in out, err
+    code, out, err = invoke(capsys, "check", results, "--baseline", tmp_path / "b.parquet")
+    assert code == 0 and "ok: 2 cells compared" in out, err
+
+
+# ---- 2. the memory gate fails closed ---------------------------------------------------------
+
+
+def regressed(rows: list[dict[str, object]], factor: int = 3) -> list[dict[str, object]]:
+    columns = ("train_peak_tracked_bytes", "predicted_train_peak_bytes")
+    return [{**row, **{c: int(row[c]) * factor for c in columns}} for row in rows]  # type: ignore[call-overload]
+
+
+def assert_failed_closed(code: int, out: str, words: str) -> None:
+    """exit 1, and one line naming the cells the gate could not compare, with why."""
+    assert code == 1, out
+    [line] = [line for line in out.splitlines() if line.startswith("could not compare")]
+    assert words in line and "bp layers=1" in line, line
+    assert out.rstrip().splitlines()[-1].startswith("FAIL: "), out
+
+
+def test_a_cell_given_twice_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = cells_folder(tmp_path / "base", meta_rows())
+    worse = cells_folder(tmp_path / "worse", regressed(meta_rows()))
+    code, out, _ = invoke(capsys, "check", worse, base, "--baseline", base)
+    assert_failed_closed(code, out, "given 2 times in the results")
+    code, out, _ = invoke(capsys, "check", worse, "--baseline", base)
+    assert code == 1 and "4 regressions" in out  # given once, the regression is seen
+    code, out, _ = invoke(capsys, "check", worse, base, "--baseline", base,
+                          "--allow-uncompared")
+    assert code == 0 and "--allow-uncompared: not a failure" in out
+
+
+def test_rows_without_their_memory_columns_fail_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = cells_folder(tmp_path / "base", meta_rows())
+    from ffbench.check import DETERMINISTIC_METRICS
+
+    empty = [{**row, **dict.fromkeys(DETERMINISTIC_METRICS)} for row in meta_rows()]
+    code, out, _ = invoke(capsys, "check", cells_folder(tmp_path / "now", empty),
+                          "--baseline", base)
+    assert_failed_closed(code, out, "train_peak_tracked_bytes is null now")
+
+
+def test_a_metric_null_on_both_sides_fails_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = cells_folder(tmp_path / "base", meta_rows())
+    worse = cells_folder(tmp_path / "worse", regressed(meta_rows()))
+    code, out, _ = invoke(capsys, "check", worse, "--baseline", base,
+                          "--metric", "train_peak_allocated_bytes")
+    assert_failed_closed(code, out, "train_peak_allocated_bytes is null on both sides")
+    code, out, _ = invoke(capsys, "check", worse, "--baseline", base,
+                          "--metric", "train_peak_tracked_bytes")
+    assert code == 1 and "2 regressions" in out
+
+
+def test_rows_without_a_cell_id_fail_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = cells_folder(tmp_path / "base", meta_rows())
+    anonymous = [{**row, "cell_id": None} for row in meta_rows()]
+    write_parquet(anonymous + meta_rows()[:1], tmp_path / "now.parquet")
+    code, out, _ = invoke(capsys, "check", tmp_path / "now.parquet", "--baseline", base)
+    assert code == 1 and "2 row(s) without a cell id" in out, out
+
+
+# ---- 3. results hidden or mixed -------------------------------------------------------------
+
+
+def test_a_stale_parquet_beside_intact_cells_hides_no_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = meta_rows((1, 2, 3))
+    folder = cells_folder(tmp_path / "r", rows)
+    write_parquet(rows[:1], folder / PARQUET_NAME)  # as a kill between two writes leaves it
+    assert len(load([folder])) == 3
+    code, out, err = invoke(capsys, "check", folder, "--baseline", folder)
+    assert code == 0 and "ok: 3 cells compared" in out, err
+
+
+def test_a_corrupt_parquet_beside_intact_cells_blocks_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    (folder / PARQUET_NAME).write_bytes(b"PAR1 torn in half")
+    code, out, err = invoke(capsys, "check", folder, "--baseline", folder)
+    assert code == 0 and "ok: 2 cells compared" in out, err
+    code, out, err = invoke(capsys, "report", folder, "--out", tmp_path / "r.md")
+    assert code == 0, err
+    assert "All 2 cells run succeeded." in (tmp_path / "r.md").read_text()
+
+
+def test_a_folder_with_rows_of_a_plugin_not_installed_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "r"
+    spec = load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,2", "hidden": 8,
+                                 "batch_sizes": 8, "steps": 1, "warmup_steps": 0,
+                                 "device": "meta"})
+    sweep_folder.record_owner(spec, folder)
+    stored = json.loads((folder / sweep_folder.DEFINITION_NAME).read_text())
+    stored["algorithms"] = ["bp", "ff-gone"]
+    (folder / sweep_folder.DEFINITION_NAME).write_text(json.dumps(stored))
+    rows = meta_rows()
+    plugin_row = {**rows[0], "algorithm": "ff-gone", "cell_id": "0123456789ab"}
+    cells_folder(folder, [*rows, plugin_row])
+    code, _, err = invoke(capsys, "report", folder, "--out", tmp_path / "r.md")
+    assert code == 0, err
+    assert "ff-gone" in err and "unchecked" in err  # said once
+    text = (tmp_path / "r.md").read_text()
+    assert "All 3 cells run succeeded." in text
+
+
+def test_a_folder_mixing_optimizers_is_fitted_per_optimizer(tmp_path: Path) -> None:
+    from ffbench import report
+
+    rows = [ok_row("bp", n, 64, optimizer=optimizer, mem_optimizer_state_bytes=None,
+                   train_peak_tracked_bytes=n * slope)
+            for optimizer, slope in (("adam", 3 * 2**20), ("sgd", 2**20)) for n in (1, 2, 3)]
+    write_parquet(rows, tmp_path / "fair" / PARQUET_NAME)
+    frame = sweep_folder.load_set([tmp_path / "fair"])
+    assert sorted(frame["source"].unique()) == [f"{tmp_path / 'fair'} (optimizer=adam)",
+                                                f"{tmp_path / 'fair'} (optimizer=sgd)"]
+    slopes = report.slope_table(frame).set_index("source")["train_slope_bytes_per_layer"]
+    assert sorted(slopes.round()) == [2**20, 3 * 2**20]  # each its own, never their mean
+
+
+# ---- 4. hangs and unbounded work ------------------------------------------------------------
+
+
+def test_a_link_to_a_parent_is_not_followed_when_searching_for_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent = tmp_path / "parent"
+    cells_folder(parent / "a", meta_rows())
+    (parent / "loop").symlink_to(parent)
+    (parent / "b").mkdir()
+    (parent / "b" / "up").symlink_to(parent)
+    assert sweep_folder.results_below(parent) == [parent / "a"]
+    started = time.perf_counter()
+    code, out, err = invoke(capsys, "report", parent)
+    assert code == 0, err
+    assert out.count("wrote ") == 1 and time.perf_counter() - started < 60
+
+
+def test_a_fifo_among_the_cells_or_as_the_sweep_file_blocks_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    os.mkfifo(folder / CELLS_DIR / "0123456789ab.json")
+    os.mkfifo(tmp_path / "sweep.toml")
+    code, _, err = invoke(capsys, "report", folder, "--out", tmp_path / "r.md")
+    assert code == 0 and "is a FIFO" in err, err
+    code, _, err = invoke(capsys, "sweep", tmp_path / "sweep.toml", "--out", tmp_path / "x")
+    assert_refused(code, err, "is a FIFO")
+    os.mkfifo(tmp_path / "fifo.parquet")
+    code, _, err = invoke(capsys, "check", tmp_path / "fifo.parquet", "--baseline", folder)
+    assert_refused(code, err, "is a FIFO")
+
+
+def test_extending_a_sweep_with_batch_sizes_stores_no_phantom_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s"
+    code, _, err = invoke(capsys, "sweep", *SWEEP_META, "--layers", "1..4", "--out", out)
+    assert code == 0, err
+    code, _, err = invoke(capsys, "sweep", *SWEEP_META, "--layers", "1", "--batch-sizes", "16",
+                          "--out", out)
+    assert code == 0, err
+    frame = sweep_folder.load_set([out])
+    assert len(frame) == 5 and "missing" not in set(frame["status"])
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"algorithms": []}, "no names given"),
+        ({"algorithms": "bp"}, None),
+        ({"surprise": 1}, "unknown key 'surprise'"),
+        ({"grids": [{"layers": ["a"], "batch_sizes": [8]}]}, "expected a range"),
+        ({"grids": [{"layers": [1.5], "batch_sizes": [8]}]}, "expected a range"),
+        ({"grids": [{"layers": [1, 2], "batch_sizes": [8], "x": 1}]}, "a grid is an object"),
+        ({"grids": [{"layers": "1..10000", "batch_sizes": "1..1000000"}]}, "more than the limit"),
+        ({"grids": [{"layers": "1..10000", "batch_sizes": "1..100"}] * 2}, "more than any"),
+        ({"cell": {"steps": "many"}}, "steps"),
+        ({"cell": {"layers": 3}}, "known settings"),
+        ({"hidden": [10**12]}, "at most"),
+        ([1, 2], "not an object"),
+    ],
+)
+def test_a_tampered_definition_is_one_line(
+    change: dict[str, object] | list[int], words: str | None, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    spec = load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,2", "hidden": 8,
+                                 "batch_sizes": 8, "steps": 1, "warmup_steps": 0,
+                                 "device": "meta"})
+    sweep_folder.record_owner(spec, folder)
+    path = folder / sweep_folder.DEFINITION_NAME
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps(change if isinstance(change, list) else {**stored, **change}))
+    started = time.perf_counter()
+    for command in (["report", folder, "--out", tmp_path / "r.md"],
+                    ["sweep", *TINY_META, "--out", folder]):
+        code, _, err = invoke(capsys, *command)
+        if words is None:
+            assert code == 0, err
+        else:
+            assert_refused(code, err, "not a sweep definition ffbench wrote")
+            assert words in err
+    assert time.perf_counter() - started < 30
+
+
+def test_a_definition_too_big_to_list_is_reported_without_its_missing_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    spec = load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1..10000", "hidden": 8,
+                                 "batch_sizes": "8,16", "steps": 1, "warmup_steps": 0,
+                                 "device": "meta"}, max_cells=20000)
+    sweep_folder.record_owner(spec, folder)
+    started = time.perf_counter()
+    code, _, err = invoke(capsys, "report", folder, "--out", tmp_path / "r.md")
+    assert code == 0 and "not run yet are not listed" in err, err
+    assert time.perf_counter() - started < 30
+
+
+# ---- a killed sweep, reported and checked from its cells ----------------------------------
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_with_sigkill_is_reported_and_checked_from_its_cells(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "killed"
+    sweep = start_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..12", "--hidden",
+                        "64", "--batch-sizes", "16", "--steps", "1", "--warmup", "0",
+                        "--device", "meta", "--jobs", "2", "--out", out)
+
+    def written() -> tuple[int, int]:
+        cells = len(list((out / CELLS_DIR).glob("*.json")))
+        try:
+            return cells, len(read_parquet(out / PARQUET_NAME))
+        except Exception:
+            return cells, 0
+
+    deadline = time.monotonic() + WAIT_S
+    while True:  # kill it while its parquet lags its cells (it is rewritten every 2 s)
+        assert time.monotonic() < deadline and sweep.poll() is None, "the sweep ended first"
+        cells, parquet = written()
+        if parquet and cells > parquet:
+            break
+        time.sleep(0.02)
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    cells, parquet = written()
+    assert cells > parquet > 0
+    frame = load([out])
+    assert len(frame) == cells
+    done = subprocess.run([sys.executable, "-m", "ffbench", "check", str(out), "--baseline",
+                           str(out)],
+                          capture_output=True, text=True, env=env(), timeout=WAIT_S)
+    assert done.returncode == 0 and f"ok: {cells} cells compared" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, "-m", "ffbench", "report", str(out)],
+                          capture_output=True, text=True, env=env(), timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr
+    assert f"{cells} of 24 cells run" in (out / "report.md").read_text()
+
