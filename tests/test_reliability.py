@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -421,6 +422,134 @@ def test_a_definition_too_big_to_list_is_reported_without_its_missing_cells(
     code, _, err = invoke(capsys, "report", folder, "--out", tmp_path / "r.md")
     assert code == 0 and "not run yet are not listed" in err, err
     assert time.perf_counter() - started < 30
+
+
+# ---- 5. wrong statuses and wrong advice ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "timeout"), [("meta", "1"), ("cpu", "0.5")])
+def test_a_cells_clock_starts_when_the_cell_does(
+    device: str, timeout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker's start-up and torch's import (seconds) are not the cell's time: cells of
+    milliseconds end ok under a timeout shorter than the start-up."""
+    code, _, err = invoke(capsys, "sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1,2",
+                          "--hidden", "8", "--batch-sizes", "8", "--steps", "1", "--warmup", "0",
+                          "--device", device, "--timeout", timeout, "--out", tmp_path / "s")
+    assert code == 0, err
+    assert set(read_parquet(tmp_path / "s" / PARQUET_NAME)["status"]) == {"ok"}, err
+
+
+@pytest.mark.slow
+def test_a_plugin_whose_import_blocks_times_out_on_its_cells_clock(tmp_path: Path) -> None:
+    from plugins_factory import ffbench, write_plugin
+
+    name = write_plugin(tmp_path, "import", "blocks", in_cells_only=True)
+    started = time.monotonic()
+    done = ffbench("sweep", "ci-cpu", "--algorithms", f"bp,{name}", "--layers", "1",
+                   "--hidden", "8", "--batch-sizes", "8", "--steps", "1", "--warmup", "0",
+                   "--device", "cpu", "--timeout", "5", "--out", tmp_path / "s",
+                   plugins=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = read_parquet(tmp_path / "s" / PARQUET_NAME).set_index("algorithm")
+    assert rows.loc["bp", "status"] == "ok" and rows.loc[name, "status"] == "timeout"
+    assert time.monotonic() - started < 60  # not the server's 300 s wait
+
+
+def no_gpu_plan(monkeypatch: pytest.MonkeyPatch, out: Path) -> list[object]:
+    from ffbench.sweep import plan
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    return plan.plan(None, {"layers": "2..47"}, out)  # type: ignore[return-value]
+
+
+def test_the_resume_command_of_the_no_gpu_plan_names_the_folder_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ffbench.console.sweep_view import ConsoleSweepView
+    from ffbench.sweep.run import out_dirs
+
+    pub = tmp_path / "pub"
+    planned = no_gpu_plan(monkeypatch, pub)
+    argv = ["ffbench", "sweep", "--layers", "2..47", "--out", str(pub)]
+    dirs, resume = out_dirs(planned, no_resume=False)  # type: ignore[arg-type]
+    assert dirs == [pub / "predicted", pub / "cpu-stand-in"] and resume.out == pub
+    ConsoleSweepView(argv).interrupted(dirs[0], resume)
+    assert f"ffbench sweep --layers 2..47 --out {pub}\n" in capsys.readouterr().err
+    (pub / "predicted").mkdir(parents=True)  # --no-resume: a fresh pub.2, named so
+    dirs, resume = out_dirs(planned, no_resume=True)  # type: ignore[arg-type]
+    assert dirs == [tmp_path / "pub.2" / "predicted", tmp_path / "pub.2" / "cpu-stand-in"]
+    ConsoleSweepView([*argv, "--no-resume"]).interrupted(dirs[0], resume)
+    assert f"ffbench sweep --layers 2..47 --out {tmp_path / 'pub.2'}\n" in (
+        capsys.readouterr().err)
+
+
+def test_an_options_suggested_command_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from ffbench.settings.cell import option_text, options_value
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    code, _, err = invoke(capsys, "sweep", "--device", "cuda", "--algorithms", "bp",
+                          "--layers", "2", "--option", "fused_step=true", "--out", tmp_path / "o")
+    assert_refused(code, err, "--option fused_step=true")
+    suggested = shlex.split(err.split("run: ")[1])
+    assert suggested[:2] == ["ffbench", "sweep"]
+    code, _, err = invoke(capsys, *suggested[1:], "--out", tmp_path / "o")
+    assert code == 0, err  # the command it suggests runs
+    for value in (True, False, 3, 0.3, "adam", "2", "true", [1, 2], {"a": None}, None):
+        assert options_value([f"x={option_text(value)}"]) == {"x": value}
+
+
+@pytest.mark.parametrize(("visible", "ids"), [
+    ("-1", []), ("", []), ("none", []), ("0,-1,1", ["0"]), ("1,0", ["1", "0"]),
+    ("GPU-8f3a7c1e-0000-1111-2222-333344445555", ["GPU-8f3a7c1e-0000-1111-2222-333344445555"]),
+    ("0,0", ["0"]),
+])
+def test_cuda_visible_devices_as_cuda_reads_it(
+    visible: str, ids: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ffbench.runner.devices import gpu_ids
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert gpu_ids() == ids
+
+
+def test_cuda_visible_devices_minus_one_plans_the_no_gpu_sweeps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    planned = no_gpu_plan(monkeypatch, tmp_path / "pub")
+    assert [one.spec.device for one in planned] == ["meta", "cpu"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("out", [".", "s1/.."])
+def test_a_fresh_folder_beside_dot_or_dotdot_is_named_in_full(
+    out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work = tmp_path / "work"
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", work / "s1")
+    assert code == 0, err
+    monkeypatch.chdir(work)
+    s1 = tree(work / "s1")
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out, "--no-resume")
+    assert code == 0, err
+    assert tree(work / "s1") == s1  # nothing created inside the results folder s1
+    assert len(read_parquet(tmp_path / "work.2" / PARQUET_NAME)) == 2
+
+
+def test_the_root_folder_with_no_resume_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", "/", "--no-resume")
+    assert_refused(code, err, "the root folder has no folder beside it")
+
+
+def test_the_published_size_on_a_cpu_is_announced_as_hours() -> None:
+    from ffbench.console.progress_text import duration, estimate_s
+
+    cells = load_sweep("published", {"device": "cpu"}).cells()
+    assert estimate_s(cells) > 24 * 3600, duration(estimate_s(cells))
+    quick = load_sweep("quick", {}).cells()
+    assert 10 < estimate_s(quick) < 120  # the embedded default: about half a minute
 
 
 # ---- a killed sweep, reported and checked from its cells ----------------------------------

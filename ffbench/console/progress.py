@@ -83,7 +83,7 @@ def sweep_progress(
         for event in itertools.chain([first], events):
             if isinstance(event, Planned):
                 done = event.total - event.to_run
-                guess = estimate_s(spec.device, event.to_run, spec.cells_at_once)
+                guess = estimate_s(event.cells, spec.cells_at_once)
                 progress.console.print(f"{spec.name}: {event.total} cells on {spec.device}, "
                                        f"{done} already finished in {out_dir}, {event.to_run} "
                                        f"to run, about {duration(guess)}", soft_wrap=True)

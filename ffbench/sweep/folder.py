@@ -406,8 +406,18 @@ def results_dir(base: Path, *, fresh: bool) -> Path:
     of NAME, NAME.2, NAME.3, ... that does not exist yet (beside `base` as written out in
     full: `--out .` is the working folder's name). Nothing is created here."""
     check_creatable(base, "--out")
-    check_adoptable(base)
-    if not fresh or not base.exists():
+    if not fresh:
+        check_adoptable(base)
+        return base
+    fresh_dir = fresh_name(base)
+    check_adoptable(fresh_dir)
+    return fresh_dir
+
+
+def fresh_name(base: Path) -> Path:
+    """`base` if nothing is there, else the first of NAME.2, NAME.3, ... that does not
+    exist (beside `base` written out in full: `--out .` is the working folder's name)."""
+    if not base.exists() and not base.is_symlink():
         return base
     named = Path(os.path.abspath(base)) if base.name in ("", ".", "..") else base
     if not named.name:
