@@ -5,10 +5,12 @@ plugins where it is)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from results_factory import ok_row, sweep_rows
 from test_robustness import SWEEP_META, assert_refused, invoke
 from test_sweep_processes import WAIT_S, env, ffbench_sweep, start_sweep
 
-from ffbench.algorithms.resolve import identity_columns
+from ffbench.algorithms.resolve import cell_id, identity_columns
 from ffbench.results import (
     CELLS_DIR,
     PARQUET_NAME,
@@ -128,8 +130,11 @@ def test_run_out_never_replaces_a_link_or_a_special_file(
         out.symlink_to(target)
     elif kind == "fifo":
         os.mkfifo(out)
-    else:
-        out = Path("/dev/null")
+    else:  # a node of its own, like /dev/null (which a broken build would replace, as root)
+        try:
+            os.mknod(out, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
     started = time.perf_counter()
     code, stdout, err = invoke(capsys, "run", "bp", "--device", "meta", "--hidden", "8",
                                "--batch-size", "8", "--layers", "1", "--out", out)
@@ -550,6 +555,234 @@ def test_the_published_size_on_a_cpu_is_announced_as_hours() -> None:
     assert estimate_s(cells) > 24 * 3600, duration(estimate_s(cells))
     quick = load_sweep("quick", {}).cells()
     assert 10 < estimate_s(quick) < 120  # the embedded default: about half a minute
+
+
+# ---- 6. plugins take down only themselves -----------------------------------------------------
+
+STEP_FAILURES = ("raises", "exits", "os-exits", "segfaults", "blocks")
+
+
+@pytest.mark.slow
+def test_capacity_across_all_algorithms_survives_every_plugin(tmp_path: Path) -> None:
+    from plugins_factory import ffbench, write_plugin
+
+    failing = [write_plugin(tmp_path, "step", what) for what in STEP_FAILURES]
+    talking = [write_plugin(tmp_path, "step", "prints"), write_plugin(tmp_path, "import", "prints")]
+    broken = write_plugin(tmp_path, "import", "raises")
+    done = ffbench("capacity", "1GiB", "--hidden", "64", "--batch-size", "8", "--timeout", "5",
+                   "--json", plugins=tmp_path)
+    assert done.returncode == 0, done.stderr
+    fits = {fit["algorithm"]: fit for fit in json.loads(done.stdout)}  # stdout: JSON alone
+    assert fits["bp"]["n_layers"] > 0 and fits["bp"]["error"] is None
+    for name in talking:
+        assert fits[name]["error"] is None and fits[name]["n_layers"] == fits["bp"]["n_layers"]
+    errors = {name: fits[name]["error"] for name in [*failing, broken]}
+    assert "RuntimeError: plugin broke on purpose" in errors["p-step-raises"]
+    assert "SystemExit: 3" in errors["p-step-exits"]
+    assert "exited with code 7" in errors["p-step-os-exits"]
+    assert "SIGSEGV" in errors["p-step-segfaults"]
+    assert "took more than 5 s" in errors["p-step-blocks"]
+    assert "does not load: RuntimeError" in errors[broken]
+    table = ffbench("capacity", "1GiB", "--hidden", "64", "--batch-size", "8", "--timeout", "5",
+                    "--algorithms", f"bp,{failing[0]}", plugins=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert f"{failing[0]}" in table.stdout and "failed" in table.stdout
+
+
+@pytest.mark.slow
+def test_ffbench_algorithms_survives_every_plugin_at_import(tmp_path: Path) -> None:
+    from plugins_factory import BEHAVIOURS, ffbench, write_plugin
+
+    names = {what: write_plugin(tmp_path, "import", what) for what in BEHAVIOURS}
+    done = ffbench("algorithms", "--timeout", "5", plugins=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert set(lines) >= {"bp", "ff", *names.values()}
+    assert "unusable" not in lines[names["behaves"]] + lines[names["prints"]]
+    assert "a plugin talking" not in done.stdout
+    for what, words in [("raises", "RuntimeError"), ("exits", "SystemExit: 3"),
+                        ("interrupts", "KeyboardInterrupt"), ("os-exits", "exited with code 7"),
+                        ("segfaults", "SIGSEGV"), ("blocks", "took more than 5 s")]:
+        assert "unusable: " in lines[names[what]] and words in lines[names[what]], what
+
+
+def test_explain_warns_when_a_memory_account_is_wrong(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ffbench.algorithms.account import MemoryAccount
+    from ffbench.algorithms.bp import Backprop
+
+    exact = Backprop.memory_account
+
+    def off_by_770_kb(cls: type, spec: CellSpec) -> MemoryAccount:
+        account = exact(spec)
+        return dataclasses.replace(account, split={
+            **account.split, "activations": account.split["activations"] + 770_000})
+
+    args = ["explain", "bp", "--layers", "2", "--hidden", "256", "--batch-size", "64"]
+    code, _, err = invoke(capsys, *args)
+    assert code == 0 and "warning" not in err, err  # the built-in account: exact
+    monkeypatch.setattr(Backprop, "memory_account", classmethod(off_by_770_kb))
+    code, _, err = invoke(capsys, *args)
+    assert code == 0 and "closed-form account" in err and "770,000 bytes over" in err, err
+
+
+# ---- 7. nonsense refused --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "words"), [
+    ("0", "more than 0 bytes"), ("0GiB", "more than 0 bytes"), ("9" * 400, "not a memory size"),
+    ("9" * 25 + "GiB", "at most 1 EiB"), ("0.0000001", "more than 0 bytes"),
+])
+def test_capacity_refuses_sizes_that_are_not_sizes(
+    size: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = invoke(capsys, "capacity", size, "--algorithms", "bp")
+    assert_refused(code, err, words)
+
+
+def test_capacity_answers_each_algorithm_once_and_sees_small_growth(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = invoke(capsys, "capacity", "1GiB", "--hidden", "16", "--batch-size", "8",
+                            "--algorithms", "bp,bp", "--json")
+    assert code == 0, err
+    [fit] = json.loads(out)
+    # 16 units: a layer's bytes hide beneath the allocator's 2 MiB segments; backprop's
+    # peak still grows with depth, so it has a limit
+    assert fit["algorithm"] == "bp" and isinstance(fit["n_layers"], int) and fit["n_layers"] > 48
+
+
+@pytest.mark.parametrize(("option", "words"), [
+    ("checkpoint_segments=true", "option checkpoint_segments=true should be a int"),
+    ("fused_step=1", "should be a bool"),
+    ("checkpoint_segments=-1", "0 or more"),
+])
+def test_option_values_of_the_wrong_kind_are_refused(
+    option: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = invoke(capsys, "run", "bp", "--device", "meta", "--layers", "2", "--option",
+                          option)
+    assert_refused(code, err, words)
+
+
+def test_negative_readout_layers_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = invoke(capsys, "run", "ff", "--device", "meta", "--layers", "2", "--option",
+                          "readout_from_layer=-3")
+    assert_refused(code, err, "readout_from_layer counts layers: 0 or more, got -3")
+
+
+def test_a_value_the_algorithm_clamps_is_the_same_cell() -> None:
+    def cell(algorithm: str, layers: int, **options: object) -> str:
+        return cell_id(CellSpec(algorithm, n_layers=layers, options=options))
+
+    assert cell("bp", 2, checkpoint_segments=2**63 - 1) == cell("bp", 2, checkpoint_segments=2)
+    assert cell("bp", 2, checkpoint_segments=3) == cell("bp", 2, checkpoint_segments=2)
+    assert cell("bp", 4, checkpoint_segments=3) != cell("bp", 4, checkpoint_segments=2)
+    assert cell("ff", 1, readout_from_layer=5) == cell("ff", 1)  # the default acts so too
+    assert cell("ff", 3, readout_from_layer=5) == cell("ff", 3, readout_from_layer=2)
+    assert cell("bp", 2) == cell("bp", 2, checkpoint_segments=0)  # ids made before hold
+    row = make_row(**identity_columns(CellSpec("bp", n_layers=2, options={
+        "checkpoint_segments": 2**63 - 1}), "s"), status="ok")
+    assert json.loads(str(row["options"]))["checkpoint_segments"] == 2
+
+
+def test_a_preset_without_settings_for_an_algorithm_is_refused(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = invoke(capsys, "explain", "bp-lean", "--preset", "mnist-5k-accuracy",
+                          "--device", "meta")
+    assert_refused(code, err, "preset mnist-5k-accuracy has no settings for bp-lean")
+
+
+def test_explain_names_the_optimizer_it_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["explain", "bp", "--layers", "2", "--hidden", "64", "--batch-size", "8"]
+    code, out, err = invoke(capsys, *args, "--optimizer", "momentum")
+    assert code == 0, err
+    [reason] = [line for line in out.splitlines() if line.strip().startswith("optimizer_state:")]
+    assert "momentum" in reason and "Adam" not in reason
+    code, out, err = invoke(capsys, *args)
+    assert "Adam's two moments" in out
+
+
+# ---- 8. output ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_commands_with_stdout_closed_do_their_work_and_exit_0(tmp_path: Path) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    commands = {
+        "run": ["run", "bp", "--device", "meta", "--layers", "1", "--hidden", "8",
+                "--batch-size", "8", "--out", str(tmp_path / "row.json")],
+        "sweep": ["sweep", *map(str, TINY_META), "--out", str(tmp_path / "s")],
+        "report": ["report", str(folder)],
+        "capacity": ["capacity", "1GiB", "--algorithms", "bp", "--hidden", "64"],
+    }
+    for name, args in commands.items():
+        done = subprocess.run([sys.executable, "-m", "ffbench", *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=env(), timeout=WAIT_S,
+                              preexec_fn=lambda: os.close(1))
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (name, done.stderr)
+    assert (tmp_path / "row.json").exists() and (tmp_path / "s" / PARQUET_NAME).exists()
+    assert (folder / "report.md").exists()
+
+
+def test_escape_sequences_in_shown_text_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "\x1b[2J\x1b[31mred" / "r.json"
+    code, stdout, err = invoke(capsys, "run", "bp", "--device", "meta", "--layers", "1",
+                               "--hidden", "8", "--batch-size", "8", "--out", out)
+    assert code == 0, err
+    assert "\x1b" not in stdout and "\\x1b[2J" in stdout
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    holder = sweep_folder.FolderLock(folder)  # a sweep holds it; its lock file tampered
+    (folder / ".lock").write_text("\x1b[2J123")
+    try:
+        code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", folder)
+    finally:
+        holder.release()
+    assert code == 2 and "\x1b" not in err, err
+
+
+def test_error_text_with_escapes_and_markup_is_escaped_in_every_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ffbench.console.tables import sweep_table
+
+    rows = meta_rows()
+    rows[1] = {**rows[1], "status": "error", "algorithm": "bp",
+               "error": "\x1b[2Jboom <script>alert(1)</script>"}
+    folder = cells_folder(tmp_path / "r", rows)
+    for suffix in (".md", ".html"):
+        code, _, err = invoke(capsys, "report", folder, "--out", tmp_path / f"r{suffix}")
+        assert code == 0, err
+        text = (tmp_path / f"r{suffix}").read_text()
+        assert "\x1b" not in text and "<script>" not in text and "boom" in text
+    from ffbench.console import show
+
+    show(sweep_table([{**rows[1], "algorithm": "\x1b[2Jbp"}]))
+    assert "\x1b[2J" not in capsys.readouterr().out
+
+
+def test_printed_commands_are_quoted_for_a_shell(capsys: pytest.CaptureFixture[str]) -> None:
+    from ffbench.console.sweep_view import ConsoleSweepView, shell_command
+
+    ConsoleSweepView([]).all_ended([Path("-my results"), Path("a b/c")])
+    out = capsys.readouterr().out
+    assert "ffbench plot './-my results'" in out and "ffbench report 'a b/c'" in out
+    assert shlex.split(shell_command("ffbench", "plot", Path("-x"))) == ["ffbench", "plot", "./-x"]
+
+
+def test_a_tiny_columns_setting_leaves_tables_readable(tmp_path: Path) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows())
+    worse = cells_folder(tmp_path / "w", regressed(meta_rows()))
+    done = subprocess.run([sys.executable, "-m", "ffbench", "check", str(worse), "--baseline",
+                           str(folder)], capture_output=True, text=True,
+                          env={**env(), "COLUMNS": "5"}, timeout=WAIT_S)
+    assert done.returncode == 1, done.stderr
+    assert "+200.00%" in done.stdout and "bp layers=1" in done.stdout
+    assert "…" not in done.stdout  # no cell cut short
 
 
 # ---- a killed sweep, reported and checked from its cells ----------------------------------

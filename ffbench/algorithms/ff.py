@@ -8,7 +8,7 @@ label in turn and picks the one with the most goodness summed over the readout l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -135,6 +135,7 @@ class ForwardForward(Algorithm):
     )
     default_lr = 0.03
     options = {"readout_from_layer": 1}
+    layer_options: ClassVar[Mapping[str, int]] = {"readout_from_layer": -1}  # the last layer
     preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
     accuracy_target: ClassVar[float | None] = 0.90
     gradient_note = ONE_LAYER_AT_A_TIME

@@ -21,11 +21,18 @@ from ffbench.settings.cell import CellSpec, check_data
 class Preset:
     summary: str
     fields: dict[str, Any]  # CellSpec fields, for every algorithm
+    # the preset is the algorithms' own settings (`preset_settings`): one without any for
+    # it is refused, not run with the shared fields alone
+    per_algorithm: bool = False
 
     def fields_for(self, name: str, algorithm: str) -> dict[str, Any]:
         """The preset's fields with the algorithm's own settings for it (its class's
         `preset_settings`) laid over them, options merging name by name."""
-        extra = registry.load(algorithm).preset_settings.get(name, {})
+        own = registry.load(algorithm).preset_settings
+        if self.per_algorithm and name not in own:
+            raise BadInput(f"preset {name} has no settings for {algorithm} (it is each "
+                           "algorithm's own; see `ffbench presets`): give the settings as flags")
+        extra = own.get(name, {})
         options = {**self.fields.get("options", {}), **extra.get("options", {})}
         merged = {**self.fields, **extra}
         if options:
@@ -57,6 +64,7 @@ PRESETS: dict[str, Preset] = {
         "accuracy on the offline 5,000-digit MNIST subset (mnist-5k): each algorithm's "
         "settings (its `preset_settings`) that reach its `accuracy_target` within 3 CPU-minutes",
         fields={"dataset": "mnist-5k", "seed": 0, "threads": 1},
+        per_algorithm=True,
     ),
 }
 

@@ -104,7 +104,7 @@ def sweep_table(rows: list[dict[str, Any]], title: str = "") -> Table:
 def changes_table(title: str, changes: list[Change]) -> Table:
     table = Table(title=title, header_style="bold")
     table.add_column("cell")
-    table.add_column("metric")
+    table.add_column("metric", overflow="fold")  # a column's name whole, if on two lines
     for column in ("baseline", "now", "change"):
         table.add_column(column, justify="right")
     for change in sorted(changes, key=lambda c: (c.label, c.metric)):
