@@ -91,6 +91,7 @@ def test_a_folder_of_the_users_own_is_neither_adopted_nor_moved(
     assert tree(out) == before  # nothing moved to rejected/, no lock, no definition
 
 
+@pytest.mark.slow
 def test_a_sweeps_folder_keeps_a_file_of_the_users_in_cells(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -361,6 +362,7 @@ def test_a_fifo_among_the_cells_or_as_the_sweep_file_blocks_nothing(
     assert_refused(code, err, "is a FIFO")
 
 
+@pytest.mark.slow
 def test_extending_a_sweep_with_batch_sizes_stores_no_phantom_cells(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -372,6 +374,16 @@ def test_extending_a_sweep_with_batch_sizes_stores_no_phantom_cells(
     assert code == 0, err
     frame = sweep_folder.load_set([out])
     assert len(frame) == 5 and "missing" not in set(frame["status"])
+
+
+def test_a_definition_stored_before_grids_is_read_as_one_grid(tmp_path: Path) -> None:
+    folder = cells_folder(tmp_path / "r", meta_rows((1,)))
+    (folder / sweep_folder.DEFINITION_NAME).write_text(json.dumps({
+        "name": "ci-cpu", "algorithms": ["bp"], "layers": [1, 2, 3], "batch_sizes": [8],
+        "hidden": [8], "cell": {"steps": 1, "warmup_steps": 0, "device": "meta"}}))
+    frame = sweep_folder.load_set([folder])
+    assert sorted(zip(frame["n_layers"], frame["status"], strict=True)) == [
+        (1, "ok"), (2, "missing"), (3, "missing")]
 
 
 @pytest.mark.parametrize(
@@ -527,6 +539,7 @@ def test_cuda_visible_devices_minus_one_plans_the_no_gpu_sweeps(
     assert [one.spec.device for one in planned] == ["meta", "cpu"]  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("out", [".", "s1/.."])
 def test_a_fresh_folder_beside_dot_or_dotdot_is_named_in_full(
     out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
