@@ -431,7 +431,7 @@ def test_a_generated_plugin_is_a_row_or_a_line_never_the_commands_end(
         fine = behaviour in FINE or (when == "step" and command == "algorithms")
         if command == "capacity":
             done = ffbench("capacity", "1GiB", "--hidden", "32", "--batch-size", "8",
-                           "--algorithms", f"bp,{name}", "--timeout", "3", "--json",
+                           "--algorithms", f"bp,{name}", "--timeout", "10", "--json",
                            plugins=root)
             assert done.returncode == 0, done.stderr
             fits = {fit["algorithm"]: fit for fit in json.loads(done.stdout)}

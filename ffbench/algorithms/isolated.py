@@ -15,6 +15,7 @@ JSON line each, on descriptor FD.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
@@ -147,6 +148,9 @@ def _fit(request: dict[str, Any]) -> dict[str, Any]:
 
 
 JOBS: dict[str, Callable[[Any], Any]] = {"facts": _facts, "fit": _fit}
+# what each job imports, done before the first item is timed (torch: seconds): an item's
+# time is the plugin's own, as a cell's clock starts when the cell does
+JOB_IMPORTS = {"facts": "ffbench.algorithms.base", "fit": "ffbench.capacity"}
 
 
 def _reason(exc: BaseException) -> str:
@@ -165,6 +169,7 @@ def main(job: str, fd: int) -> None:
         from ffbench.runner.cell_process import die_with
 
         die_with(int(parent))
+    importlib.import_module(JOB_IMPORTS[job])
     for index, item in enumerate(json.loads(sys.stdin.read())):
         replies.write(json.dumps({"begin": index}) + "\n")
         replies.flush()
