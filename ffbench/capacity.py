@@ -50,30 +50,55 @@ class Fit:
     needed_bytes: int  # predicted reserved peak + CUDA context at the answer
     checked: bool  # the answer (and one more) predicted in full, not extrapolated
     margin: int  # layers (or batch rows): the answer is uncertain by this much (CAPACITY_MARGIN)
+    error: str | None = None  # a plugin's failure (one line): no answer for it
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a configuration needs: its predicted reserved peak + the CUDA context (what
+    must fit), and its predicted allocated peak (what grows, byte by byte, beneath the
+    allocator's segments)."""
+
+    reserved: int
+    allocated: int
+
+
+def need_of(spec: CellSpec, target: Gpu) -> Need:
+    """Predicted reserved (+ the CUDA context) and allocated peaks over train and eval."""
+    spec = dataclasses.replace(spec, device="meta", warmup_steps=CAPACITY_WARMUP_STEPS)
+    peaks = replay(event_log(spec, steps=CAPACITY_MEMORY_PASS_STEPS),
+                   cublas_workspace_bytes(target))
+    return Need(max(peaks.train_reserved_bytes, peaks.eval_reserved_bytes) + target.context_bytes,
+                max(peaks.train_allocated_bytes, peaks.eval_allocated_bytes))
 
 
 def needed_bytes(spec: CellSpec, target: Gpu) -> int:
     """Predicted reserved peak over train and eval, plus the CUDA context."""
-    spec = dataclasses.replace(spec, device="meta", warmup_steps=CAPACITY_WARMUP_STEPS)
-    peaks = replay(event_log(spec, steps=CAPACITY_MEMORY_PASS_STEPS),
-                   cublas_workspace_bytes(target))
-    return max(peaks.train_reserved_bytes, peaks.eval_reserved_bytes) + target.context_bytes
+    return need_of(spec, target).reserved
 
 
 def _boundary(
-    need: Callable[[int], int], limit: int, probes: tuple[int, int], verify_max: int
+    measure: Callable[[int], Need], limit: int, probes: tuple[int, int], verify_max: int
 ) -> tuple[int | None, bool, int]:
     """The largest x with need(x) <= limit: (x, checked, need(x)), need(x) extrapolated
-    where not checked; x is None when need does not grow even up to a far probe and fits
-    (no x is too large: layer-wise FF's device peak at any depth)."""
+    where not checked; x is None when the allocated peak does not grow even up to a far
+    probe and fits (no x is too large: layer-wise FF's device peak at any depth). Growth
+    hidden by the allocator's segments (a reserved peak that does not move while the
+    allocated one does) is extrapolated from the allocated peak's slope."""
     low, high = probes
-    at_low, at_high = need(low), need(high)
-    if at_high <= at_low:  # the allocator's segments can hide growth between close probes
+    first, second = measure(low), measure(high)
+    if second.reserved <= first.reserved:  # segments can hide growth between close probes
         high = high * FAR_PROBE_FACTOR
-        at_high = need(high)
-        if at_high <= at_low and at_high <= limit:
-            return None, False, at_high
-    slope = max((at_high - at_low) / (high - low), 1.0)
+        second = measure(high)
+        if second.allocated <= first.allocated and second.reserved <= limit:
+            return None, False, second.reserved
+    at_low, at_high = first.reserved, second.reserved
+    growth = max(at_high - at_low, second.allocated - first.allocated)
+    slope = max(growth / (high - low), 1.0)
+
+    def need(x: int) -> int:
+        return measure(x).reserved
+
     x = max(low + int((limit - at_low) // slope), 0)
     if x > verify_max:
         return x, False, int(at_low + slope * (x - low))
@@ -97,8 +122,8 @@ def _boundary(
 def deepest(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
     """The most layers of `spec`'s algorithm, width and batch that fit in `memory_bytes`."""
 
-    def need(layers: int) -> int:
-        return needed_bytes(dataclasses.replace(spec, n_layers=layers), target)
+    def need(layers: int) -> Need:
+        return need_of(dataclasses.replace(spec, n_layers=layers), target)
 
     layers, checked, needed = _boundary(need, memory_bytes, DEPTH_PROBES, VERIFY_MAX_LAYERS)
     margin = 0 if layers is None else int(CAPACITY_MARGIN * layers)
@@ -113,17 +138,21 @@ def largest_batch(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
     does), so two small batches alone can point far past the answer."""
 
     @functools.cache
-    def need(batch: int) -> int:
+    def need(batch: int) -> Need:
         batch = min(batch, MAX_BATCH_SIZE)
-        return needed_bytes(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
-                            target)
+        return need_of(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
+                       target)
 
     probes = tuple(max(1, int(spec.batch_size * f)) for f in BATCH_PROBE_FRACTIONS)
     low, high = probes[0], max(probes[1], probes[0] + 1)
     batch, _, needed = _boundary(need, memory_bytes, (low, high), verify_max=0)
     if batch is None:
         return Fit(spec.algorithm, spec.n_layers, None, needed, False, 0)
-    batch, needed, checked = _secant(need, memory_bytes, {low: need(low), high: need(high)},
+    def reserved(x: int) -> int:
+        return need(x).reserved
+
+    batch, needed, checked = _secant(reserved, memory_bytes,
+                                     {low: reserved(low), high: reserved(high)},
                                      min(max(batch, 1), MAX_BATCH_SIZE))
     return Fit(spec.algorithm, spec.n_layers, batch, needed, checked,
                int(CAPACITY_MARGIN * batch))
@@ -157,14 +186,48 @@ def _secant(need: Callable[[int], int], limit: int, known: dict[int, int],
     return fit, known[fit], False
 
 
+PLUGIN_TIMEOUT_S = 300.0  # how long one plugin's answer may take (in a process of its own)
+
+
 def capacity(
-    spec: CellSpec, algorithms: list[str], memory_bytes: int, target: Gpu, *, by_batch: bool
+    spec: CellSpec, algorithms: list[str], memory_bytes: int, target: Gpu, *, by_batch: bool,
+    timeout_s: float = PLUGIN_TIMEOUT_S,
 ) -> list[Fit]:
     """Per algorithm: the deepest network (or, `by_batch`, the largest batch at the spec's
-    depth) that fits in `memory_bytes` of `target`."""
+    depth) that fits in `memory_bytes` of `target`. Built-ins are answered here; plugins
+    each in a child process (`algorithms.isolated`), `timeout_s` each: a plugin that
+    raises, exits, crashes, blocks or prints is a Fit with its error, never this command's
+    end, and never a line on its stdout."""
+    from ffbench.algorithms.isolated import run_each
+
+    plugins = [name for name in algorithms if name not in registry.BUILTIN]
+    requests = [{"spec": dataclasses.replace(spec, algorithm=name).to_json(),
+                 "memory_bytes": memory_bytes, "target": target.name, "by_batch": by_batch}
+                for name in plugins]
+    answers = dict(zip(plugins, run_each("fit", requests, timeout_s) if plugins else [],
+                       strict=True))
+    fits = []
+    for name in algorithms:
+        if name in answers:
+            answer = answers[name]
+            fits.append(Fit(**answer.value) if answer.error is None else Fit(
+                name, None, None, 0, False, 0, error=answer.error))
+        else:
+            fits.append(_fit(dataclasses.replace(spec, algorithm=name), memory_bytes, target,
+                             by_batch))
+    return fits
+
+
+def _fit(spec: CellSpec, memory_bytes: int, target: Gpu, by_batch: bool) -> Fit:
     answer = largest_batch if by_batch else deepest
-    return [answer(resolved(dataclasses.replace(spec, algorithm=name)), memory_bytes, target)
-            for name in algorithms]
+    return answer(resolved(check(spec)), memory_bytes, target)
+
+
+def fit_of(request: dict[str, Any]) -> dict[str, Any]:
+    """One algorithm's answer, as a child process gives it (`capacity`)."""
+    spec = CellSpec.from_json(request["spec"])
+    fit = _fit(spec, request["memory_bytes"], gpu(request["target"]), request["by_batch"])
+    return dataclasses.asdict(fit)
 
 
 def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool) -> list[str]:
@@ -173,6 +236,9 @@ def fit_lines(fits: list[Fit], memory_bytes: int, target: Gpu, *, by_batch: bool
     lines = [f"{'algorithm':<16} {what:>14} {'needs GiB':>10}  how"]
     for fit in fits:
         value = fit.batch_size if by_batch else fit.n_layers
+        if fit.error is not None:
+            lines.append(f"{fit.algorithm:<16} {'failed':>14} {'-':>10}  {fit.error}")
+            continue
         if value is None:
             grows_with = "batch size" if by_batch else "depth"
             shown, how = "no limit", f"its device peak does not grow with {grows_with}"
@@ -216,12 +282,18 @@ class Answer:
 
 
 def answer(memory: str, given: dict[str, Any], *, algorithms: str | None = None,
-           layers: int | None = None, target_gpu: str) -> Answer:
-    """Per algorithm (all registered unless named), the deepest network, or at `layers` the
-    largest batch, whose predicted reserved memory plus the CUDA context fits in `memory`."""
+           layers: int | None = None, target_gpu: str,
+           timeout_s: float = PLUGIN_TIMEOUT_S) -> Answer:
+    """Per algorithm (all registered unless named, each once), the deepest network, or at
+    `layers` the largest batch, whose predicted reserved memory plus the CUDA context fits
+    in `memory`. The settings are checked here against the first built-in asked (a plugin
+    is never imported in this process: its own answer says what went wrong with it)."""
     memory_bytes, target = parse_memory(memory), gpu(target_gpu)
     names = (parse_names(algorithms, flag="algorithms", known=tuple(registry.ALGORITHMS))
              if algorithms is not None else registry.names())
-    spec = check(CellSpec(names[0], n_layers=layers or 1, device="meta", **given))
-    fits = capacity(spec, names, memory_bytes, target, by_batch=layers is not None)
-    return Answer(memory, memory_bytes, target, resolved(spec), layers is not None, fits)
+    spec = CellSpec(names[0], n_layers=layers or 1, device="meta", **given)
+    builtin = next((name for name in names if name in registry.BUILTIN), "bp")
+    shown = resolved(check(dataclasses.replace(spec, algorithm=builtin)))
+    fits = capacity(spec, names, memory_bytes, target, by_batch=layers is not None,
+                    timeout_s=timeout_s)
+    return Answer(memory, memory_bytes, target, shown, layers is not None, fits)

@@ -6,10 +6,12 @@ No torch here: plotting and checking import this module and must start fast.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,6 +22,7 @@ import pyarrow as pa
 from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.settings.cell import IDENTITY_FIELDS, CellSpec
+from ffbench.settings.paths import FILE_KINDS, file_kind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 CELLS_DIR = "cells"
 PARQUET_NAME = "results.parquet"
+FOLDER = "folder"  # column of a loaded frame: the source a row was read from, before a split
 STATUSES = ("ok", "oom", "timeout", "error", "crashed", "diverged", "skipped")
 # ran, but left no (meaningful) measurement; diverged: the loss became NaN or infinite
 FAILED_STATUSES = ("oom", "timeout", "error", "crashed", "diverged")
@@ -189,6 +193,8 @@ def _cell_id_problem(row: dict[str, Any]) -> str | None:
         return f"cell_id {stored!r:.40} is not 12 hex digits"
     try:
         spec = spec_of_row(row)
+        if not _checkable(spec.algorithm):  # a plugin not installed (or broken) here
+            return None
         # a row records the threads torch used; the cell may have left them to torch
         variants = (spec, dataclasses.replace(spec, threads=None))
         ids = {cell_id(one) for one in variants}
@@ -198,6 +204,22 @@ def _cell_id_problem(row: dict[str, Any]) -> str | None:
     if stored not in ids:
         return f"cell_id {stored} does not match its settings (they give {cell_id(spec)})"
     return None
+
+
+@functools.cache
+def _checkable(algorithm: str) -> bool:
+    """Whether rows of `algorithm` can have their cell ids checked: its class (which
+    resolves its settings) loads here. A plugin not installed, or one that does not load,
+    is said once; its rows are read as they are, their ids unchecked."""
+    from ffbench.algorithms import registry
+
+    try:
+        registry.load(algorithm)
+        return True
+    except BadInput as exc:  # unknown here, or BadAlgorithm
+        log.warning("rows of algorithm %r are read with their cell ids unchecked: %s",
+                    algorithm, exc)
+        return False
 
 
 def checked_row(row: Any, source: Path | str) -> dict[str, Any]:
@@ -221,6 +243,54 @@ def make_row(**values: Any) -> dict[str, Any]:
     return row
 
 
+MAX_ROW_FILE_BYTES = 1 << 20  # a row file is a few KB; a bigger one is not a row
+class NotARegularFile(ResultsError):
+    """A path ffbench would write (or read) that is not a regular file: a link, a FIFO, a
+    device, a directory. Writing would follow the link or replace the special file;
+    reading a FIFO or a device would block or never end."""
+
+
+def check_regular_target(path: Path, flag: str = "") -> None:
+    """`path` is a regular file or nothing yet: ffbench replaces no link and no special
+    file (NotARegularFile, naming the path and the flag, if any)."""
+    kind = file_kind(path, follow=False)
+    if kind is not None:
+        shown = f"{flag} {path}" if flag else str(path)
+        raise NotARegularFile(f"{shown} is {kind}; ffbench writes only regular files "
+                              "(give another path)")
+
+
+def read_regular(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. A FIFO, a device or a
+    directory is refused without blocking (the open does not wait for a writer), and so is
+    a file beyond `limit` (NotARegularFile or ResultsError, naming the path)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise NotARegularFile(f"{path} is {kind}, not a regular {what}")
+        if info.st_size > limit:
+            raise ResultsError(f"{path}: {info.st_size} bytes, more than a {what} holds "
+                               f"(at most {limit})")
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:  # grew while read
+        raise ResultsError(f"{path}: more than a {what} holds (at most {limit} bytes)")
+    return data
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -231,7 +301,10 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over."""
+    """Write to a temporary file beside `path`, flush it to disk, then rename over. Only a
+    regular file (or nothing) is replaced: a link, a FIFO or a device at `path` is refused
+    (NotARegularFile), never followed nor replaced."""
+    check_regular_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -253,8 +326,8 @@ def write_row_json(row: dict[str, Any], path: Path) -> None:
 def read_row_json(path: Path) -> dict[str, Any]:
     """A row from a JSON file, validated (ResultsError naming the file and the reason)."""
     try:
-        row = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
+        row = json.loads(read_regular(path, MAX_ROW_FILE_BYTES, "result row"))
+    except (ValueError, RecursionError) as exc:
         raise ResultsError(f"{path}: not a readable result row ({exc})") from None
     return checked_row(row, path)
 
@@ -273,8 +346,16 @@ def write_parquet(rows: Iterable[dict[str, Any]], path: Path) -> None:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
+    return parquet_rows(path).to_pandas()
+
+
+def parquet_rows(path: Path) -> pa.Table:
+    """A results parquet's valid rows (each row left out named in a warning line)."""
     import pyarrow.parquet as pq
 
+    kind = file_kind(path, follow=True)
+    if kind is not None:  # a FIFO would block the read, a device never end
+        raise NotARegularFile(f"{path} is {kind}, not a parquet file")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
@@ -289,8 +370,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
             f"{path}: schema version {sorted(versions, key=str)}, this ffbench reads "
             f"{SCHEMA_VERSION}"
         )
-    return valid_rows((_attempt(checked_row, row, path) for row in table.to_pylist()),
-                      path).to_pandas()
+    return valid_rows((_attempt(checked_row, row, path) for row in table.to_pylist()), path)
 
 
 def _attempt(read: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any] | ResultsError:
@@ -319,8 +399,9 @@ def valid_rows(rows: Iterable[dict[str, Any] | ResultsError], source: Path) -> p
 
 
 def load(paths: Iterable[Path | str]) -> pd.DataFrame:
-    """Rows from results directories (their results.parquet, else cells/*.json) and
-    parquet or JSON files, in one DataFrame with a `source` column naming each input."""
+    """Rows from results directories (their cells/*.json, the truth; their results.parquet
+    only where there is no cell file: a copied result file) and parquet or JSON files, in
+    one DataFrame with a `source` column naming each input."""
     import pandas as pd
 
     frames = []
@@ -342,16 +423,25 @@ def _load_one(path: Path) -> pd.DataFrame:
     if path.is_dir():
         if not any(path.iterdir()):
             raise ResultsError(f"{path}: empty directory (no {PARQUET_NAME}, no {CELLS_DIR}/)")
+        # each cell's row is written as the cell ends; the parquet only now and then (and
+        # not at all after a kill): the cells are the truth, a stale or broken parquet
+        # beside them neither hides nor blocks a row
+        cells = row_files(path)
+        if cells:
+            return valid_rows((_attempt(read_row_json, cell) for cell in cells),
+                              path / CELLS_DIR).to_pandas()
         if (path / PARQUET_NAME).exists():
             return read_parquet(path / PARQUET_NAME)
-        cells = sorted((path / CELLS_DIR).glob("*.json"))
-        if not cells:
-            raise ResultsError(f"{path}: no {PARQUET_NAME} and no {CELLS_DIR}/*.json in it")
-        return valid_rows((_attempt(read_row_json, cell) for cell in cells),
-                          path / CELLS_DIR).to_pandas()
+        raise ResultsError(f"{path}: no {PARQUET_NAME} and no {CELLS_DIR}/*.json in it")
     if path.suffix == ".json":
         return pd.DataFrame([read_row_json(path)], columns=list(COLUMNS))
     return read_parquet(path)
+
+
+def row_files(folder: Path) -> list[Path]:
+    """The row files in FOLDER/cells (sorted); none where cells/ is not a directory."""
+    cells = folder / CELLS_DIR
+    return sorted(cells.glob("*.json")) if cells.is_dir() else []
 
 
 def measured_peak_bytes(frame: pd.DataFrame, phase: str) -> pd.Series:

@@ -187,6 +187,19 @@ def test_the_readme_is_a_guide() -> None:
     assert end < lines.index("## First steps") < lines.index("## Read more")
 
 
+def test_the_readmes_accuracy_is_the_accuracy_sweeps_output() -> None:
+    """The accuracy the README states is the verdict's of the committed accuracy sweep."""
+    from ffbench.analysis.verdict import verdict
+    from ffbench.report.verdict_text import accuracy_lines
+    from ffbench.results import load
+
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("<!-- accuracy"))
+    end = lines.index("<!-- /accuracy -->")
+    found = verdict(load([REPO / "results" / "accuracy-cpu"]))
+    assert lines[start + 1 : end] == accuracy_lines(found)
+
+
 def test_the_readmes_verdict_is_the_fair_sweeps_output() -> None:
     """The answer the README opens with is the verdict of the committed fair sweep
     (`ffbench sweep fair --device meta --out results/fair-meta`), word for word."""

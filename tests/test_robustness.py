@@ -28,6 +28,7 @@ from ffbench.results import (
     write_parquet,
     write_row_json,
 )
+from ffbench.runner.jobs import CHILD_MODULE
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.ranges import parse_int_range
 from ffbench.sweep import folder as sweep_folder
@@ -76,11 +77,11 @@ def test_a_sweep_refused_after_its_pool_started_leaves_no_process(
 ) -> None:
     """A sweep starts its pool's processes (two meta workers here) while it checks its cells;
     a cell refused then ends them with the refusal."""
-    assert not [line for line in child_processes() if "ffbench.child" in line]
+    assert not [line for line in child_processes() if CHILD_MODULE in line]
     code, _, err = invoke(capsys, "sweep", *SWEEP_META, "--algorithms", "rff", "--jobs", "2",
                           "--option", "iterations=0", "--out", tmp_path / "out")
     assert_refused(code, err, "iterations")
-    assert not [line for line in child_processes() if "ffbench.child" in line]
+    assert not [line for line in child_processes() if CHILD_MODULE in line]
     assert not (tmp_path / "out").exists()
 
 
@@ -298,19 +299,19 @@ def test_an_os_error_mid_command_is_one_line_exit_1(
 
     baseline = tmp_path / "b.parquet"
     monkeypatch.setattr(results, "atomic_write", disk_full)
-    res = write_results_plain(tmp_path / "res")
+    res = write_results_plain(tmp_path / "res", [one_cell_row()])  # a baseline names its cells
     code, _, err = invoke(capsys, "check", res, "--baseline", baseline, "--refresh-baseline")
     assert_refused(code, err, "No space left on device", expected_code=1)
     assert not baseline.exists()
 
 
-def write_results_plain(folder: Path) -> Path:
+def write_results_plain(folder: Path, rows: list[dict[str, object]] | None = None) -> Path:
     import pyarrow.parquet as pq
 
     from ffbench.results import rows_to_table
 
     folder.mkdir(parents=True)
-    pq.write_table(rows_to_table(sweep_rows()), folder / PARQUET_NAME)
+    pq.write_table(rows_to_table(sweep_rows() if rows is None else rows), folder / PARQUET_NAME)
     return folder
 
 
@@ -388,8 +389,9 @@ def test_a_killed_sweeps_lock_never_blocks_its_resume(tmp_path: Path) -> None:
     out.mkdir()
     holder = subprocess.Popen(
         ["python3", "-c", "import fcntl, os, sys, time\n"
-         f"fd = os.open({str(out / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+         f"fd = os.open({str(out)!r}, os.O_RDONLY)\n"  # a sweep locks the folder itself
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         f"open({str(out / '.lock')!r}, 'w').write(str(os.getpid()))\n"
          "print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -79,7 +79,7 @@ def test_the_repository_sweeps_folder_is_the_packaged_one() -> None:
     if not folder.exists():
         pytest.skip("installed package: no repository around it")
     assert sorted(p.name for p in folder.glob("*.toml")) == [
-        "ci-cpu.toml", "fair.toml", "published.toml", "quick.toml"]
+        "accuracy.toml", "ci-cpu.toml", "fair.toml", "published.toml", "quick.toml"]
 
 
 def test_a_packaged_sweep_loads_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -167,7 +167,8 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
 
     # a kill leaves a temporary file and a parquet one cell behind: the next run repairs both
     (tmp_path / CELLS_DIR / ".abc.json.x.tmp").write_text("{")
-    (tmp_path / CELLS_DIR / "corrupt.json").write_text("{not json")
+    (tmp_path / CELLS_DIR / "000000000000.json").write_text("{not json")  # a row file
+    (tmp_path / CELLS_DIR / "notes.json").write_text("{not a row")  # not a sweep's: left
     for spec, row in zip(specs, rows, strict=True):
         sweep_run.write_row_json(row, store.row_path(spec))
     with pytest.raises(sweep_folder.SweepLocked, match=f"PID {os.getpid()}"):
@@ -175,10 +176,11 @@ def test_results_dir_round_trips_through_parquet_and_repairs_itself(tmp_path: Pa
     store.close()
     again = sweep_folder.SweepDir(tmp_path)
     assert not list(tmp_path.rglob("*.tmp"))
-    assert set(again.rows) == {cell_id(s) for s in specs}  # corrupt.json: to be run again
+    assert set(again.rows) == {cell_id(s) for s in specs}  # 000000000000: to be run again
     rejected = tmp_path / sweep_folder.REJECTED_DIR
-    assert sorted(p.name for p in rejected.iterdir()) == ["corrupt.json",
-                                                          "corrupt.json.reason.txt"]
+    assert sorted(p.name for p in rejected.iterdir()) == ["000000000000.json",
+                                                          "000000000000.json.reason.txt"]
+    assert (tmp_path / CELLS_DIR / "notes.json").read_text() == "{not a row"
     again.close()
 
 

@@ -165,9 +165,16 @@ def test_more_depths_and_batch_sizes_at_the_same_settings_extend_the_folder(
     wider = load_sweep("quick", tiny(layers="2..4", batch_sizes="8,16"))
     sweep_folder.check_owner(wider, out)  # no refusal
     grown = sweep_folder.record_owner(wider, out)
-    assert (grown.layers, grown.batch_sizes) == ((1, 2, 3, 4), (8, 16))
+    # each run's grid is kept: the folder's cells are their union, never the cross product
+    # of all depths and all batch sizes (layers 1 at batch 16 was never asked for)
+    assert grown.grids == (((1, 2), (8,)), ((2, 3, 4), (8, 16)))
+    assert sorted((c.n_layers, c.batch_size) for c in grown.cells()) == [
+        (1, 8), (2, 8), (2, 16), (3, 8), (3, 16), (4, 8), (4, 16)]
     stored = json.loads((out / sweep_folder.DEFINITION_NAME).read_text())
-    assert stored["layers"] == [1, 2, 3, 4] and stored["hidden"] == [16]
+    assert stored["grids"][1] == {"layers": [2, 3, 4], "batch_sizes": [8, 16]}
+    assert stored["hidden"] == [16]
+    deeper = sweep_folder.record_owner(load_sweep("quick", tiny(layers="5")), out)
+    assert deeper.grids == (((1, 2, 5), (8,)), ((2, 3, 4), (8, 16)))  # same batch: merged
 
 
 def test_results_below_a_parent_and_missing_cells_of_a_stopped_sweep(tmp_path: Path) -> None:
@@ -198,7 +205,8 @@ def test_progress_lines_count_cells_and_give_an_eta() -> None:
         "[1/4 cells, 40 s elapsed, ETA 2 min 00 s]  ok bp 1")
     assert lines.finished("ff 1", "oom", now=80.0).startswith("[2/4 cells, 1 failed, 1 min 20 s")
     assert duration(3725) == "1 h 02 min"
-    assert estimate_s("meta", 138) == pytest.approx(138 * sweep_plan_seconds("meta"))
+    meta = load_sweep("published", {"device": "meta"}).cells()
+    assert estimate_s(meta) == pytest.approx(len(meta) * sweep_plan_seconds("meta"))
 
 
 def sweep_plan_seconds(device: str) -> float:

@@ -19,7 +19,7 @@ import pytest
 import ffbench
 from ffbench.algorithms.resolve import cell_id
 from ffbench.results import CELLS_DIR, PARQUET_NAME, read_parquet, read_row_json
-from ffbench.runner.jobs import PARENT_PID_ENV, WORKER, CellJob
+from ffbench.runner.jobs import CHILD_MODULE, PARENT_PID_ENV, WORKER, CellJob
 from ffbench.runner.local_pool import LocalPool
 from ffbench.settings.cell import MNIST_FILES, CellSpec
 from ffbench.sweep import folder as sweep_folder
@@ -64,7 +64,7 @@ def child_pids(marker: str) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        if b"ffbench.child" in argv and any(marker.encode() in arg for arg in argv):
+        if CHILD_MODULE.encode() in argv and any(marker.encode() in arg for arg in argv):
             pids.append(int(proc.name))
     return pids
 

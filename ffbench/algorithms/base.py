@@ -72,6 +72,11 @@ class Algorithm(ABC):
     # Options added after cells were stored: left out of the cell id at their default, so
     # those cells keep their ids.
     late_options: ClassVar[tuple[str, ...]] = ()
+    # Options that count the hidden layers (a layer's index, a number of segments), each
+    # with the most it can act as: n_layers + this. Such an option is 0 or more; a larger
+    # value acts as the most (the algorithm clamps it) and is stored so, in the cell's
+    # identity: one measurement, one cell id.
+    layer_options: ClassVar[Mapping[str, int]] = {}
     # Settings this algorithm takes from a preset, by preset name (presets.py), laid over
     # the preset's own; options merge name by name. Read from the class itself, never
     # inherited (a subclass training the same function: `preset_settings = Parent.preset_settings`).

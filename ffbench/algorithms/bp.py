@@ -160,6 +160,7 @@ class Backprop(Algorithm):
         "checkpoint_segments": 0, "fused_step": False, "offload_activations": False}
     late_options: ClassVar[tuple[str, ...]] = (
         "checkpoint_segments", "fused_step", "offload_activations")
+    layer_options: ClassVar[Mapping[str, int]] = {"checkpoint_segments": 0}  # <= n_layers
     preset_settings = {
         "published": {"batch_size": 5000},  # all 5000 real images of the published batch
         "mnist-5k-accuracy": {

@@ -170,6 +170,7 @@ class ForwardForward(Algorithm):
     default_lr = 0.03
     options = {"readout_from_layer": 1, **LATE_OPTIONS}
     late_options: ClassVar[tuple[str, ...]] = tuple(LATE_OPTIONS)
+    layer_options: ClassVar[Mapping[str, int]] = {"readout_from_layer": -1}  # the last layer
     preset_settings = {"mnist-5k-accuracy": FF_MNIST_5K}
     accuracy_target: ClassVar[float | None] = 0.93
     gradient_note = ONE_LAYER_AT_A_TIME

@@ -20,7 +20,6 @@ from typing import Any
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import check
 from ffbench.errors import BadInput
-from ffbench.measure.cuda import check_device_available
 from ffbench.settings.cell import CellSpec, check_data
 
 
@@ -118,5 +117,8 @@ def cell_spec(algorithm: str, given: dict[str, Any], preset: str | None = None) 
     fields = apply_preset(preset, algorithm, {"algorithm": algorithm, **given}, set(given))
     spec = check(CellSpec(**fields))
     check_data(spec)
-    check_device_available(spec.device)
+    if spec.device.startswith("cuda"):
+        from ffbench.measure.cuda import check_device_available  # imports torch
+
+        check_device_available(spec.device)
     return spec

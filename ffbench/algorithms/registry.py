@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ffbench.errors import BadInput
 
@@ -83,8 +83,9 @@ def load(name: str) -> type[Algorithm]:
             cls = importlib.import_module(BUILTIN[name]).ALGORITHM
         else:
             cls = plugin_entry_points()[name].load()
-    except Exception as exc:  # a plugin's import may fail in any way; one line says how
-        reason = f"{type(exc).__name__}: {exc}"
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        # a plugin's import may fail in any way, exiting included; one line says how
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")
         raise BadAlgorithm(f"algorithm {name!r} does not load: {reason}") from exc
     if not (inspect.isclass(cls) and issubclass(cls, Algorithm)):
         raise BadAlgorithm(f"algorithm {name!r}: {cls!r} is not an Algorithm subclass")
@@ -99,15 +100,24 @@ def load(name: str) -> type[Algorithm]:
     return cls  # type: ignore[no-any-return]
 
 
-def bad_plugins() -> list[BadPlugin]:
-    """Every installed plugin that cannot be used, and why (loads each one)."""
-    bad = _clashing_plugins()
-    for name in plugin_entry_points():
-        try:
-            load(name)
-        except BadAlgorithm as exc:
-            bad.append(BadPlugin(name, str(exc)))
-    return bad
+PLUGIN_LOAD_TIMEOUT_S = 60.0  # `ffbench algorithms`: how long one plugin's import may take
+
+
+def bad_plugins(timeout_s: float = PLUGIN_LOAD_TIMEOUT_S) -> list[BadPlugin]:
+    """Every installed plugin that cannot be used, and why (each loaded in a child process:
+    one that blocks, exits or crashes as it loads is a reason, never this process's end)."""
+    return [BadPlugin(name, reason) for name, reason in _plugin_facts(timeout_s).items()
+            if isinstance(reason, str)] + _clashing_plugins()
+
+
+def _plugin_facts(timeout_s: float) -> dict[str, dict[str, Any] | str]:
+    """Each plugin's facts (`isolated._facts`), or why it cannot be used."""
+    from ffbench.algorithms.isolated import run_each
+
+    plugins = sorted(plugin_entry_points())
+    answers = run_each("facts", plugins, timeout_s) if plugins else []
+    return {name: answer.value if answer.error is None else answer.error
+            for name, answer in zip(plugins, answers, strict=True)}
 
 
 def usable() -> list[type[Algorithm]]:
@@ -121,14 +131,18 @@ def usable() -> list[type[Algorithm]]:
     return classes
 
 
-def algorithm_lines() -> list[str]:
+def algorithm_lines(timeout_s: float = PLUGIN_LOAD_TIMEOUT_S) -> list[str]:
     """`ffbench algorithms`: "name  summary" per usable algorithm, then "name  unusable: why"
-    per bad plugin."""
-    classes, bad = usable(), bad_plugins()
-    width = max([len(cls.name) for cls in classes] + [len(plugin.name) for plugin in bad])
-    return [f"{cls.name:<{width}}  {cls.summary}" for cls in classes] + [
-        f"{plugin.name:<{width}}  unusable: {plugin.reason}" for plugin in bad
-    ]
+    per bad plugin. Plugins are loaded in child processes (`isolated`), each given
+    `timeout_s`: what one does as it loads (print, exit, crash, block) is its line."""
+    facts = _plugin_facts(timeout_s)
+    usable = [(name, load(name).summary) for name in BUILTIN] + [
+        (name, fact["summary"]) for name, fact in facts.items() if not isinstance(fact, str)]
+    bad = [(name, reason) for name, reason in facts.items() if isinstance(reason, str)]
+    bad += [(plugin.name, plugin.reason) for plugin in _clashing_plugins()]
+    width = max(len(name) for name, _ in usable + bad)
+    return [f"{name:<{width}}  {' '.join(str(summary).split())}" for name, summary in usable] + [
+        f"{name:<{width}}  unusable: {reason}" for name, reason in bad]
 
 
 def display_name(name: str) -> str:

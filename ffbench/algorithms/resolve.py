@@ -33,12 +33,34 @@ NEUTRAL_EVAL_CHUNK = 0
 
 
 def check(spec: CellSpec) -> CellSpec:
-    """`spec`, its algorithm known and its options valid (BadInput, one line, otherwise)."""
+    """`spec`, its algorithm known and its options valid (BadInput, one line, otherwise):
+    of their default's type (true is not a number), those that count layers 0 or more."""
     if spec.algorithm not in registry.ALGORITHMS:
         known = ", ".join(sorted(registry.ALGORITHMS))
         raise BadInput(f"unknown algorithm {spec.algorithm!r} (known: {known})")
-    registry.load(spec.algorithm).check_options(spec.options)
+    info = registry.load(spec.algorithm)
+    for name, value in spec.options.items():
+        default = info.options.get(name)
+        if isinstance(value, bool) and name in info.options and not isinstance(default, bool):
+            raise BadInput(f"option {name}={str(value).lower()} should be a "
+                           f"{type(default).__name__}")
+        if name in info.layer_options and isinstance(value, int) and value < 0:
+            raise BadInput(f"option {name} counts layers: 0 or more, got {value}")
+    info.check_options(spec.options)
     return spec
+
+
+def _acting(options: dict[str, Any], spec: CellSpec, info: type[Any]) -> dict[str, Any]:
+    """Options that count layers as they act at this depth: a value beyond the most one can
+    act as (`layer_options`) is that most (its default where the default acts so too), so
+    that one measurement has one cell id."""
+    acting = dict(options)
+    for name, offset in info.layer_options.items():
+        most = spec.n_layers + offset
+        if name in acting and acting[name] > most:
+            default = info.options[name]
+            acting[name] = default if min(default, most) == most else most
+    return acting
 
 
 def applies(name: str, algorithm: str) -> bool:
@@ -67,7 +89,8 @@ def identity(spec: CellSpec, *, legacy: bool = False) -> dict[str, Any]:
     later are left out at their defaults (the optimizer, the target GPU, an algorithm's
     late options), and settings that do not act in the algorithm count as their neutral
     values (the goodness default, its threshold, eval_chunk 0), so that ids made before
-    hold. `legacy`: the identity before that rule (a setting that does nothing still counted)."""
+    hold; an option that counts layers as it acts (`_acting`). `legacy`: the identity before
+    those rules (a setting that does nothing still counted)."""
     info = registry.load(spec.algorithm)
     if info.baseline and not legacy:
         spec = dataclasses.replace(
@@ -75,6 +98,8 @@ def identity(spec: CellSpec, *, legacy: bool = False) -> dict[str, Any]:
             eval_chunk=NEUTRAL_EVAL_CHUNK)
     fields = dataclasses.asdict(resolved(spec))
     fields.pop("data_dir")
+    if not legacy:
+        fields["options"] = _acting(fields["options"], spec, info)
     for name, default in LATE_FIELDS.items():
         if fields[name] == default:
             fields.pop(name)

@@ -62,7 +62,7 @@ from ffbench.analysis.verdict_records import (
     _key,
     headline,
 )
-from ffbench.results import measured_peak_bytes, rows_to_table
+from ffbench.results import FOLDER, measured_peak_bytes, rows_to_table
 from ffbench.settings.cell import (
     DEFAULT_OPTIMIZER,
     EVAL_CHUNK_ALL,
@@ -368,7 +368,11 @@ def shifts(found: list[Comparison]) -> list[OptimizerShift]:
 
 
 def verdict(frame: pd.DataFrame) -> Verdict:
-    """The verdict of a results frame (as `ffbench.results.load` returns it)."""
+    """The verdict of a results frame (as `ffbench.results.load` returns it; a frame split
+    into configurations, `sweep.folder.by_configuration`, is compared per folder: the
+    verdict separates optimizers and eval forms itself)."""
+    if FOLDER in frame:
+        frame = frame.assign(source=frame[FOLDER])
     data = cells(frame)
     peaks = phase_peaks(data)
     table = per_depth(peaks)

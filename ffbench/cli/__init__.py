@@ -21,7 +21,7 @@ from typer.core import TyperCommand
 
 from ffbench import __version__
 from ffbench.cli.options import with_settings
-from ffbench.console import error_line, show, show_library_warnings
+from ffbench.console import error_line, show, show_library_warnings, usable_streams
 from ffbench.errors import BadInput
 from ffbench.settings.gpus import DEFAULT_GPU, GPUS
 from ffbench.settings.paths import check_out_file
@@ -194,16 +194,23 @@ def check_command(
         help="Memory column to compare (repeatable) (default: tracked, predicted and static "
              "bytes; CUDA peaks when both rows come from the same GPU).")] = None,
     refresh_baseline: Annotated[bool, typer.Option(
-        help="Write RESULTS' successful rows as the new baseline, on purpose.")] = False,
+        help="Write RESULTS' successful rows as the new baseline (FILE.parquet), on purpose."
+    )] = False,
+    allow_uncompared: Annotated[bool, typer.Option(
+        "--allow-uncompared",
+        help="Cells that cannot be compared (given more than once, a memory column null now "
+             "or, for --metric, on both sides) are listed but do not fail the gate.")] = False,
 ) -> None:
-    """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline."""
+    """Memory regression gate: exit 1 if a cell's memory grew beyond --rtol over the baseline,
+    or a cell could not be compared (the gate fails closed)."""
     from ffbench import check
     from ffbench.console.tables import check_lines
 
     if refresh_baseline:
         show(f"wrote {check.refresh(results, baseline)} cells to {baseline}")
         return
-    outcome = check.gate(results, baseline, rtol=rtol, metrics=metric or [])
+    outcome = check.gate(results, baseline, rtol=rtol, metrics=metric or [],
+                         allow_uncompared=allow_uncompared)
     show(*check_lines(outcome, rtol))
     raise typer.Exit(outcome.exit_code)
 
@@ -222,12 +229,17 @@ def capacity_command(
         help=f"GPU whose cuBLAS workspace and CUDA context to assume: {', '.join(GPUS)}.",
     )] = DEFAULT_GPU,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds a plugin's answer may take (each plugin runs in a process of its own; "
+             "one that fails is a row saying why).")] = 300.0,
 ) -> None:
     """Per algorithm, the deepest network (or at --layers the largest batch) whose predicted
     reserved memory plus the CUDA context fits in MEMORY."""
     from ffbench.capacity import answer
+    from ffbench.settings.checks import positive_number
 
-    fits = answer(memory, settings, algorithms=algorithms, layers=layers, target_gpu=target_gpu)
+    fits = answer(memory, settings, algorithms=algorithms, layers=layers, target_gpu=target_gpu,
+                  timeout_s=positive_number("timeout", timeout))
     show(*([fits.as_json()] if as_json else [fits.heading(), *fits.lines()]))
 
 
@@ -240,12 +252,18 @@ def list_presets() -> None:
 
 
 @app.command("algorithms")
-def list_algorithms() -> None:
+def list_algorithms(
+    *,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds a plugin may take to load (each loads in a process of its own).",
+    )] = 60.0,
+) -> None:
     """List the registered algorithms (built-in and plugins), one line each; a plugin that
     cannot be used is one line saying why."""
     from ffbench.algorithms.registry import algorithm_lines
+    from ffbench.settings.checks import positive_number
 
-    show(*algorithm_lines())
+    show(*algorithm_lines(positive_number("timeout", timeout)))
 
 
 class CellFailed(Exception):
@@ -278,7 +296,7 @@ def entry() -> None:
     except SystemExit as end:
         code = end.code if isinstance(end.code, int) else int(end.code is not None)
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head)
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a closed pipe (| head)
             stream.flush()
     os._exit(code)
 
@@ -287,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: bad input is one line on stderr and exit code 2, an OS error
     (full disk, permissions) one line and exit 1; no arguments print the help."""
     args = sys.argv[1:] if argv is None else argv
+    usable_streams()
     show_library_warnings()
     try:
         code = app(args=args or ["--help"], prog_name="ffbench", standalone_mode=False)

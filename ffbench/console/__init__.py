@@ -3,19 +3,54 @@
 Every text is printed literally: the consoles never read markup or highlight, so a path
 or an error message with square brackets reaches the user as it is (rich would otherwise
 eat `[x]` and raise on a stray `[/]`). Styles are applied to Text objects, never by markup.
+Control characters in any text shown (an escape sequence in a cell's error, a path, a file
+someone wrote) are printed as escapes (\x1b), never sent to the terminal; and a table is
+never narrower than MIN_WIDTH columns, whatever COLUMNS says.
 The rest of the package builds what is shown: tables, a sweep's progress, its ending.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
+from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleDimensions, RenderableType
 from rich.text import Text
 
-out = Console(markup=False, highlight=False, emoji=False)
-err = Console(stderr=True, markup=False, highlight=False, emoji=False)
+MIN_WIDTH = 80  # columns a table is laid out in at least (COLUMNS=5 emptied every cell)
+# C0 and C1 controls but newline and tab, DEL, and the bidirectional overrides (which
+# reorder what a terminal shows)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written as an escape ("\x1b"), so that what a
+    file, a plugin or a cell's error holds cannot clear the screen or hide what follows."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class _Console(Console):
+    """A console that escapes control characters in every string it renders (text, table
+    cells, titles) and lays out at least MIN_WIDTH columns."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(printable(text), **options)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if size.width >= MIN_WIDTH else ConsoleDimensions(MIN_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Console(markup=False, highlight=False, emoji=False)
+err = _Console(stderr=True, markup=False, highlight=False, emoji=False)
 
 
 def show(*items: RenderableType, to_stderr: bool = False) -> None:
@@ -26,14 +61,37 @@ def show(*items: RenderableType, to_stderr: bool = False) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(Text.assemble(("warning: ", "yellow"), message), soft_wrap=True)
+    err.print(Text.assemble(("warning: ", "yellow"), printable(message)), soft_wrap=True)
 
 
 def error_line(message: str) -> None:
     """The one line a refused or failed command ends with, on stderr (plain, no console:
     it must reach the user even when the console cannot be built)."""
-    flat = " ".join(str(message).split()) or "unknown error"
+    flat = printable(" ".join(str(message).split())) or "unknown error"
     print(f"ffbench: error: {flat}", file=sys.stderr)
+
+
+def usable_streams() -> None:
+    """A closed stdout or stderr (`>&-`) taken as /dev/null: the command does its work, and
+    what it would print is dropped (writing to it would end the command with a traceback
+    after the work was done)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or _closed(stream):
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the process's life)
+
+
+def _closed(stream: Any) -> bool:
+    """Whether `stream`'s descriptor is closed (one without a descriptor is not)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False  # in memory (a test's capture): usable
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
 
 
 class _WarningLines(logging.Handler):
@@ -42,7 +100,7 @@ class _WarningLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.ERROR:
             return  # a failure the command reports itself, in its one error line
-        text = " ".join(record.getMessage().split())
+        text = printable(" ".join(record.getMessage().split()))
         print(f"{record.levelname.lower()}: {text}", file=sys.stderr)
 
 

@@ -13,15 +13,15 @@ from typing import Any
 
 from rich.text import Text
 
-from ffbench.console import err
+from ffbench.console import err, printable
 from ffbench.console.progress_text import ProgressLines, duration, estimate_s
 from ffbench.settings.cell import CellSpec
 from ffbench.sweep.run import Planned, Started
 
 
 def cell_label(spec: CellSpec) -> str:
-    return (f"{spec.algorithm} layers={spec.n_layers} hidden={spec.hidden} "
-            f"batch={spec.batch_size} {spec.device}")
+    return printable(f"{spec.algorithm} layers={spec.n_layers} hidden={spec.hidden} "
+                     f"batch={spec.batch_size} {spec.device}")
 
 
 @contextmanager
@@ -83,7 +83,7 @@ def sweep_progress(
         for event in itertools.chain([first], events):
             if isinstance(event, Planned):
                 done = event.total - event.to_run
-                guess = estimate_s(spec.device, event.to_run, spec.cells_at_once)
+                guess = estimate_s(event.cells, spec.cells_at_once)
                 progress.console.print(f"{spec.name}: {event.total} cells on {spec.device}, "
                                        f"{done} already finished in {out_dir}, {event.to_run} "
                                        f"to run, about {duration(guess)}", soft_wrap=True)
@@ -102,5 +102,6 @@ def sweep_progress(
                 if event.row["status"] != "ok":
                     reason = (event.row["error"] or "").strip().splitlines()[:1]
                     progress.console.print(Text.assemble(
-                        (event.row["status"], "yellow"),
-                        f" {cell_label(event.spec)}: {''.join(reason)}"), soft_wrap=True)
+                        (printable(event.row["status"]), "yellow"),
+                        f" {cell_label(event.spec)}: {printable(''.join(reason))}"),
+                        soft_wrap=True)

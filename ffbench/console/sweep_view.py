@@ -14,17 +14,27 @@ from ffbench.console.progress import sweep_progress
 from ffbench.console.tables import sweep_table
 from ffbench.results import FAILED_STATUSES
 from ffbench.sweep.plan import PlannedSweep, is_predicted
-from ffbench.sweep.run import Event
+from ffbench.sweep.run import Event, Resume
 from ffbench.sweep.spec import SweepSpec
 
 
 def shell_command(*words: Any) -> str:
-    """A command line to paste into a shell, every word quoted where it must be."""
-    return shlex.join(str(word) for word in words)
+    """A command line to paste into a shell, every word quoted where it must be; a path
+    that starts with "-" is written ./-x, so that the command does not take it for an
+    option. The one quoting of every command ffbench prints."""
+    return shlex.join(_word(word) for word in words)
 
 
-def resume_command(argv: list[str], out_dir: Path) -> str:
-    """The command line that continues this sweep where it stopped."""
+def _word(word: Any) -> str:
+    if isinstance(word, Path):
+        text = str(word)
+        return f"./{text}" if text.startswith("-") else text
+    return str(word)
+
+
+def resume_command(argv: list[str], out: Path | None) -> str:
+    """The command line that continues this sweep where it stopped: the one typed, without
+    --no-resume, writing into `out` (None: where it writes by default)."""
     args = argv[argv.index("sweep") + 1 :] if "sweep" in argv else []
     kept: list[str] = []
     skip_next = False
@@ -35,7 +45,7 @@ def resume_command(argv: list[str], out_dir: Path) -> str:
         skip_next = arg == "--out"
         if not skip_next:
             kept.append(arg)
-    return shell_command("ffbench", "sweep", *kept, "--out", out_dir)
+    return shell_command("ffbench", "sweep", *kept, *(["--out", out] if out else []))
 
 
 class ConsoleSweepView:
@@ -67,9 +77,13 @@ class ConsoleSweepView:
         if failed and not retry_failed:
             show(f"{failed} cell(s) failed; run them again by adding --retry-failed")
 
-    def interrupted(self, out_dir: Path) -> None:
-        show(f"interrupted: every finished cell is kept in {out_dir}; resume with\n"
-             f"  {resume_command(self.argv, out_dir)}", to_stderr=True)
+    def interrupted(self, out_dir: Path, resume: Resume) -> None:
+        if resume.possible:
+            how = f"resume with\n  {resume_command(self.argv, resume.out)}"
+        else:
+            how = ("its fresh folders cannot be resumed by one command (give --out DIR with "
+                   "--no-resume for a folder that can)")
+        show(f"interrupted: every finished cell is kept in {out_dir}; {how}", to_stderr=True)
 
     def all_ended(self, folders: list[Path]) -> None:
         """The verdict over everything this command ran, then how to see more."""

@@ -106,7 +106,7 @@ def sweep_table(rows: list[dict[str, Any]], title: str = "") -> Table:
 def changes_table(title: str, changes: list[Change]) -> Table:
     table = Table(title=title, header_style="bold")
     table.add_column("cell")
-    table.add_column("metric")
+    table.add_column("metric", overflow="fold")  # a column's name whole, if on two lines
     for column in ("baseline", "now", "change"):
         table.add_column(column, justify="right")
     for change in sorted(changes, key=lambda c: (c.label, c.metric)):
@@ -125,9 +125,25 @@ def check_lines(report: CheckReport, rtol: float) -> list[Any]:
     for what, labels in (("new (not in the baseline)", report.new_cells),
                          ("missing (in the baseline only)", report.missing_cells)):
         shown += [f"{what}: {label}" for label in labels]
-    verdict = "FAIL" if report.regressions else "ok"
+    if report.uncompared:
+        shown.append(uncompared_line(report))
+    verdict = "FAIL" if report.exit_code else "ok"
+    uncompared = f", {len(report.uncompared)} not compared" if report.uncompared else ""
     shown.append(f"{verdict}: {report.compared_cells} cells compared, "
                  f"{len(report.regressions)} regressions, {len(report.improvements)} "
                  f"improvements, {len(report.new_cells)} new, {len(report.missing_cells)} "
-                 "missing")
+                 f"missing{uncompared}")
     return shown
+
+
+UNCOMPARED_SHOWN = 10  # cells named in the line; the rest are counted
+
+
+def uncompared_line(report: CheckReport) -> str:
+    """One line naming the cells the gate could not compare, and why."""
+    cells = report.uncompared
+    named = "; ".join(cells[:UNCOMPARED_SHOWN])
+    more = f"; and {len(cells) - UNCOMPARED_SHOWN} more" if len(cells) > UNCOMPARED_SHOWN else ""
+    allowed = (" (--allow-uncompared: not a failure)" if report.allow_uncompared
+               else " (a failure: add --allow-uncompared to accept it)")
+    return f"could not compare {len(cells)} cell(s){allowed}: {named}{more}"

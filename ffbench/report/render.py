@@ -5,25 +5,33 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 
+from ffbench.console import printable
 from ffbench.report.page import Block, Bullets, Heading, Image, Table
 
 
+def _md_text(text: str) -> str:
+    """Text from the results as markdown shows it, literally: control characters as escapes
+    (\\x1b), and <, > and & as entities (a viewer renders raw HTML: `<script>` would run)."""
+    return html.escape(printable(text), quote=False)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_block(block: Block) -> str:
     if isinstance(block, Heading):
-        return f"{'#' * block.level} {block.text}"
+        return f"{'#' * block.level} {_md_text(block.text)}"
     if isinstance(block, Bullets):
-        return "\n".join(f"- {item}" for item in block.items)
+        return "\n".join(f"- {_md_text(item)}" for item in block.items)
     if isinstance(block, Table):
-        lines = ["| " + " | ".join(block.columns) + " |", "|" + "---|" * len(block.columns)]
+        lines = ["| " + " | ".join(map(_md_cell, block.columns)) + " |",
+                 "|" + "---|" * len(block.columns)]
         lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
         return "\n".join(lines)
     if isinstance(block, Image):
-        return f"![{block.alt}]({block.path})"
-    return block.text
+        return f"![{_md_text(block.alt)}]({block.path})"
+    return _md_text(block.text)
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
@@ -31,7 +39,9 @@ def to_markdown(blocks: Sequence[Block]) -> str:
 
 
 def _html_block(block: Block) -> str:
-    e = html.escape
+    def e(text: str) -> str:
+        return html.escape(printable(text))
+
     if isinstance(block, Heading):
         return f"<h{block.level}>{e(block.text)}</h{block.level}>"
     if isinstance(block, Bullets):

@@ -190,6 +190,11 @@ def _accuracy_line(v: Verdict, group: Group) -> str | None:
             f"epoch(s)): {text}{chance}.")
 
 
+def accuracy_lines(v: Verdict) -> list[str]:
+    """Each group's test accuracy line (the README's accuracy answer)."""
+    return [line for group in v.groups if (line := _accuracy_line(v, group)) is not None]
+
+
 def _by_size(v: Verdict) -> dict[tuple[Any, ...], list[Group]]:
     """Groups by everything but the optimizer, the reference optimizer's first."""
     sized: dict[tuple[Any, ...], list[Group]] = {}

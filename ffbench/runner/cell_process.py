@@ -1,7 +1,8 @@
 """One cell's process, from the inside: run the cell (ffbench.cell.run.run_cell_row, which
 turns a failure inside the cell into a row), write its row atomically, and die with the
 sweep; or, as a meta worker, run meta cells one after another, each request a JSON line
-[SPEC.json, OUT.json, SWEEP_ID] answered by a "done" line."""
+[SPEC.json, OUT.json, SWEEP_ID] answered by a "start" line as the cell begins and a "done"
+line as it ends."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from ffbench.cell.run import run_cell_row
 from ffbench.results import write_row_json
-from ffbench.runner.jobs import CHILD_MODULE, PARENT_PID_ENV, SPAWNED, WORKER
+from ffbench.runner.jobs import (
+    CHILD_MODULE,
+    DONE_LINE,
+    PARENT_PID_ENV,
+    SPAWNED,
+    START_LINE,
+    WORKER,
+)
 from ffbench.settings.cell import CellSpec
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -39,6 +47,12 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
+def announce(replies: BinaryIO, line: bytes) -> None:
+    """Tell the parent (START_LINE: the cell begins now, its clock starts; DONE_LINE)."""
+    replies.write(line)
+    replies.flush()
+
+
 def run_one(spec_path: str, out_path: str, sweep_id: str = "", *,
             start_method: str = SPAWNED) -> None:
     """A WORKER has run other cells before, so its peak RSS is not this cell's."""
@@ -51,15 +65,17 @@ def run_one(spec_path: str, out_path: str, sweep_id: str = "", *,
     write_row_json(row, Path(out_path))
 
 
-def serve(requests: TextIO, replies: TextIO) -> None:
+def serve(requests: TextIO, replies: BinaryIO) -> None:
+    """Run each requested cell in turn, saying START_LINE as it begins and DONE_LINE as
+    it ends."""
     for line in requests:
+        announce(replies, START_LINE)
         run_one(*json.loads(line), start_method=WORKER)
         # keep the next cell's gc.collect() (before each memory pass) cheap: survivors of
         # this cell (modules imported on first use) are moved out of the collector's sight
         gc.collect()
         gc.freeze()
-        replies.write("done\n")
-        replies.flush()
+        announce(replies, DONE_LINE)
 
 
 def set_title(words: list[str]) -> None:

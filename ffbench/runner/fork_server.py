@@ -7,7 +7,9 @@ and dies alone.
 Requests are JSON lines, each with a tag: a cell ({"spec", "row", "sweep_id", "stderr",
 "env", "tag"}), or a meta worker serving on pipes the server was started with ({"worker":
 [REQUESTS, REPLIES, STDERR], "others", "env", "tag"}). The server answers "pid PID TAG" for
-each fork and "exit PID RETURNCODE" (as subprocess gives it) as each process ends.
+each fork and "exit PID RETURNCODE" (as subprocess gives it) as each process ends. The
+parent never waits for an answer but to kill (and then briefly): a cell's clock starts with
+its pid, so the server's own start-up is never on a cell's clock.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from ffbench.runner.jobs import (
 from ffbench.runner.processes import ChildProcess, WorkerChannel, fd_tail, file_tail
 from ffbench.settings.cell import CellSpec
 
-FORK_REPLY_S = 300.0  # the server's first answer waits for its imports, on a loaded machine
+# how long a kill waits for the pid of a process the server was asked to fork; a server
+# that takes longer is stuck (it is killed, with what it was to fork)
+KILL_WAIT_S = 5.0
 # room kept in the server's command line, where each forked cell writes its own title
 # (`ffbench.runner.child CELL_ID ROW_PATH`, as `ps` shows a spawned cell)
 TITLE_ROOM = 400
@@ -89,11 +93,11 @@ class ForkedWorker(WorkerChannel):
 
     @property
     def pid(self) -> int | None:
-        return self.server.pid_of(self.tag)
+        return self.server.known_pid(self.tag)
 
     def _gone(self) -> None:
         self._ended = True
-        pid = self.pid
+        pid = self._pid_so_far()
         if pid is not None:  # for its returncode
             self.server.wait_for_exit(pid)
 
@@ -114,11 +118,14 @@ class ForkedWorker(WorkerChannel):
 
     def kill(self) -> None:
         """Kill it. Given a cell, it is killed once forked (a cell waiting in its pipe must
-        not run later); given none, only if forked yet (else it dies with the server, or at
-        the end of its input: its pipes close here)."""
-        pid = self.pid if self.job is not None else self._pid_so_far()
-        if pid is not None:
-            self.server.kill_child(pid)
+        not run later: `kill_request`); given none, only if forked yet (else it dies with
+        the server, or at the end of its input: its pipes close here)."""
+        if self.job is not None:
+            self.server.kill_request(self.tag)
+        else:
+            pid = self._pid_so_far()
+            if pid is not None:
+                self.server.kill_child(pid)
         self.ends.close()
 
     def close(self) -> None:
@@ -157,12 +164,12 @@ class ForkServer(ChildProcess):
         self._ended = False
 
     def fork(self, job: CellJob, workdir: Path, env: dict[str, str]) -> ForkedCell | None:
-        """The cell's process, or None when the server is gone."""
+        """The cell's process, asked for (its pid comes with the server's answer: the cell
+        has started then), or None when the server is gone. Returns at once."""
         stderr_path = workdir / f"{cell_id(job.spec)}.stderr"
         tag = self._request({"spec": str(write_spec(job, workdir)), "row": str(job.row_path),
                              "sweep_id": job.sweep_id, "stderr": str(stderr_path), "env": env})
-        pid = None if tag is None else self.pid_of(tag)
-        return None if pid is None else ForkedCell(job, self, pid, stderr_path)
+        return None if tag is None else ForkedCell(job, self, tag, stderr_path)
 
     def fork_worker(self, env: dict[str, str]) -> ForkedWorker | None:
         """A meta worker on one of the server's spare pipes (None: none left, or the server
@@ -193,13 +200,23 @@ class ForkServer(ChildProcess):
         """The pid of request `tag`'s process, if the server has answered."""
         return self._pids.get(tag)
 
-    def pid_of(self, tag: int) -> int | None:
-        """The pid of request `tag`'s process, waiting for the answer (None: the server
-        ended or did not answer within FORK_REPLY_S)."""
-        deadline = time.monotonic() + FORK_REPLY_S
+    def pid_of(self, tag: int, wait_s: float) -> int | None:
+        """The pid of request `tag`'s process, waiting up to `wait_s` for the answer (None:
+        the server ended or did not answer)."""
+        deadline = time.monotonic() + wait_s
         while tag not in self._pids and not self._ended and time.monotonic() < deadline:
             self._read(deadline - time.monotonic())
         return self._pids.get(tag)
+
+    def kill_request(self, tag: int) -> None:
+        """Kill request `tag`'s process, forked or about to be: its answer is waited for up
+        to KILL_WAIT_S; a server that has not forked it by then is stuck, and is killed
+        with it (a request left in its queue must not run later)."""
+        pid = self.pid_of(tag, KILL_WAIT_S)
+        if pid is None:
+            self.kill()
+        else:
+            self.kill_child(pid)
 
     def poll(self, wait_s: float = 0.0) -> None:
         """Take in the replies so far (waiting up to `wait_s` for the first)."""
@@ -250,11 +267,20 @@ class ForkServer(ChildProcess):
 
 
 class ForkedCell:
-    """A cell's process forked by the server; in its own session, as a spawned one."""
+    """A cell's process forked by the server; in its own session, as a spawned one. It has
+    `started` once the server answers with its pid (the fork is the cell's start)."""
 
-    def __init__(self, job: CellJob, server: ForkServer, pid: int, stderr_path: Path) -> None:
-        self.job, self.server, self.pid, self.stderr_path = job, server, pid, stderr_path
+    def __init__(self, job: CellJob, server: ForkServer, tag: int, stderr_path: Path) -> None:
+        self.job, self.server, self.tag, self.stderr_path = job, server, tag, stderr_path
         self.start_method = FORKED
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.known_pid(self.tag)
+
+    def started(self) -> bool:
+        self.server.poll()
+        return self.pid is not None
 
     def cell_done(self) -> bool:
         self.server.poll()
@@ -264,10 +290,11 @@ class ForkedCell:
         return not self.cell_done()
 
     def returncode(self) -> int | None:
-        return self.server.exits.get(self.pid)
+        pid = self.pid
+        return None if pid is None else self.server.exits.get(pid)
 
     def kill(self) -> None:
-        self.server.kill_child(self.pid)
+        self.server.kill_request(self.tag)
 
     def stderr_tail(self) -> str:
         return file_tail(self.stderr_path)
@@ -279,13 +306,16 @@ class ForkedCell:
 
 
 def preload() -> None:
-    """Import what a cell imports, touching no device: every algorithm's module (and what
-    it pulls in), and torch._dynamo, which torch.optim imports on a first optimizer (~2 s)."""
+    """Import what a cell imports, touching no device: every built-in algorithm's module
+    (and what it pulls in), and torch._dynamo, which torch.optim imports on a first
+    optimizer (~2 s). Plugins are not imported here: a plugin that blocks, exits or crashes
+    as it is imported does so in its own cells, on their clocks, never in the server."""
     import torch._dynamo  # noqa: F401
 
     from ffbench.algorithms import registry
 
-    registry.usable()  # loads every algorithm that loads; a bad plugin fails in its own cell
+    for name in registry.BUILTIN:
+        registry.load(name)
 
 
 def preload_dataset(spec_path: str) -> None:
@@ -365,7 +395,7 @@ def forked(request: dict[str, Any], replies: int) -> None:
             title = [CHILD_MODULE, SERVE_FLAG]
 
             def work() -> None:
-                serve(os.fdopen(requests_fd), os.fdopen(replies_fd, "w"))
+                serve(os.fdopen(requests_fd), os.fdopen(replies_fd, "wb"))
         else:
             err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
             spec_path, row_path = request["spec"], request["row"]

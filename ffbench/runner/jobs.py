@@ -21,6 +21,12 @@ PARENT_PID_ENV = "FFBENCH_PARENT_PID"  # the child dies with this process (cell_
 POLL_S = 0.005  # how often the local pool (and the fork server) look at their children
 STDERR_TAIL_BYTES = 4000
 WORKER_CLOSE_S = 5.0
+# A cell's clock (its timeout) starts when its process begins the cell, not at the spawn:
+# the interpreter's start and torch's import (seconds, more on a loaded machine) are not
+# the cell's time. A process that has not begun its cell after this long is timed from here.
+STARTUP_S = 300.0
+START_LINE = b"start\n"  # what a cell's process (or a worker, per cell) says as it begins
+DONE_LINE = b"done\n"  # what a worker says as a cell ends
 FORK_SERVER_FLAG = "--fork-server"
 SERVE_FLAG = "--serve"
 # the row's start_method: how the cell's process came to be

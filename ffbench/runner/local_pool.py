@@ -15,12 +15,12 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ffbench.measure.env import utc_now
 from ffbench.runner.fork_server import ForkedCell, ForkedWorker, ForkServer
-from ffbench.runner.jobs import POLL_S, CellJob, CellOutcome, Ends, child_env
+from ffbench.runner.jobs import POLL_S, STARTUP_S, CellJob, CellOutcome, Ends, child_env
 from ffbench.runner.processes import CellProcess, MetaWorker
 from ffbench.settings.cell import PREDICTED_DEVICE
 
@@ -34,8 +34,12 @@ class _Slot:
     index: int
     running: CellProcess | ForkedCell | MetaWorker | ForkedWorker | None = None
     worker: MetaWorker | ForkedWorker | None = None  # kept between meta cells
-    started_s: float = 0.0
+    started_s: float = 0.0  # when its process was asked for
     started_at: str = ""
+    clock_s: float | None = None  # when its cell began (its timeout counts from here)
+    checked_s: float = 0.0  # when it was last looked at
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: Path = Path()
 
     def close_worker(self) -> None:
         if self.worker is not None:
@@ -114,8 +118,10 @@ class LocalPool:
         return env
 
     def _start(self, slot: _Slot, job: CellJob, workdir: Path) -> None:
-        slot.started_s, slot.started_at = time.perf_counter(), utc_now()
-        env = self._env(slot, job)
+        slot.started_s, slot.started_at, slot.clock_s = time.perf_counter(), utc_now(), None
+        slot.checked_s = slot.started_s
+        env = slot.env = self._env(slot, job)
+        slot.workdir = workdir
         if job.spec.device != "meta":
             slot.close_worker()
             slot.running = self._fork(job, env, workdir) or CellProcess(job, workdir, env)
@@ -152,12 +158,23 @@ class LocalPool:
         return cell
 
     def _check(self, slot: _Slot) -> CellOutcome | None:
-        """The outcome if the slot's cell ended or ran out of time, else None."""
+        """The outcome if the slot's cell ended or ran out of time, else None. Its time
+        counts from when its process began the cell (`started`), not from the spawn: the
+        interpreter's start and its imports are not the cell's (STARTUP_S bounds them)."""
         run = slot.running
         if run is None:
             return None
+        now = time.perf_counter()
         done = run.cell_done()
-        timed_out = not done and time.perf_counter() - slot.started_s > self.timeout_s
+        if slot.clock_s is None and (run.started() or done):
+            slot.clock_s = slot.checked_s  # it began since the last look: counted from then
+        elif slot.clock_s is None and now - slot.started_s > STARTUP_S:
+            slot.clock_s = slot.started_s + STARTUP_S
+        slot.checked_s = now
+        if done and isinstance(run, ForkedCell) and run.pid is None:
+            self._respawn(slot, run)  # the server died before forking it
+            return None
+        timed_out = not done and slot.clock_s is not None and now - slot.clock_s > self.timeout_s
         if not (done or timed_out):
             return None
         if timed_out:
@@ -169,10 +186,21 @@ class LocalPool:
             slot.worker = None
         return CellOutcome(
             job=job, returncode=run.returncode(), timed_out=timed_out,
-            wall_s=time.perf_counter() - slot.started_s, stderr_tail=run.stderr_tail(),
-            pid=run.pid, host=socket.gethostname(), started_at=slot.started_at,
-            start_method=run.start_method,
+            wall_s=time.perf_counter() - (slot.clock_s or slot.started_s),
+            stderr_tail=run.stderr_tail(), pid=run.pid, host=socket.gethostname(),
+            started_at=slot.started_at, start_method=run.start_method,
         )
+
+    def _respawn(self, slot: _Slot, cell: ForkedCell) -> None:
+        """A cell the fork server never forked (it died first) runs in a spawned process,
+        as every cell after it."""
+        if self._forking:
+            log.warning("the fork server is gone; spawning cells instead. Its stderr:\n%s",
+                        cell.server.stderr_tail())
+            self._forking = False
+        slot.started_s, slot.clock_s = time.perf_counter(), None
+        slot.checked_s = slot.started_s
+        slot.running = CellProcess(cell.job, slot.workdir, slot.env)
 
 
 def run_blocking(job: CellJob, timeout_s: float) -> CellOutcome:

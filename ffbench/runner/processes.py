@@ -1,6 +1,7 @@
 """Processes the runner spawns (`python -m ffbench.runner.child ...`), seen from the parent:
 one cell's process (CellProcess), a meta worker that runs meta cells in turn (MetaWorker),
-and the conversation with a worker, a JSON line in and a "done" line out per cell."""
+and the conversation with a worker, a JSON line in and a "start" and a "done" line out per
+cell. Each says when its cell begins: the cell's clock starts then, not at the spawn."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import IO
 from ffbench.algorithms.resolve import cell_id
 from ffbench.runner.jobs import (
     CHILD_MODULE,
+    DONE_LINE,
     SERVE_FLAG,
     SPAWNED,
+    START_LINE,
     STDERR_TAIL_BYTES,
     WORKER,
     WORKER_CLOSE_S,
@@ -48,7 +51,7 @@ class ChildProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", CHILD_MODULE, *args],
                 stdin=subprocess.PIPE if serve else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if serve else err,
+                stdout=subprocess.PIPE,  # the child's channel to us (child.py)
                 stderr=err,
                 env=env,
                 start_new_session=True,
@@ -93,8 +96,29 @@ def file_tail(path: Path) -> str:
         return ""
 
 
+class Lines:
+    """Lines from a child's channel, read without blocking and without a buffer that
+    select cannot see (os.read on the descriptor); `ended` once the child closed it."""
+
+    def __init__(self, channel: IO[bytes]) -> None:
+        self.fd = channel.fileno()
+        self.pending = b""
+        self.ended = False
+
+    def read(self) -> list[bytes]:
+        """The whole lines that came so far (each with its newline)."""
+        lines: list[bytes] = []
+        while not self.ended and select.select([self.fd], [], [], 0)[0]:
+            chunk = os.read(self.fd, 4096)
+            self.ended = not chunk
+            *whole, self.pending = (self.pending + chunk).split(b"\n")
+            lines += [line + b"\n" for line in whole]
+        return lines
+
+
 class CellProcess(ChildProcess):
-    """A fresh process for exactly one cell; the cell is over when the process is."""
+    """A fresh process for exactly one cell; the cell is over when the process is. It has
+    `started` once it says so (its imports done)."""
 
     def __init__(self, job: CellJob, workdir: Path, env: dict[str, str]) -> None:
         spec_path = write_spec(job, workdir)
@@ -103,6 +127,13 @@ class CellProcess(ChildProcess):
                          serve=False)
         self.job = job
         self.start_method = SPAWNED
+        assert self.proc.stdout is not None
+        self._lines = Lines(self.proc.stdout)
+        self._started = False
+
+    def started(self) -> bool:
+        self._started = self._started or START_LINE in self._lines.read()
+        return self._started
 
     def cell_done(self) -> bool:
         return not self.alive()
@@ -112,14 +143,19 @@ class CellProcess(ChildProcess):
 
 
 class WorkerChannel:
-    """A meta worker's side of the conversation: a JSON line in, a "done" line out per cell."""
+    """A meta worker's side of the conversation: a JSON line in, a "start" line (the cell
+    begins) and a "done" line (it ended) out per cell."""
 
     requests: IO[bytes] | None
     replies: IO[bytes] | None
     job: CellJob | None
+    _lines: Lines | None = None
+    _started = False
+    _done = False
 
     def submit(self, job: CellJob, workdir: Path) -> None:
         self.job = job
+        self._started = self._done = False
         request = [str(write_spec(job, workdir)), str(job.row_path), job.sweep_id]
         assert self.requests is not None
         with suppress(BrokenPipeError):  # a dead worker shows in cell_done
@@ -127,13 +163,21 @@ class WorkerChannel:
             self.requests.flush()
 
     def _answered(self) -> bool:
-        """A reply came ("done", or the end of the channel: the worker is gone)."""
+        """The cell ended ("done", or the end of the channel: the worker is gone)."""
         assert self.replies is not None
-        if not select.select([self.replies], [], [], 0)[0]:
-            return False
-        if not self.replies.readline():
+        if self._lines is None:
+            self._lines = Lines(self.replies)
+        for line in self._lines.read():
+            self._started = self._started or line == START_LINE
+            self._done = self._done or line == DONE_LINE
+        if self._lines.ended and not self._done:
+            self._done = True
             self._gone()
-        return True
+        return self._done
+
+    def started(self) -> bool:
+        self._answered()
+        return self._started
 
     def _gone(self) -> None:
         """The worker closed its end of the channel (it died)."""

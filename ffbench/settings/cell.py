@@ -163,6 +163,17 @@ def options_value(value: Any) -> Any:
     return options
 
 
+def option_text(value: Any) -> str:
+    """An option's value as `--option NAME=TEXT` reads it back (`options_value`): JSON
+    (true, 2, 0.3, [1, 2]), and text as it is unless it would read as JSON ("2" -> "\"2\"")."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value)
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """One measured configuration: an algorithm at one depth, width and batch size.

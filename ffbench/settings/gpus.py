@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ffbench.errors import BadInput
 
@@ -79,10 +80,17 @@ MEMORY_UNITS = {"": 1, "B": 1, "KIB": KIB, "MIB": MIB, "GIB": 1 << 30, "TIB": 1 
                 "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
+MAX_MEMORY_BYTES = 1 << 60  # an exbibyte: more than any device holds
+
+
 def parse_memory(text: str) -> int:
-    """'24GiB', '80GB', '40960MiB' or plain bytes -> bytes."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    """'24GiB', '80GB', '40960MiB' or plain bytes -> bytes: more than 0, at most an
+    exbibyte (BadInput otherwise, one line)."""
+    match = re.fullmatch(r"\s*([0-9]{1,30}(?:\.[0-9]{1,30})?)\s*([A-Za-z]*)\s*", text)
     unit = match.group(2).upper() if match else ""
     if match is None or unit not in MEMORY_UNITS:
-        raise BadInput(f"not a memory size: {text!r} (e.g. 24GiB, 80GB, 40960MiB)")
-    return int(float(match.group(1)) * MEMORY_UNITS[unit])
+        raise BadInput(f"not a memory size: {text[:40]!r} (e.g. 24GiB, 80GB, 40960MiB)")
+    nbytes = int(Decimal(match.group(1)) * MEMORY_UNITS[unit])
+    if not 0 < nbytes <= MAX_MEMORY_BYTES:
+        raise BadInput(f"memory {text.strip()}: give more than 0 bytes and at most 1 EiB")
+    return nbytes

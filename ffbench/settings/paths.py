@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from ffbench.errors import BadInput
+
+FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFREG: "a regular file",
+              stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO",
+              stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+
+
+def file_kind(path: Path, *, follow: bool) -> str | None:
+    """What `path` is when it is not a regular file ("a symbolic link", "a FIFO", ...); None
+    for a regular file or nothing at all. `follow`: a link counts as what it points to
+    (reading); not following, a link is a link (writing: ffbench never writes through one)."""
+    try:
+        mode = (path.stat() if follow else path.lstat()).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (yet)
+        return None
+    except OSError:  # a link loop, a name too long: nothing ffbench can read or write
+        return "not a usable path"
+    return None if stat.S_ISREG(mode) else FILE_KINDS.get(stat.S_IFMT(mode), "not a file")
 
 
 def check_creatable(folder: Path, flag: str, given: Path | None = None) -> None:
@@ -20,9 +38,15 @@ def check_creatable(folder: Path, flag: str, given: Path | None = None) -> None:
 
 
 def check_out_file(out: Path | None, flag: str = "--out") -> None:
-    """An output file that could be written: not a directory, in a creatable folder."""
+    """An output file that could be written: not a directory, nor a link or a special file
+    (ffbench writes only regular files: it never follows a link nor replaces a FIFO or a
+    device), in a creatable folder."""
     if out is None:
         return
-    if out.is_dir():
+    if out.is_dir() and not out.is_symlink():
         raise BadInput(f"{flag} {out} is a directory; give a file name")
+    kind = file_kind(out, follow=False)
+    if kind is not None:
+        raise BadInput(f"{flag} {out} is {kind}; ffbench writes only regular files "
+                       "(give another path)")
     check_creatable(out.parent, flag, out)

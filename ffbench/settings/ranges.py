@@ -48,11 +48,18 @@ def parse_int_range(
     return sorted({value for r in ranges for value in r})
 
 
-def parse_names(text: str, *, flag: str, known: tuple[str, ...]) -> list[str]:
-    """Split "bp,ff,rff" and check every name is known."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
+NAME_PATTERN = re.compile(r"[\w.+-]+")  # what a registered name may hold
+
+
+def parse_names(text: str, *, flag: str, known: tuple[str, ...] | None) -> list[str]:
+    """Split "bp,ff,rff" into names, each once (in the order first given), and check every
+    name is known (`known` None: only that it is a name)."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
         raise BadInput(f"--{flag}: no names given")
     for name in names:
-        one_of(flag.rstrip("s"), name, known)
+        if known is not None:
+            one_of(flag.rstrip("s"), name, known)
+        elif not NAME_PATTERN.fullmatch(name):
+            raise BadInput(f"--{flag}: {name!r:.40} is not a name")
     return names

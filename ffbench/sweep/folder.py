@@ -1,11 +1,19 @@
 """A results folder: the only code that writes one, and the one that says what is in one.
 
-OUT/cells/<cell_id>.json holds each cell's row (written atomically, as each cell ends);
-OUT/results.parquet the consolidated rows; OUT/sweep.json the definition of the sweep the
-folder belongs to (its grid and the settings every cell shares), stored at the first run.
-A later run into the folder must share its fixed settings (every cell setting, the widths
-and the algorithms); its depths and batch sizes may differ, and the stored grid grows to
-their union. One sweep writes into a folder at a time (an fcntl lock on OUT/.lock).
+OUT/cells/<cell_id>.json holds each cell's row (written atomically, as each cell ends): the
+truth; OUT/results.parquet the consolidated rows (rewritten now and then, and whole at the
+end); OUT/sweep.json the definition of the sweep the folder belongs to (the settings every
+cell shares and the grids run into it), stored at the first run. A later run into the
+folder must share its fixed settings (every cell setting, the widths and the algorithms);
+its depths and batch sizes may differ, and its grid is added to the stored ones (the
+folder's cells are the union of its grids, never their cross product). One sweep writes
+into a folder at a time (an fcntl lock on the folder itself; OUT/.lock holds its PID).
+
+The store adopts only a folder that is new, empty, or a sweep's (a definition, or cell
+rows, or nothing but the parts a sweep makes), and it never follows a link nor replaces a
+file that is not a regular one. Rows in results.parquet that have no cell file (a cell
+being redone when the sweep was killed) are restored to cells/ before the parquet is
+rewritten: nothing a folder held is lost.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import logging
 import math
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,16 +33,29 @@ from typing import TYPE_CHECKING, Any
 from ffbench.algorithms.resolve import cell_id
 from ffbench.errors import BadInput
 from ffbench.results import (
+    CELL_ID_PATTERN,
     CELLS_DIR,
+    FOLDER,
     PARQUET_NAME,
+    NotARegularFile,
     ResultsError,
     atomic_write,
+    parquet_rows,
+    read_regular,
     read_row_json,
     write_parquet,
+    write_row_json,
 )
 from ffbench.settings.cell import SETTINGS, CellSpec
-from ffbench.settings.paths import check_creatable
-from ffbench.sweep.spec import SweepSpec
+from ffbench.settings.paths import FILE_KINDS, check_creatable, file_kind
+from ffbench.sweep.spec import (
+    CELL_KEYS,
+    DEFAULT_MAX_CELLS,
+    MAX_CELLS,
+    PRESET_KEY,
+    SweepSpec,
+    parse_definition,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,11 +64,19 @@ log = logging.getLogger(__name__)
 
 WORK_DIR = ".work"  # spec files and child stderr of the running invocation; removed after it
 REJECTED_DIR = "rejected"  # row files that failed validation, each with its reason
-LOCK_NAME = ".lock"  # held (fcntl) by the one sweep writing into the folder; holds its PID
+LOCK_NAME = ".lock"  # the PID of the one sweep writing into the folder (it locks the folder)
+SLURM_DIR = "slurm"  # submitit's job files
+# what a sweep makes in its folder: a folder holding nothing else is a sweep's
+FOLDER_PARTS = {CELLS_DIR: stat.S_IFDIR, REJECTED_DIR: stat.S_IFDIR, WORK_DIR: stat.S_IFDIR,
+                SLURM_DIR: stat.S_IFDIR, PARQUET_NAME: stat.S_IFREG, LOCK_NAME: stat.S_IFREG}
+MAX_DEFINITION_BYTES = 1 << 20  # a definition is a few KB; a bigger one was not written here
+MAX_LOCK_BYTES = 64
+LOCK_HOLDER_WAIT_S = 1.0  # how long a refused sweep waits for the holder's PID to be written
 # results.parquet is rewritten at most this often while cells finish (~15 ms a write): each
 # row is on disk at once in its cell file, and the sweep's end writes the parquet whole
 CONSOLIDATE_EVERY_S = 2.0
 DEFINITION_NAME = "sweep.json"
+FOLDER_PARTS[DEFINITION_NAME] = stat.S_IFREG
 MISSING = "missing"  # status of a grid cell with no row yet (added for reports, never stored)
 NEW_FOLDER_FLAG = "--no-resume"
 # what the grid sets per cell (and the eval batch, which follows the batch size by default)
@@ -64,26 +94,100 @@ def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
             **spec.axes, "preset": spec.preset}
 
 
-def definition(spec: SweepSpec) -> dict[str, Any]:
-    return {"name": spec.name, "algorithms": list(spec.algorithms), "layers": list(spec.layers),
-            "batch_sizes": list(spec.batch_sizes), "hidden": list(spec.hidden),
-            "cell": spec.cell, **({"preset": spec.preset} if spec.preset else {})}
+Grid = tuple[tuple[int, ...], tuple[int, ...]]  # (depths, batch sizes) run together
 
 
-def stored_sweep(folder: Path) -> SweepSpec | None:
-    """The sweep a folder belongs to, or None for a folder without a definition."""
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    """What a folder keeps of its sweep: the settings its cells share (`spec`, at its
+    first grid) and every grid run into it. Its cells are the union of the grids' cells:
+    a run extending the depths at other batch sizes adds its own grid, never the cross
+    product of the two."""
+
+    spec: SweepSpec
+    grids: tuple[Grid, ...]
+
+    def sweeps(self) -> list[SweepSpec]:
+        return [dataclasses.replace(self.spec, layers=layers, batch_sizes=batch_sizes)
+                for layers, batch_sizes in self.grids]
+
+    @property
+    def size(self) -> int:
+        """Cells in all the grids, counted without building them (an upper bound)."""
+        return sum(sweep.size for sweep in self.sweeps())
+
+    def cells(self) -> list[CellSpec]:
+        """Every cell of every grid, once."""
+        return list({cell_id(spec): spec for sweep in self.sweeps()
+                     for spec in sweep.cells()}.values())
+
+    def grown(self, spec: SweepSpec) -> Definition:
+        """This definition with `spec`'s grid added: merged into a grid of the same depths
+        (or the same batch sizes), else kept as a grid of its own."""
+        grids = list(self.grids)
+        for index, (layers, batch_sizes) in enumerate(grids):
+            if layers == spec.layers or batch_sizes == spec.batch_sizes:
+                grids[index] = (_union(layers, spec.layers), _union(batch_sizes,
+                                                                    spec.batch_sizes))
+                break
+        else:
+            grids.append((spec.layers, spec.batch_sizes))
+        return Definition(self.spec, tuple(dict.fromkeys(grids)))
+
+
+def _union(first: tuple[int, ...], second: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted({*first, *second}))
+
+
+def definition(stored: Definition) -> dict[str, Any]:
+    spec = stored.spec
+    return {"name": spec.name, "algorithms": list(spec.algorithms), "hidden": list(spec.hidden),
+            "cell": spec.cell, **({PRESET_KEY: spec.preset} if spec.preset else {}),
+            "grids": [{"layers": list(layers), "batch_sizes": list(batch_sizes)}
+                      for layers, batch_sizes in stored.grids]}
+
+
+DEFINITION_KEYS = ("name", "algorithms", "hidden", "cell", "grids", PRESET_KEY)
+LEGACY_GRID_KEYS = ("layers", "batch_sizes")  # one grid, as folders stored it before grids
+
+
+def stored_definition(folder: Path) -> Definition | None:
+    """The sweep a folder belongs to, or None for a folder without a definition. A
+    definition that is not one ffbench wrote (unreadable, a FIFO, huge, unknown keys,
+    values of the wrong type, a grid beyond the cell limit) is BadInput, one line."""
     path = folder / DEFINITION_NAME
-    if not path.is_file():
+    if file_kind(path, follow=False) is None and not path.exists():
         return None
     try:
-        values = json.loads(path.read_text())
-        return SweepSpec(name=values["name"], algorithms=tuple(values["algorithms"]),
-                         layers=tuple(values["layers"]),
-                         batch_sizes=tuple(values["batch_sizes"]),
-                         hidden=tuple(values["hidden"]), cell=dict(values["cell"]),
-                         preset=values.get("preset"))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise BadInput(f"{path}: unreadable sweep definition ({exc})") from None
+        values = json.loads(read_regular(path, MAX_DEFINITION_BYTES, "sweep definition"))
+        return _definition_of(values)
+    except (ResultsError, ValueError, RecursionError, TypeError) as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise BadInput(f"{path}: not a sweep definition ffbench wrote ({reason})") from None
+
+
+def _definition_of(values: Any) -> Definition:
+    if not isinstance(values, dict):
+        raise BadInput(f"a JSON {type(values).__name__}, not an object")
+    unknown = sorted(set(values) - {*DEFINITION_KEYS, *LEGACY_GRID_KEYS})
+    if unknown:
+        raise BadInput(f"unknown key {unknown[0]!r:.40}")
+    grids = values.get("grids", [{key: values.get(key) for key in LEGACY_GRID_KEYS}])
+    cell = values.get("cell")
+    if not isinstance(cell, dict) or not set(cell) <= set(CELL_KEYS):
+        raise BadInput("its cell settings are not a table of known settings")
+    if not isinstance(grids, list) or not grids:
+        raise BadInput("grids: expected a list of grids")
+    sweeps = []
+    for grid in grids:
+        if not isinstance(grid, dict) or set(grid) != set(LEGACY_GRID_KEYS):
+            raise BadInput("a grid is an object of layers and batch_sizes")
+        sweeps.append(parse_definition({**cell, **grid, **{
+            key: values.get(key) for key in ("name", "algorithms", "hidden", PRESET_KEY)}}))
+    total = sum(sweep.size for sweep in sweeps)
+    if total > MAX_CELLS:
+        raise BadInput(f"{total} cells, more than any sweep may have ({MAX_CELLS})")
+    return Definition(sweeps[0], tuple((sweep.layers, sweep.batch_sizes) for sweep in sweeps))
 
 
 def _difference(kept: dict[str, Any], given: dict[str, Any]) -> str | None:
@@ -103,21 +207,20 @@ def _show(value: Any) -> str:
 
 def check_owner(spec: SweepSpec, folder: Path) -> None:
     """Refuse (BadInput, one line) a sweep whose fixed settings differ from the folder's."""
-    kept = stored_sweep(folder)
+    kept = stored_definition(folder)
     if kept is None:
         return
-    difference = _difference(fixed_settings(kept), fixed_settings(spec))
+    difference = _difference(fixed_settings(kept.spec), fixed_settings(spec))
     if difference:
         raise BadInput(f"{folder} holds another sweep ({difference}); add {NEW_FOLDER_FLAG} "
                        "to start a new folder beside it, or give --out DIR")
 
 
-def record_owner(spec: SweepSpec, folder: Path) -> SweepSpec:
-    """Store the definition, its depths and batch sizes grown by this run's; returns it."""
-    kept = stored_sweep(folder)
-    grown = spec if kept is None else dataclasses.replace(
-        kept, layers=tuple(sorted({*kept.layers, *spec.layers})),
-        batch_sizes=tuple(sorted({*kept.batch_sizes, *spec.batch_sizes})))
+def record_owner(spec: SweepSpec, folder: Path) -> Definition:
+    """Store the definition, with this run's grid added to the folder's; returns it."""
+    kept = stored_definition(folder)
+    grown = (Definition(spec, ((spec.layers, spec.batch_sizes),)) if kept is None
+             else kept.grown(spec))
     text = json.dumps(definition(grown), indent=1) + "\n"
     atomic_write(folder / DEFINITION_NAME, text.encode())
     return grown
@@ -133,12 +236,22 @@ def holds_results(folder: Path) -> bool:
 def results_below(path: Path) -> list[Path]:
     """`path` itself when it is a file or holds results (or nothing below it does), else
     every folder below it that holds results (sorted; a results folder's subfolders are not
-    searched)."""
+    searched). Links to folders below `path` are not followed: a link to a parent would
+    make the search endless, and a folder reached twice would be read twice."""
     if not path.is_dir() or holds_results(path):
         return [path]
-    found = [f for child in sorted(p for p in path.iterdir() if p.is_dir())
-             for f in results_below(child) if f.is_dir() and holds_results(f)]
+    found = _below(path, {path.resolve()})
     return found or [path]  # nothing below: loading `path` says what is wrong with it
+
+
+def _below(folder: Path, seen: set[Path]) -> list[Path]:
+    found = []
+    for child in sorted(folder.iterdir()):
+        if child.is_symlink() or not child.is_dir() or child.resolve() in seen:
+            continue
+        seen.add(child.resolve())
+        found += [child] if holds_results(child) else _below(child, seen)
+    return found
 
 
 def result_sets(paths: list[Path], *, together: bool) -> tuple[list[Path], list[list[Path]]]:
@@ -150,10 +263,13 @@ def result_sets(paths: list[Path], *, together: bool) -> tuple[list[Path], list[
 
 def load_set(paths: list[Path]) -> pd.DataFrame:
     """A set's rows as one frame, with a row of status `missing` for each cell of its
-    folders' stored grids that has none yet (ResultsError, bad input, when unreadable)."""
+    folders' stored grids that has none yet (ResultsError, bad input, when unreadable); an
+    input whose cells differ in a setting beyond the grid (optimizer, learning rate,
+    options, ...) is split into one source per configuration, so that nothing is fitted
+    across them."""
     from ffbench.results import load
 
-    return with_missing(load(paths))
+    return by_configuration(with_missing(load(paths)))
 
 
 def default_out(results: list[Path], name: str) -> Path:
@@ -164,59 +280,181 @@ def default_out(results: list[Path], name: str) -> Path:
 
 def with_missing(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` plus a row of status `missing` for each cell of its folders' stored grids
-    that has no row yet (a sweep stopped halfway), so reports and figures can show them."""
+    that has no row yet (a sweep stopped halfway), so reports and figures can show them.
+    A grid beyond DEFAULT_MAX_CELLS cells is not listed (one warning), nor are the cells
+    of an algorithm that is not installed here (their ids need its class)."""
     import pandas as pd
+
+    from ffbench.algorithms.resolve import identity_columns
+    from ffbench.results import COLUMNS
 
     extra = []
     for source in dict.fromkeys(frame["source"]):
-        kept = stored_sweep(Path(source)) if Path(source).is_dir() else None
+        kept = stored_definition(Path(source)) if Path(source).is_dir() else None
         if kept is None:
             continue
+        if kept.size > DEFAULT_MAX_CELLS:
+            log.warning("%s: its stored grids hold %d cells, more than %d: the cells not run "
+                        "yet are not listed", source, kept.size, DEFAULT_MAX_CELLS)
+            continue
         present = set(frame.loc[frame["source"] == source, "cell_id"])
-        extra += [{"source": source, "cell_id": cell_id(c), "algorithm": c.algorithm,
-                   "n_layers": c.n_layers, "hidden": c.hidden, "batch_size": c.batch_size,
-                   "device": c.device, "status": MISSING, "sweep_id": kept.name}
-                  for c in kept.cells() if cell_id(c) not in present]
+        usable = [name for name in kept.spec.algorithms if _installed(name)]
+        spec = dataclasses.replace(kept, spec=dataclasses.replace(kept.spec,
+                                                                  algorithms=tuple(usable)))
+        extra += [{**identity_columns(c, kept.spec.name), "source": source, "status": MISSING}
+                  for c in (spec.cells() if usable else []) if cell_id(c) not in present]
     if not extra:
         return frame
-    return pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+    missing = pd.DataFrame(extra)
+    missing["options"] = missing["options"].map(lambda o: json.dumps(o, sort_keys=True))
+    return pd.concat([frame, missing[[c for c in missing if c in COLUMNS or c == "source"]]],
+                     ignore_index=True)
+
+
+def _installed(algorithm: str) -> bool:
+    from ffbench.algorithms import registry
+
+    try:
+        registry.load(algorithm)
+        return True
+    except BadInput as exc:
+        log.warning("the cells of %r not run yet are not listed: %s", algorithm, exc)
+        return False
+
+
+# settings a sweep's cells share, or take in turn as an axis: cells of one algorithm that
+# differ in one of them are another configuration (the grid's own columns, depth, batch and
+# width, aside; seeds are repeats of one configuration, summarized as a median and a range)
+CONFIGURATION = ("dataset", "device", "dtype", "goodness", "threshold", "lr", "optimizer",
+                 "warmup_steps", "steps", "epochs", "threads", "eval_chunk", "compile",
+                 "options", "target_gpu")
+
+
+def by_configuration(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each source that mixes configurations (an algorithm's cells differing
+    in a CONFIGURATION setting: a sweep with an optimizer axis, rows merged by hand) split
+    into one source per configuration, named after what differs for the row's algorithm:
+    "results/fair (optimizer=sgd)", so that nothing is fitted or drawn across them. The
+    source as read stays in FOLDER (the verdict compares across optimizers and eval forms
+    itself). Missing cells count as the configuration they belong to."""
+    frame = frame.assign(**{FOLDER: frame["source"]})
+    labels = []
+    for source, rows in frame.groupby("source", sort=False):
+        for _, mine in rows.groupby("algorithm", sort=False, dropna=False):
+            varying = [column for column in CONFIGURATION
+                       if column in mine and mine[column].nunique(dropna=False) > 1]
+            if varying:
+                labels.append(f"{source} (" + mine[varying].astype(object).apply(
+                    lambda row, names=varying: ", ".join(
+                        f"{n}={_label(row[n])}" for n in names), axis=1) + ")")
+    if not labels:
+        return frame
+    import pandas as pd
+
+    split = pd.concat(labels)
+    return frame.assign(source=split.reindex(frame.index).fillna(frame["source"]))
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:g}"
+    return "-" if value is None else str(value)
 
 
 # ---- the store ----------------------------------------------------------------------
 
 
+def _kind(path: Path) -> int | None:
+    """The file type of `path` itself (a link is a link), None if nothing is there."""
+    try:
+        return stat.S_IFMT(path.lstat().st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def check_adoptable(folder: Path, flag: str = "--out") -> None:
+    """Refuse (BadInput, one line) to write a sweep into a folder that is not a sweep's: one
+    that exists, is not empty, and holds neither a definition nor a cell's row file nor
+    only what a sweep makes as it starts (results.parquet alone, a copy, is not a sweep's
+    folder: a sweep would rewrite it with its own rows); or whose parts are links or of the
+    wrong kind (never followed nor replaced)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise BadInput(f"{flag} {folder} is a file; give a directory for the sweep's results")
+    entries = {entry.name: _kind(entry) for entry in folder.iterdir()}
+    for name, expected in FOLDER_PARTS.items():
+        kind = entries.get(name)
+        if kind is not None and kind != expected:
+            shown = FILE_KINDS.get(kind, "not a file")
+            raise BadInput(f"{flag} {folder}: {folder / name} is {shown}; this is not a "
+                           "sweep's folder")
+    if DEFINITION_NAME in entries or cell_files(folder):
+        return
+    started = set(FOLDER_PARTS) - {PARQUET_NAME, DEFINITION_NAME}
+    cells = folder / CELLS_DIR
+    if set(entries) <= started and all(
+            p.name.endswith(".tmp") for p in (cells.iterdir() if cells.is_dir() else [])):
+        return  # empty, or what a sweep killed as it started leaves
+    if PARQUET_NAME in entries:
+        raise BadInput(f"{flag} {folder}: holds {PARQUET_NAME} but no cell rows in {CELLS_DIR}/ "
+                       "(a copied result file?): a sweep would rewrite it; give a new folder")
+    raise BadInput(f"{flag} {folder}: holds files that are not a sweep's (no "
+                   f"{DEFINITION_NAME}, no cell rows); give a new or empty folder")
+
+
+def cell_files(folder: Path) -> list[Path]:
+    """The row files a sweep wrote in FOLDER/cells: named after their cell's id (sorted)."""
+    cells = folder / CELLS_DIR
+    if _kind(cells) != stat.S_IFDIR:
+        return []
+    return sorted(path for path in cells.glob("*.json") if CELL_ID_PATTERN.fullmatch(path.stem))
+
+
 def results_dir(base: Path, *, fresh: bool) -> Path:
     """Where the sweep writes: `base` (--out, default results/NAME); with `fresh`, the first
-    of NAME, NAME.2, NAME.3, ... that does not exist yet. Nothing is created here."""
-    if base.exists() and not base.is_dir():
-        raise BadInput(f"--out {base} is a file; give a directory for the sweep's results")
+    of NAME, NAME.2, NAME.3, ... that does not exist yet (beside `base` as written out in
+    full: `--out .` is the working folder's name). Nothing is created here."""
     check_creatable(base, "--out")
-    for name in (PARQUET_NAME, CELLS_DIR, REJECTED_DIR, LOCK_NAME):
-        part = base / name
-        if part.exists() and part.is_dir() != (name in (CELLS_DIR, REJECTED_DIR)):
-            kind = "directory" if part.is_dir() else "file"
-            raise BadInput(f"--out {base}: {part} is a {kind}; this is not a sweep's folder")
-    if not fresh or not base.exists():
+    if not fresh:
+        check_adoptable(base)
         return base
+    fresh_dir = fresh_name(base)
+    check_adoptable(fresh_dir)
+    return fresh_dir
+
+
+def fresh_name(base: Path) -> Path:
+    """`base` if nothing is there, else the first of NAME.2, NAME.3, ... that does not
+    exist (beside `base` written out in full: `--out .` is the working folder's name)."""
+    if not base.exists() and not base.is_symlink():
+        return base
+    named = Path(os.path.abspath(base)) if base.name in ("", ".", "..") else base
+    if not named.name:
+        raise BadInput(f"--out {base} {NEW_FOLDER_FLAG}: the root folder has no folder beside "
+                       "it; give --out DIR")
     n = 2
-    while base.with_name(f"{base.name}.{n}").exists():
+    while named.with_name(f"{named.name}.{n}").exists():
         n += 1
-    return base.with_name(f"{base.name}.{n}")
+    return named.with_name(f"{named.name}.{n}")
 
 
 def clean_partial_files(out_dir: Path) -> None:
     """Temporary files of atomic writes interrupted by a kill, and the last run's work dir."""
     for tmp in [*out_dir.glob(".*.tmp"), *(out_dir / CELLS_DIR).glob(".*.tmp")]:
-        tmp.unlink(missing_ok=True)
-    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+        if _kind(tmp) == stat.S_IFREG:
+            tmp.unlink(missing_ok=True)
+    if _kind(out_dir / WORK_DIR) == stat.S_IFDIR:
+        shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
 
 
 def load_cells(out_dir: Path, *, set_aside: bool = False) -> dict[str, dict[str, Any]]:
-    """Rows already in OUT/cells, by cell_id. A file that is not a valid row of its cell
-    counts as not run; with `set_aside` (the sweep holding the lock) it is moved to
-    OUT/rejected/ beside a .reason.txt, with one warning line."""
+    """Rows already in OUT/cells, by cell_id. A row file (named after a cell id) that is not
+    a valid row of its cell counts as not run; with `set_aside` (the sweep holding the lock)
+    it is moved to OUT/rejected/ beside a .reason.txt, with one warning line. Files of other
+    names are not a sweep's: left where they are."""
     rows: dict[str, dict[str, Any]] = {}
-    for path in sorted((out_dir / CELLS_DIR).glob("*.json")):
+    for path in cell_files(out_dir):
         try:
             row = read_row_json(path)
             if row["cell_id"] != path.stem:
@@ -237,12 +475,33 @@ def reject(path: Path, reason: str) -> Path:
     folder.mkdir(exist_ok=True)
     target = folder / path.name
     n = 2
-    while target.exists():
+    while _kind(target) is not None:
         target = folder / f"{path.stem}.{n}{path.suffix}"
         n += 1
     os.replace(path, target)
-    target.with_name(f"{target.name}.reason.txt").write_text(reason + "\n")
+    atomic_write(target.with_name(f"{target.name}.reason.txt"), (reason + "\n").encode())
     return target
+
+
+def restore_from_parquet(out_dir: Path, rows: dict[str, dict[str, Any]]) -> None:
+    """A sweep's folder whose cells/ holds no row (removed) but whose results.parquet
+    does: its rows written back to cells/, so that rewriting the parquet loses none. (Where
+    cells/ holds rows, they are the truth: a row missing there was removed to run again.)
+    An unreadable parquet is rewritten from cells/."""
+    path = out_dir / PARQUET_NAME
+    if rows or _kind(path) is None:
+        return
+    try:
+        records = parquet_rows(path).to_pylist()
+    except ResultsError as exc:
+        log.warning("%s; it is rewritten from %s/", exc, CELLS_DIR)
+        return
+    for row in records:
+        if row["cell_id"] is None:
+            raise BadInput(f"{path}: holds rows without a cell id (not written by a sweep); "
+                           "ffbench will not rewrite it")
+        write_row_json(row, out_dir / CELLS_DIR / f"{row['cell_id']}.json")
+        rows[row["cell_id"]] = row
 
 
 class SweepLocked(BadInput):
@@ -250,29 +509,65 @@ class SweepLocked(BadInput):
 
 
 class FolderLock:
-    """One sweep per results folder: an fcntl lock on OUT/.lock, held while this object is
-    open. The kernel drops it when the process dies (even of SIGKILL), so a killed sweep's
-    folder is never locked for its resume."""
+    """One sweep per results folder: an fcntl lock on the folder itself, held while this
+    object is open (deleting or replacing OUT/.lock cannot admit a second sweep). The kernel
+    drops it when the process dies (even of SIGKILL), so a killed sweep's folder is never
+    locked for its resume. OUT/.lock holds the holder's PID, for the refusal's message."""
 
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / LOCK_NAME
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise SweepLocked(f"{out_dir} is in use by another sweep (PID {holder}); wait for "
-                              "it to finish or give another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+            raise SweepLocked(f"{out_dir} is in use by another sweep (PID {holder(out_dir)}); "
+                              "wait for it to finish or give another --out") from None
         self.fd: int | None = fd
+
+    def write_pid(self) -> None:
+        """The holder's PID in OUT/.lock (a regular file: never a link followed)."""
+        write_small_file(self.path, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)  # closing drops the lock; the file stays (unlinking would race)
+            os.close(self.fd)  # closing drops the lock; .lock stays (unlinking would race)
             self.fd = None
+
+
+def holder(out_dir: Path) -> str:
+    """The PID in OUT/.lock (digits only), waiting a moment for one that has just taken the
+    lock to write it; "unknown" if none comes."""
+    deadline = time.monotonic() + LOCK_HOLDER_WAIT_S
+    while True:
+        try:
+            text = read_regular(out_dir / LOCK_NAME, MAX_LOCK_BYTES, "lock file").decode(
+                errors="replace").strip()
+        except ResultsError:
+            text = ""
+        if text.isdigit() and text.isascii():
+            return text
+        if time.monotonic() > deadline:
+            return "unknown"
+        time.sleep(0.02)
+
+
+def write_small_file(path: Path, data: bytes) -> None:
+    """Replace the contents of a regular file in place (created if missing): a link is
+    refused, not followed; a FIFO or a device is refused, not opened."""
+    if file_kind(path, follow=False) is not None:
+        raise NotARegularFile(f"{path} is {file_kind(path, follow=False)}; ffbench writes only "
+                              "regular files")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        os.ftruncate(fd, 0)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 class SweepDir:
@@ -282,19 +577,17 @@ class SweepDir:
     def __init__(self, out_dir: Path, owner: SweepSpec | None = None) -> None:
         self.path = out_dir
         self.cells = out_dir / CELLS_DIR
-        had_lock_file = (out_dir / LOCK_NAME).exists()
+        check_adoptable(out_dir)  # a folder that is not a sweep's is refused untouched
         self.lock = FolderLock(out_dir)  # before anything in the folder is touched
         try:
+            check_adoptable(out_dir)  # again, now that no other sweep writes into it
             if owner is not None:  # a folder holding another sweep is refused untouched
-                try:
-                    check_owner(owner, out_dir)
-                except BadInput:
-                    if not had_lock_file:  # leave the folder as it was found
-                        self.lock.path.unlink(missing_ok=True)
-                    raise
+                check_owner(owner, out_dir)
+            self.lock.write_pid()
             self.cells.mkdir(exist_ok=True)
             clean_partial_files(out_dir)
             self.rows = load_cells(out_dir, set_aside=True)
+            restore_from_parquet(out_dir, self.rows)
             self._consolidated_s = -math.inf
             self.consolidate()  # repairs a parquet left behind by a kill between two writes
         except BaseException:

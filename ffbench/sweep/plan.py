@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from ffbench.analysis.describe import stand_in
 from ffbench.errors import BadInput
 from ffbench.runner import devices
-from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE
+from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE, option_text
 from ffbench.settings.checks import whole_number
 from ffbench.sweep.spec import (
     DEFAULT_MAX_CELLS,
@@ -39,6 +38,7 @@ RESULTS_ROOT = Path("results")
 PUBLISHED_SWEEP = "published"
 CPU_SWEEP = DEFAULT_SWEEP  # the CPU stand-in takes the default's width, batch and steps
 PREDICTED_SUFFIX = "-predicted"
+PREDICTED_PART, CPU_STAND_IN_PART = "predicted", "cpu-stand-in"  # the parts of --out DIR
 CPU_MAX_DEPTHS = 6  # depths the CPU stand-in measures, spread over the requested range
 RUNNER_KEYS = ("timeout_s", "jobs", "executor")  # flags that leave the choice of grid alone
 NAMING_KEYS = (*RUNNER_KEYS, "device")  # flags that do not change what a grid is called
@@ -62,6 +62,13 @@ class PlannedSweep:
     spec: SweepSpec
     out: Path
     why: str  # a line for the console: what this sweep is and why it runs
+    # the folder the user gave (--out) when this sweep writes into a part of it (`out` is
+    # root/part): --no-resume makes the root fresh, and a resume command names the root
+    root: Path | None = None
+
+    @property
+    def part(self) -> str:
+        return self.out.name if self.root is not None else ""
 
 
 def spread(values: tuple[int, ...], count: int) -> tuple[int, ...]:
@@ -73,17 +80,22 @@ def spread(values: tuple[int, ...], count: int) -> tuple[int, ...]:
 
 
 def command(source: str | None, overrides: dict[str, Any]) -> str:
-    """The `ffbench sweep` command line for a sweep file and flags."""
-    args = ["ffbench", "sweep", *([source] if source else [])]
+    """The `ffbench sweep` command line for a sweep file and flags, each value written as
+    its flag reads it back (an option's true as `true`, not Python's `True`)."""
+    from ffbench.console.sweep_view import shell_command  # the one quoting of commands
+
+    args: list[Any] = ["ffbench", "sweep", *([Path(source)] if source else [])]
     for key, value in overrides.items():
         flag = "--" + flag_of_key(key)
         if key == "options":
-            args += [a for name, v in value.items() for a in (flag, f"{name}={v}")]
+            args += [a for name, v in value.items() for a in (flag, f"{name}={option_text(v)}")]
         elif isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, Path):
+            args += [flag, value]
         else:
             args += [flag, str(value)]
-    return shlex.join(args)
+    return shell_command(*args)
 
 
 def refuse_cuda_without_gpu(spec: SweepSpec, source: str | None,
@@ -156,13 +168,13 @@ def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
                       max_cells)
     cpu = dataclasses.replace(base, name=published.name + CPU_STAND_IN_SUFFIX)
     return [
-        PlannedSweep(predicted, out / "predicted" if out else root / predicted.name,
+        PlannedSweep(predicted, out / PREDICTED_PART if out else root / predicted.name,
                      f"no CUDA GPU here: {_what(published)} PREDICTED on meta (no compute; "
                      f"hidden {_joined(predicted.hidden)}, batch "
-                     f"{_joined(predicted.batch_sizes)})"),
-        PlannedSweep(cpu, out / "cpu-stand-in" if out else root / cpu.name,
+                     f"{_joined(predicted.batch_sizes)})", root=out),
+        PlannedSweep(cpu, out / CPU_STAND_IN_PART if out else root / cpu.name,
                      f"and MEASURED on the CPU: {stand_in_label(cpu)}, depths "
-                     f"{_joined(cpu.layers)}"),
+                     f"{_joined(cpu.layers)}", root=out),
     ]
 
 

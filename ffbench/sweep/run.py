@@ -22,7 +22,14 @@ from ffbench.runner.jobs import CellJob
 from ffbench.runner.local_pool import LocalPool
 from ffbench.runner.slurm import SubmititPool
 from ffbench.settings.cell import HOST_DEVICE, CellSpec
-from ffbench.sweep.folder import WORK_DIR, SweepDir, load_cells, record_owner, results_dir
+from ffbench.sweep.folder import (
+    WORK_DIR,
+    SweepDir,
+    fresh_name,
+    load_cells,
+    record_owner,
+    results_dir,
+)
 from ffbench.sweep.outcomes import failure_row, outcome_row
 from ffbench.sweep.plan import PlannedSweep
 from ffbench.sweep.spec import SweepSpec, check_runnable
@@ -42,6 +49,7 @@ def is_finished(row: dict[str, Any] | None, *, retry_failed: bool) -> bool:
 class Planned:
     total: int  # cells in the grid
     to_run: int  # of which this invocation runs (the rest were finished before)
+    cells: tuple[CellSpec, ...] = ()  # those it runs
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ def _run_cells(
         spec for spec in cells
         if not is_finished(store.rows.get(cell_id(spec)), retry_failed=retry_failed)
     ]
-    yield Planned(total=len(cells), to_run=len(todo))
+    yield Planned(total=len(cells), to_run=len(todo), cells=tuple(todo))
     runnable, skipped = _split_runnable(sweep, run_order(sweep, todo))
     skipped_cells = [
         (spec, failure_row(spec, out_dir.name, "skipped", "no CUDA device on this host"))
@@ -178,6 +186,33 @@ def timing_warning(sweep: SweepSpec) -> str | None:
 # ---- a command's sweeps, start to end -----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Resume:
+    """How the command that was interrupted continues: the same command line, writing into
+    `out` (None: its default folders); not `possible` for fresh default folders of several
+    sweeps, which no --out names."""
+
+    out: Path | None
+    possible: bool = True
+
+
+def out_dirs(planned: Sequence[PlannedSweep], no_resume: bool) -> tuple[list[Path], Resume]:
+    """Where each planned sweep writes, and how the command resumes. A sweep writing into
+    a part of the folder the user gave (--out DIR: DIR/predicted, DIR/cpu-stand-in) has
+    --no-resume make DIR fresh, and DIR is what a resume names."""
+    roots = {one.root for one in planned if one.root is not None}
+    root = next(iter(roots)) if len(roots) == 1 else None
+    chosen = fresh_name(root) if root is not None and no_resume else root
+    dirs = [results_dir(chosen / one.part if chosen is not None and one.root is not None
+                        else one.out, fresh=no_resume and one.root is None)
+            for one in planned]
+    if chosen is not None:
+        return dirs, Resume(chosen)
+    if len(dirs) == 1:
+        return dirs, Resume(dirs[0])
+    return dirs, Resume(None, possible=not no_resume)
+
+
 class SweepView(Protocol):
     """What a command shows of its sweeps (ffbench.console.sweep_view draws them)."""
 
@@ -187,7 +222,7 @@ class SweepView(Protocol):
                 events: Generator[Event, None, None]) -> None: ...
     def ended(self, spec: SweepSpec, out_dir: Path, rows: list[dict[str, Any]],
               retry_failed: bool) -> None: ...
-    def interrupted(self, out_dir: Path) -> None: ...
+    def interrupted(self, out_dir: Path, resume: Resume) -> None: ...
     def all_ended(self, folders: list[Path]) -> None: ...
 
 
@@ -202,8 +237,8 @@ def run_planned(planned: Sequence[PlannedSweep], view: SweepView, *, no_resume: 
         for one in planned:
             one.spec.cells()  # every cell validated before anything runs
             check_runnable(one.spec)
-        for index, one in enumerate(planned):
-            out_dir = results_dir(one.out, fresh=no_resume)
+        dirs, resume = out_dirs(planned, no_resume)
+        for index, (one, out_dir) in enumerate(zip(planned, dirs, strict=True)):
             view.starting(one, out_dir)
             warning = timing_warning(one.spec)
             if warning:
@@ -214,7 +249,7 @@ def run_planned(planned: Sequence[PlannedSweep], view: SweepView, *, no_resume: 
             try:
                 view.running(one.spec, out_dir, first, events)
             except KeyboardInterrupt:
-                view.interrupted(out_dir)
+                view.interrupted(out_dir, resume)
                 raise
             rows = load_cells(out_dir)
             ids = [cell_id(spec) for spec in one.spec.cells()]

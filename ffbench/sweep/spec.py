@@ -25,6 +25,7 @@ from ffbench.algorithms.presets import PRESETS, apply_preset
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import cell_id, check
 from ffbench.errors import BadInput
+from ffbench.results import read_regular
 from ffbench.settings.cell import (
     MAX_BATCH_SIZE,
     MAX_HIDDEN,
@@ -50,6 +51,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MAX_CELLS = 10_000  # a bigger grid is refused unless --max-cells raises the limit
 MAX_CELLS = 10**6  # the most --max-cells allows: one process per cell, 10**6 is weeks
 MAX_JOBS = 1024  # cells at once on one machine; each is a process holding its own slot
+MAX_SWEEP_FILE_BYTES = 1 << 20  # a sweep file is a few lines; a bigger one is not one
 MAX_AUTO_META_JOBS = 4  # meta workers when --jobs is not given (each holds torch: ~0.9 GB)
 
 GRID_KEYS = ("algorithms", *(setting.grid for setting in SETTINGS.values() if setting.grid))
@@ -156,9 +158,10 @@ def read_sweep_file(source: str | None) -> tuple[str, dict[str, Any]]:
     path = Path(source)
     if path.exists() or path.suffix == ".toml" or os.sep in source:
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"cannot read sweep file {source}: {exc}") from None
+            text = read_regular(path, MAX_SWEEP_FILE_BYTES, "sweep file").decode()
+        except (BadInput, UnicodeDecodeError) as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise BadInput(f"cannot read sweep file {source}: {reason}") from None
     elif source in packaged_sweeps():
         text = resources.files(ffbench).joinpath("sweeps", f"{source}.toml").read_text()
     else:
@@ -184,11 +187,20 @@ def load_sweep(
     return parse_sweep(merged, default_name, max_cells)
 
 
+def parse_definition(values: dict[str, Any]) -> SweepSpec:
+    """A grid a results folder stored (its sweep.json), checked as a sweep file is (every
+    key and value, at most MAX_CELLS cells), but for its algorithms, which may be plugins
+    not installed here: names, not checked against the registry."""
+    return parse_sweep(values, "", MAX_CELLS, installed_only=False)
+
+
 def parse_sweep(
-    values: dict[str, Any], default_name: str, max_cells: int = DEFAULT_MAX_CELLS
+    values: dict[str, Any], default_name: str, max_cells: int = DEFAULT_MAX_CELLS, *,
+    installed_only: bool = True,
 ) -> SweepSpec:
     """Check every key and value; BadInput names the first one wrong. The grid's size is
-    computed before anything is expanded, and more than `max_cells` cells are refused."""
+    computed before anything is expanded, and more than `max_cells` cells are refused.
+    `installed_only`: the algorithms must be registered here."""
     known = (*GRID_KEYS, *CELL_KEYS, *RUNNER_KEYS, PRESET_KEY)
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -203,7 +215,7 @@ def parse_sweep(
 
     sweep = SweepSpec(
         name=_name(values.get("name", default_name)),
-        algorithms=_algorithms(values["algorithms"]),
+        algorithms=_algorithms(values["algorithms"], installed_only),
         layers=grid("layers", None),
         batch_sizes=grid("batch_sizes", CellSpec.batch_size),
         hidden=grid("hidden", CellSpec.hidden),
@@ -289,13 +301,13 @@ def _int_grid(key: str, value: Any, max_cells: int) -> tuple[int, ...]:
 _GRID_BOUNDS = {"layers": MAX_LAYERS, "batch_sizes": MAX_BATCH_SIZE, "hidden": MAX_HIDDEN}
 
 
-def _algorithms(value: Any) -> tuple[str, ...]:
+def _algorithms(value: Any, installed_only: bool = True) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = ",".join(value)
     if not isinstance(value, str):
         raise BadInput("--algorithms: expected names like bp,ff,rff")
-    names = parse_names(value, flag="algorithms", known=tuple(ALGORITHMS))
-    return tuple(dict.fromkeys(names))
+    return tuple(parse_names(value, flag="algorithms",
+                             known=tuple(ALGORITHMS) if installed_only else None))
 
 
 def _positive_number(key: str, value: Any) -> float:
