@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from ffbench.analysis.verdict import verdict
-from ffbench.report.verdict_text import verdict_lines, verdict_table
+from ffbench.analysis.verdict_text import verdict_lines, verdict_table
 from ffbench.results import load
 
 

@@ -186,6 +186,7 @@ def _secant(need: Callable[[int], int], limit: int, known: dict[int, int],
     return fit, known[fit], False
 
 
+FIT_JOB = "ffbench.capacity:fit_of"  # a plugin's answer, in a child process (runner.isolated)
 PLUGIN_TIMEOUT_S = 300.0  # how long one plugin's answer may take (in a process of its own)
 
 
@@ -195,16 +196,16 @@ def capacity(
 ) -> list[Fit]:
     """Per algorithm: the deepest network (or, `by_batch`, the largest batch at the spec's
     depth) that fits in `memory_bytes` of `target`. Built-ins are answered here; plugins
-    each in a child process (`algorithms.isolated`), `timeout_s` each: a plugin that
+    each in a child process (`runner.isolated`), `timeout_s` each: a plugin that
     raises, exits, crashes, blocks or prints is a Fit with its error, never this command's
     end, and never a line on its stdout."""
-    from ffbench.algorithms.isolated import run_each
+    from ffbench.runner.isolated import run_each
 
     plugins = [name for name in algorithms if name not in registry.BUILTIN]
     requests = [{"spec": dataclasses.replace(spec, algorithm=name).to_json(),
                  "memory_bytes": memory_bytes, "target": target.name, "by_batch": by_batch}
                 for name in plugins]
-    answers = dict(zip(plugins, run_each("fit", requests, timeout_s) if plugins else [],
+    answers = dict(zip(plugins, run_each(FIT_JOB, requests, timeout_s) if plugins else [],
                        strict=True))
     fits = []
     for name in algorithms:

@@ -1,30 +1,15 @@
-"""Test helpers: run the real command line in a fresh process; write MNIST-format files."""
+"""Test helpers: MNIST-format files, every algorithm and its variants as parameters (the
+command line is run through conftest's `cli` fixture and `ffbench_process`)."""
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from ffbench.algorithms import registry
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def ffbench_cli(
-    *args: str, cwd: Path | None = None, timeout_s: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m ffbench ARGS` in a fresh process, as a user would."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "ffbench", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout_s,
-    )
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:

@@ -5,12 +5,7 @@ another name that raises, exits, crashes, blocks or prints at import or in its s
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
 
 # what a plugin does, as Python statements (at its import, or at the top of its train step)
 BEHAVIOURS = {
@@ -63,10 +58,4 @@ def write_plugin(root: Path, when: str, behaviour: str, *, in_cells_only: bool =
     return name
 
 
-def ffbench(*args: str | Path, plugins: Path | None = None, timeout_s: float = 300,
-            ) -> subprocess.CompletedProcess[str]:
-    """`python -m ffbench ARGS` in a fresh process, the plugins' folder on its path."""
-    path = [str(REPO)] + ([str(plugins)] if plugins else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "ffbench", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
+WIDE = {"COLUMNS": "200"}  # tables of a fresh process laid out wide enough to read

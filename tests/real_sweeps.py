@@ -9,12 +9,10 @@ side by side (together about half a minute on two CPU cores).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from helpers import REPO
+from conftest import FFBENCH, process_env
 
 SWEEP_TIMEOUT_S = 600
 META_DEPTHS = "2..47:15"  # 2, 17, 32, 47: the published range, four depths
@@ -31,11 +29,10 @@ SWEEPS: dict[str, tuple[str, ...]] = {
 
 def run_sweeps(root: Path) -> dict[str, Path]:
     """Every sweep of SWEEPS into root/<name>, side by side; their folders by name."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     running = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "ffbench", "sweep", *args, "--out", str(root / name)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            [*FFBENCH, "sweep", *args, "--out", str(root / name)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=process_env())
         for name, args in SWEEPS.items()
     }
     for name, process in running.items():

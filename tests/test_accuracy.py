@@ -5,12 +5,10 @@ many as the CI machine has cores)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import FFBENCH, process_env
 
 from ffbench.algorithms.base import Algorithm
 from ffbench.algorithms.registry import load, usable
@@ -25,13 +23,12 @@ AT_ONCE = 2
 def rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
     """One result row per algorithm (seed 0, the preset's)."""
     out_dir = tmp_path_factory.mktemp("accuracy")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
     def start(name: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "ffbench", "run", name, "--preset", "mnist-5k-accuracy",
+            [*FFBENCH, "run", name, "--preset", "mnist-5k-accuracy",
              "--steps", "1", "--warmup", "1", "--out", str(out_dir / f"{name}.json")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
 
     waiting = list(TARGETS)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import Cli
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import resolved
@@ -30,7 +30,6 @@ from ffbench.cell.run import (
     memory_peaks,
     predicted_peaks,
 )
-from ffbench.cli import app, main
 from ffbench.measure.meta_cache import MetaShapeCache
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.gpus import gpu
@@ -77,8 +76,9 @@ def test_one_traced_pass_gives_the_peaks_and_the_allocators_view_of_the_full_seq
     assert replay(peaks.log, 32 * MIB) == replay(event_log(spec), 32 * MIB)
 
 
+@pytest.mark.slow
 def test_a_sweep_predicts_the_allocators_view_for_the_target_gpu(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cli: Cli
 ) -> None:
     """--target-gpu names the GPU of a meta cell's allocator view: an A100's cuBLAS workspaces
     are 8 MiB + 128 KiB where an H200's are 32 MiB, one for the step's thread and one for
@@ -86,10 +86,9 @@ def test_a_sweep_predicts_the_allocators_view_for_the_target_gpu(
     default) and its own column; it is refused where no prediction is made."""
     common = ["sweep", "ci-cpu", "--algorithms", "bp", "--layers", "3", "--hidden", "256",
               "--batch-sizes", "256", "--device", "meta"]
-    runner = CliRunner()
     for name, extra in (("h200", []), ("a100", ["--target-gpu", "a100-40gb"])):
-        done = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / name)])
-        assert done.exit_code == 0, done.output
+        done = cli(*common, *extra, "--out", tmp_path / name)
+        assert done.code == 0, done.err
     [h200] = (tmp_path / "h200" / "cells").glob("*.json")
     [a100] = (tmp_path / "a100" / "cells").glob("*.json")
     big, small = json.loads(h200.read_text()), json.loads(a100.read_text())
@@ -100,10 +99,9 @@ def test_a_sweep_predicts_the_allocators_view_for_the_target_gpu(
     for phase in ("train", "eval"):
         assert (big[f"predicted_{phase}_peak_allocated_bytes"]
                 - small[f"predicted_{phase}_peak_allocated_bytes"]) == workspaces
-    with pytest.raises(SystemExit) as refused:
-        main([*common[:-1], "cpu", "--target-gpu", "l4", "--out", str(tmp_path / "cpu")])
-    assert refused.value.code == 2 and not (tmp_path / "cpu").exists()
-    assert "--target-gpu is for --device meta" in capsys.readouterr().err
+    refused = cli(*common[:-1], "cpu", "--target-gpu", "l4", "--out", tmp_path / "cpu")
+    assert refused.code == 2 and not (tmp_path / "cpu").exists()
+    assert "--target-gpu is for --device meta" in refused.err
 
 
 @pytest.mark.slow
@@ -151,25 +149,24 @@ def test_capacity_says_no_limit_where_depth_does_not_raise_the_peak() -> None:
 
 
 @pytest.mark.slow
-def test_capacity_command_json() -> None:
-    result = CliRunner().invoke(app, [
-        "capacity", "2GiB", "--hidden", "256", "--batch-size", "256", "--algorithms", "bp",
-        "--layers", "4", "--json"])
-    assert result.exit_code == 0, result.output
-    (fit,) = json.loads(result.output)
+def test_capacity_command_json(cli: Cli) -> None:
+    result = cli("capacity", "2GiB", "--hidden", "256", "--batch-size", "256", "--algorithms",
+                 "bp", "--layers", "4", "--json")
+    assert result.code == 0, result.err
+    (fit,) = json.loads(result.out)
     assert fit["algorithm"] == "bp" and fit["n_layers"] == 4
     assert fit["batch_size"] > 256 and fit["needed_bytes"] <= 2 << 30
 
 
 @pytest.mark.slow
-def test_capacity_names_its_settings_and_takes_the_optimizer() -> None:
+def test_capacity_names_its_settings_and_takes_the_optimizer(cli: Cli) -> None:
     """SGD keeps no optimizer state, so more layers fit than with Adam's two moments."""
     args = ["capacity", "2GiB", "--hidden", "256", "--batch-size", "256", "--algorithms", "bp"]
     deepest_layers = {}
     for optimizer in ("adam", "sgd"):
-        result = CliRunner().invoke(app, [*args, "--optimizer", optimizer])
-        assert result.exit_code == 0, result.output
-        first, _, row = result.output.splitlines()[:3]
+        result = cli(*args, "--optimizer", optimizer)
+        assert result.code == 0, result.err
+        first, _, row = result.out.splitlines()[:3]
         assert first == f"2GiB on h200: hidden 256, batch 256, float32, {optimizer}"
         deepest_layers[optimizer] = int(row.split()[1].replace(",", ""))
     assert deepest_layers["sgd"] > deepest_layers["adam"] > 0

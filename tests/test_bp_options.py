@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ffbench_process
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
@@ -16,8 +17,6 @@ from ffbench.cell.built import build, load_dataset, warm_up
 from ffbench.cell.run import memory_peaks, static_bytes
 from ffbench.results import read_row_json
 from ffbench.settings.cell import OPTIMIZERS, CellSpec
-
-from helpers import ffbench_cli
 
 STEPS = 4
 LOSS_RTOL = 1e-5
@@ -174,7 +173,7 @@ def test_bp_lean_predicts_a_train_peak_well_below_bp_at_the_published_size(
     peak = {}
     for algorithm in ("bp", "bp-lean"):
         out = tmp_path / f"{algorithm}.json"
-        result = ffbench_cli("run", algorithm, "--layers", "47", "--hidden", "2000",
+        result = ffbench_process("run", algorithm, "--layers", "47", "--hidden", "2000",
                              "--batch-size", "5000", "--device", "meta", "--out", str(out))
         assert result.returncode == 0, result.stderr
         peak[algorithm] = read_row_json(out)["predicted_train_peak_bytes"]

@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ffbench_process
 
 from ffbench.cell.run import run_cell
 from ffbench.results import COLUMNS
 from ffbench.settings.cell import CellSpec
-
-from helpers import ffbench_cli
 
 F32 = 4
 PIXELS = 784
@@ -73,7 +72,7 @@ def test_tracked_peaks_identical_across_fresh_processes(algorithm: str, tmp_path
     peaks = set()
     for run in range(3):
         out = tmp_path / f"{run}.json"
-        result = ffbench_cli("run", algorithm, "--layers", "2", "--hidden", "64",
+        result = ffbench_process("run", algorithm, "--layers", "2", "--hidden", "64",
                              "--batch-size", "128", "--steps", "2", "--warmup", "1",
                              "--threads", "1", "--out", str(out))
         assert result.returncode == 0, result.stderr

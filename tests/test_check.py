@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import Cli
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.check import by_cell, compare
@@ -55,20 +53,24 @@ def other_seed(row: dict[str, object]) -> dict[str, object]:
     return {**row, "seed": 1, "cell_id": cell_id(spec)}
 
 
-def check(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ffbench", "check", *map(str, args)],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"})
+@pytest.fixture
+def check(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """`ffbench check ARGS`, run in this process, its tables 160 columns wide."""
+    monkeypatch.setenv("COLUMNS", "160")
+    return lambda *args: cli("check", *args)
 
 
 @pytest.mark.slow
-def test_results_pass_against_themselves(results: Path) -> None:
+def test_results_pass_against_themselves(results: Path, check: Cli) -> None:
     done = check(results, "--baseline", results)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok: 3 cells compared, 0 regressions" in done.stdout
 
 
 @pytest.mark.slow
-def test_a_baseline_5_percent_lower_is_a_regression(results: Path, tmp_path: Path) -> None:
+def test_a_baseline_5_percent_lower_is_a_regression(
+    results: Path, tmp_path: Path, check: Cli
+) -> None:
     lower = [{**row, **{c: round(row[c] * 0.95) for c in PEAKS}} for row in rows(results)]  # type: ignore[operator]
     done = check(results, "--baseline", baseline_from(tmp_path, lower))
     assert done.returncode == 1, done.stdout + done.stderr
@@ -79,33 +81,33 @@ def test_a_baseline_5_percent_lower_is_a_regression(results: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_a_higher_baseline_is_an_improvement(results: Path, tmp_path: Path) -> None:
+def test_a_higher_baseline_is_an_improvement(results: Path, tmp_path: Path, check: Cli) -> None:
     higher = [{**row, "static_bytes": row["static_bytes"] * 2} for row in rows(results)]  # type: ignore[operator]
     done = check(results, "--baseline", baseline_from(tmp_path, higher))
     assert done.returncode == 0
     assert "3 improvements" in done.stdout
 
 
-def test_a_missing_baseline_is_unusable_input(results: Path, tmp_path: Path) -> None:
+def test_a_missing_baseline_is_unusable_input(results: Path, tmp_path: Path, check: Cli) -> None:
     done = check(results, "--baseline", tmp_path / "nothing.parquet")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "nothing.parquet" in done.stderr
     assert not (tmp_path / "nothing.parquet").exists()
 
 
-def test_no_common_cells_is_unusable_input(results: Path, tmp_path: Path) -> None:
+def test_no_common_cells_is_unusable_input(results: Path, tmp_path: Path, check: Cli) -> None:
     others = [other_seed(row) for row in rows(results)]
     done = check(results, "--baseline", baseline_from(tmp_path, others))
     assert done.returncode == 2
     assert "no cell of the results is in the baseline" in done.stderr
 
 
-def test_unknown_metric_is_unusable_input(results: Path) -> None:
+def test_unknown_metric_is_unusable_input(results: Path, check: Cli) -> None:
     done = check(results, "--baseline", results, "--metric", "step_time_median_s")
     assert done.returncode == 2 and "not a memory column" in done.stderr
 
 
-def test_new_and_missing_cells_are_named(results: Path, tmp_path: Path) -> None:
+def test_new_and_missing_cells_are_named(results: Path, tmp_path: Path, check: Cli) -> None:
     baseline_rows = rows(results)
     extra = other_seed(baseline_rows[0])
     done = check(results, "--baseline", baseline_from(tmp_path, baseline_rows[1:] + [extra]))
@@ -116,7 +118,7 @@ def test_new_and_missing_cells_are_named(results: Path, tmp_path: Path) -> None:
     assert "1 new, 1 missing" in done.stdout
 
 
-def test_a_cell_that_fails_now_is_a_regression(results: Path, tmp_path: Path) -> None:
+def test_a_cell_that_fails_now_is_a_regression(results: Path, tmp_path: Path, check: Cli) -> None:
     now = rows(results)
     now[0] = {**now[0], "status": "oom", **dict.fromkeys(PEAKS)}
     failing = tmp_path / "now" / PARQUET_NAME
@@ -127,7 +129,9 @@ def test_a_cell_that_fails_now_is_a_regression(results: Path, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_refresh_writes_a_baseline_that_then_passes(results: Path, tmp_path: Path) -> None:
+def test_refresh_writes_a_baseline_that_then_passes(
+    results: Path, tmp_path: Path, check: Cli
+) -> None:
     baseline = tmp_path / "baselines" / "ci-cpu.parquet"
     done = check(results, "--baseline", baseline, "--refresh-baseline")
     assert done.returncode == 0 and "wrote 3 cells" in done.stdout

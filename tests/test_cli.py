@@ -1,4 +1,4 @@
-"""The command line as a user meets it: fresh processes, real files."""
+"""The command line as a user meets it: real files, fresh processes where it matters."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Cli, ffbench_process
 
 from ffbench.results import COLUMNS
 
-from helpers import ffbench_cli, make_mnist_dir
+from helpers import make_mnist_dir
 
 
 @pytest.mark.slow
 def test_run_writes_a_full_row_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    result = ffbench_cli("run", "ff", "--layers", "2", "--hidden", "32", "--batch-size", "64",
+    result = ffbench_process("run", "ff", "--layers", "2", "--hidden", "32", "--batch-size", "64",
                          "--steps", "2", "--warmup", "1", "--threads", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "tracked peak" in result.stdout
@@ -27,7 +28,7 @@ def test_run_writes_a_full_row_and_prints_a_summary(tmp_path: Path) -> None:
 def test_run_reads_mnist_from_data_dir(tmp_path: Path) -> None:
     root = make_mnist_dir(tmp_path / "data")
     out = tmp_path / "r.json"
-    result = ffbench_cli("run", "bp", "--layers", "1", "--hidden", "16", "--batch-size", "16",
+    result = ffbench_process("run", "bp", "--layers", "1", "--hidden", "16", "--batch-size", "16",
                          "--steps", "1", "--dataset", "mnist", "--data-dir", str(root),
                          "--epochs", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -49,10 +50,10 @@ def test_run_reads_mnist_from_data_dir(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_file(
-    args: list[str], words: str, tmp_path: Path
+    args: list[str], words: str, tmp_path: Path, cli: Cli
 ) -> None:
     out = tmp_path / "r.json"
-    result = ffbench_cli(*args, "--out", str(out))
+    result = cli(*args, "--out", out)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
@@ -66,17 +67,14 @@ def test_run_on_missing_cuda_is_refused(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this host has CUDA")
-    result = ffbench_cli("run", "bp", "--device", "cuda", "--out", str(tmp_path / "r.json"))
+    result = ffbench_process("run", "bp", "--device", "cuda", "--out", str(tmp_path / "r.json"))
     assert result.returncode == 2 and "CUDA is not available" in result.stderr
 
 
-def test_algorithms_lists_one_line_each() -> None:
-    from typer.testing import CliRunner
-
+def test_algorithms_lists_one_line_each(cli: Cli) -> None:
     from ffbench.algorithms.registry import ALGORITHMS
-    from ffbench.cli import app
 
-    result = CliRunner().invoke(app, ["algorithms"])
-    assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    result = cli("algorithms")
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(ALGORITHMS)

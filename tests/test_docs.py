@@ -14,12 +14,11 @@ import tokenize
 from pathlib import Path, PurePath
 
 import pytest
+from conftest import REPO
 
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import COLUMNS
 from ffbench.settings.cell import SETTINGS
-
-from helpers import REPO
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -190,7 +189,7 @@ def test_the_readme_is_a_guide() -> None:
 def test_the_readmes_accuracy_is_the_accuracy_sweeps_output() -> None:
     """The accuracy the README states is the verdict's of the committed accuracy sweep."""
     from ffbench.analysis.verdict import verdict
-    from ffbench.report.verdict_text import accuracy_lines
+    from ffbench.analysis.verdict_text import accuracy_lines
     from ffbench.results import load
 
     lines = README.read_text().splitlines()
@@ -204,7 +203,7 @@ def test_the_readmes_verdict_is_the_fair_sweeps_output() -> None:
     """The answer the README opens with is the verdict of the committed fair sweep
     (`ffbench sweep fair --device meta --out results/fair-meta`), word for word."""
     from ffbench.analysis.verdict import verdict
-    from ffbench.report.verdict_text import answer_lines
+    from ffbench.analysis.verdict_text import answer_lines
     from ffbench.results import load
 
     lines = readme_lines()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 import weakref
 
 import pytest
 import torch
+from conftest import Cli, ffbench_process
 
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import resolved
@@ -56,7 +55,7 @@ PINNED = {
          "activations": 4200008, "inputs": 2200800},
         {"parameters": 1676440, "optimizer_state": 3352880, "activations": 1680000,
          "inputs": 2195200}),
-    ("ff", 3, 256, 512, "meta", (("eval_chunk", 0),)): (  # eval as published  # peak as layer 0's weight gradient is made
+    ("ff", 3, 256, 512, "meta", (("eval_chunk", 0),)): (  # peak: layer 0's weight gradient
         14923784, 42972160, 14923784, 42972160, 3990528,
         {"parameters": 1330176, "optimizer_state": 2660352, "activations": 6112264,
          "inputs": 4820992},
@@ -179,11 +178,8 @@ def test_the_progressive_cache_is_the_largest_category_at_the_published_size() -
 
 @pytest.mark.slow
 def test_explain_command_prints_the_tables_and_the_slope() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ffbench", "explain", "bp", "--layers", "2", "--hidden", "2000",
-         "--batch-size", "5000", "--device", "meta"],
-        capture_output=True, text=True, env={"COLUMNS": "120", **_env()},
-    )
+    done = ffbench_process("explain", "bp", "--layers", "2", "--hidden", "2000",
+                           "--batch-size", "5000", "--device", "meta", env={"COLUMNS": "120"})
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "train phase" in out and "eval phase" in out and "PEAK" in out
@@ -191,9 +187,8 @@ def test_explain_command_prints_the_tables_and_the_slope() -> None:
     assert "published accounting at hidden 2000 float32: 64.00 MB" in out
 
 
-def test_explain_command_refuses_bad_input() -> None:
-    done = subprocess.run([sys.executable, "-m", "ffbench", "explain", "nope"],
-                          capture_output=True, text=True, env=_env())
+def test_explain_command_refuses_bad_input(cli: Cli) -> None:
+    done = cli("explain", "nope")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "unknown algorithm" in done.stderr
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -21,8 +22,6 @@ from results_factory import failed_row, ok_row, sweep_rows
 
 from ffbench import plots
 from ffbench.results import load, rows_to_table
-
-from helpers import REPO
 
 EXAMPLE = REPO / "results" / "example"
 TOLERANCE_PX = 1.0  # extents that touch by less than this do not count as overlapping

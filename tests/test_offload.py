@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, ffbench_process
 from test_algorithm_contract import Oracle
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -31,8 +32,6 @@ from ffbench.cell.run import META_WARMUP_STEPS, memory_peaks, run_cell
 from ffbench.measure.tracker import TensorTracker
 from ffbench.results import read_row_json
 from ffbench.settings.cell import MNIST_CLASSES, CellSpec
-
-from helpers import REPO, ffbench_cli
 
 CPU, META = torch.device("cpu"), torch.device("meta")
 STEP_COUNTER_BYTES = 4  # Adam's float32 `step` per parameter tensor, on the host
@@ -263,7 +262,7 @@ def test_at_the_published_size_the_row_carries_the_closed_form(tmp_path: Path) -
     rows = {}
     for name in ("bp-offload", "bp-lean"):
         out = tmp_path / f"{name}.json"
-        result = ffbench_cli("run", name, "--layers", "47", "--hidden", "2000",
+        result = ffbench_process("run", name, "--layers", "47", "--hidden", "2000",
                              "--batch-size", "5000", "--device", "meta", "--out", str(out))
         assert result.returncode == 0, result.stderr
         rows[name] = read_row_json(out)

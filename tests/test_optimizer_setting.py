@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import Cli
 
 from ffbench.algorithms.resolve import cell_id, check, identity_columns
-from ffbench.cli import app
 from ffbench.errors import BadInput
 from ffbench.settings.cell import CellSpec
 from ffbench.sweep import spec as sweep_spec
@@ -37,12 +36,11 @@ def test_unknown_optimizer_and_negative_segments_are_bad_input() -> None:
         check(CellSpec("bp-lean", n_layers=1, options={"checkpoint_segments": -1}))
 
 
-def test_run_takes_the_optimizer_and_writes_its_column(tmp_path: Path) -> None:
+def test_run_takes_the_optimizer_and_writes_its_column(tmp_path: Path, cli: Cli) -> None:
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(app, [
-        "run", "ff", "--optimizer", "sgd", "--layers", "2", "--hidden", "32",
-        "--batch-size", "16", "--device", "meta", "--dataset", "mnist-5k", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    result = cli("run", "ff", "--optimizer", "sgd", "--layers", "2", "--hidden", "32",
+                 "--batch-size", "16", "--device", "meta", "--dataset", "mnist-5k", "--out", out)
+    assert result.code == 0, result.err
     row = json.loads(out.read_text())
     weights = (784 * 32 + 32 + 32 * 32 + 32) * 4
     assert (row["optimizer"], row["static_bytes"]) == ("sgd", weights)

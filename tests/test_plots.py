@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO, Cli
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
@@ -31,24 +32,18 @@ from results_factory import (
 )
 
 from ffbench import plots
-from ffbench.analysis import verdict, verdict_records
+from ffbench.analysis import verdict, verdict_records, verdict_text
 from ffbench.analysis.describe import caption
 from ffbench.analysis.verdict_records import EVAL_EQUAL, EVAL_PUBLISHED, LARGER, TRAIN
 from ffbench.plots import style as plot_style
 from ffbench.plots import ticks as plots_ticks
 from ffbench.plots.answer import RATIO_AXIS_TOP
-from ffbench.report import verdict_text
 from ffbench.results import load, rows_to_table, write_row_json
-
-from helpers import REPO, ffbench_cli
 
 EXAMPLE = REPO / "results" / "example"
 MIB = 2**20
 ALL_FIGURES = set(plots.figures())
 
-
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return ffbench_cli(*map(str, args))
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +229,7 @@ def test_real_results_as_parquet_and_as_cell_files(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_several_inputs_through_the_command(with_failures: Path, tmp_path: Path):
+def test_several_inputs_through_the_command(with_failures: Path, tmp_path: Path, cli: Cli):
     other = write_results(tmp_path / "other", sweep_rows(algorithms=("ff",)))
     done = cli("plot", with_failures, other, "--out", tmp_path / "figs", "--format", "png",
                "--depths", "2,6")
@@ -286,7 +281,7 @@ def corrupt_cell(path: Path) -> Path:
         (corrupt_cell, "not a readable result row"),
     ],
 )
-def test_bad_results_one_line_naming_the_file_exit_2(make, expected: str, tmp_path: Path):
+def test_bad_results_one_line_naming_the_file_exit_2(make, expected: str, tmp_path: Path, cli: Cli):
     named = make(tmp_path / "input")
     done = cli("plot", tmp_path / "input", "--out", tmp_path / "figs")
     assert done.returncode == 2
@@ -295,7 +290,7 @@ def test_bad_results_one_line_naming_the_file_exit_2(make, expected: str, tmp_pa
     assert not (tmp_path / "figs").exists()
 
 
-def test_bad_format_and_missing_path_exit_2(with_failures: Path, tmp_path: Path):
+def test_bad_format_and_missing_path_exit_2(with_failures: Path, tmp_path: Path, cli: Cli):
     done = cli("plot", with_failures, "--format", "gif", "--out", tmp_path / "figs")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "gif" in done.stderr
     done = cli("plot", tmp_path / "missing")
@@ -395,18 +390,15 @@ def test_accuracy_at_chance_is_said_and_marked():
     assert [line.get_ydata()[0] for line in chance] == [pytest.approx(10)]
 
 
-def test_plot_on_a_parent_draws_each_results_folder_found_below_it(tmp_path: Path):
-    from typer.testing import CliRunner
-
-    from ffbench.cli import app
-
+@pytest.mark.slow
+def test_plot_on_a_parent_draws_each_results_folder_found_below_it(tmp_path: Path, cli: Cli):
     for name in ("a", "b"):
         write_results(tmp_path / "results" / name, sweep_rows())
     (tmp_path / "results" / "empty").mkdir()
-    done = CliRunner().invoke(app, ["plot", str(tmp_path / "results")])
-    assert done.exit_code == 0, done.output
+    done = cli("plot", tmp_path / "results")
+    assert done.code == 0, done.err
     assert (f"found 2 results folder(s): {tmp_path / 'results' / 'a'}, "
-            f"{tmp_path / 'results' / 'b'}") in done.output
+            f"{tmp_path / 'results' / 'b'}") in done.out
     for name in ("a", "b"):
         drawn = {p.stem for p in (tmp_path / "results" / name / "figures").iterdir()}
         assert "answer" in drawn and "compare_inputs" not in drawn

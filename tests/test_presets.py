@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import Cli, Ran, ffbench_process
 
 from ffbench.algorithms.presets import PRESETS, apply_preset, preset_fields
 from ffbench.algorithms.registry import ALGORITHMS
@@ -18,12 +16,8 @@ from ffbench.settings.cell import CellSpec
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "ffbench", "run", *args], env=env, capture_output=True, text=True,
-        timeout=300,
-    )
+def run(*args: str) -> Ran:
+    return ffbench_process("run", *args)
 
 
 def test_published_preset_is_the_published_benchmark() -> None:
@@ -98,13 +92,10 @@ def unsettled_plugin(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_an_algorithm_without_accuracy_settings_is_refused(unsettled_plugin: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(unsettled_plugin)])}
     out = unsettled_plugin / "row.json"
 
-    def run_plugin(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ffbench", "run", UNSETTLED, *args, "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=300)
+    def run_plugin(*args: str) -> Ran:
+        return ffbench_process("run", UNSETTLED, *args, "--out", out, plugins=unsettled_plugin)
 
     refused = run_plugin("--preset", "mnist-5k-accuracy")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
@@ -116,8 +107,8 @@ def test_an_algorithm_without_accuracy_settings_is_refused(unsettled_plugin: Pat
     assert ran.returncode == 0, ran.stderr
 
 
-def test_run_with_an_unknown_preset_fails_in_one_line(tmp_path: Path) -> None:
-    result = run("ff", "--preset", "nope", "--out", str(tmp_path / "row.json"))
+def test_run_with_an_unknown_preset_fails_in_one_line(tmp_path: Path, cli: Cli) -> None:
+    result = cli("run", "ff", "--preset", "nope", "--out", tmp_path / "row.json")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "unknown preset" in result.stderr
     assert not (tmp_path / "row.json").exists()

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from results_factory import sweep_rows
 
-from ffbench.cli import main
 from ffbench.results import COLUMNS, write_parquet, write_row_json
 
 CASES: dict[str, int] = {}  # generated cases per command, reported at the end of the run
@@ -82,14 +82,6 @@ RUN_FLAGS = {**CELL_FLAGS, "--steps": INTEGER, "--epochs": INTEGER, "--lr": FLOA
 ALGORITHM = st.sampled_from(["bp", "ff", "rff", "ff-progressive", "ff-layerwise", "nope", "[/]"])
 
 
-def invoke(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ended:
-        main(args)
-    out, err = capsys.readouterr()
-    code = ended.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
 def assert_clean(
     command: str, code: int, out: str, err: str, wrote: Path | None = None
 ) -> None:
@@ -131,7 +123,7 @@ def test_run_with_generated_arguments(
 ) -> None:
     with scratch() as folder:
         out = folder / (name.strip().replace("/", "_") or "x") / "r.json"
-        code, stdout, err = invoke(capsys, ["run", *args, "--out", str(out)])
+        code, stdout, err = invoke(capsys, *["run", *args, "--out", str(out)])
         assert_clean("run", code, stdout, err, out)
         if code == 0:
             assert json.loads(out.read_text())["status"] == "ok"
@@ -144,7 +136,7 @@ def test_explain_with_generated_arguments(
 ) -> None:
     drop = {"--steps", "--epochs", "--lr", "--threshold", "--seed"}  # not explain's options
     kept = [a for i, a in enumerate(args) if a not in drop and (i == 0 or args[i - 1] not in drop)]
-    code, out, err = invoke(capsys, ["explain", *kept])
+    code, out, err = invoke(capsys, *["explain", *kept])
     assert_clean("explain", code, out, err)
 
 
@@ -173,7 +165,7 @@ def test_sweep_with_generated_arguments(
 ) -> None:
     with scratch() as folder:
         out = folder / "o[/]ut"
-        code, stdout, err = invoke(capsys, ["sweep", "ci-cpu", "--device", "meta", "--steps", "1",
+        code, stdout, err = invoke(capsys, *["sweep", "ci-cpu", "--device", "meta", "--steps", "1",
                                        "--batch-sizes", "4", "--hidden", "4", "--layers", "1",
                                        "--algorithms", "bp", *args, "--out", str(out)])
         assert_clean("sweep", code, stdout, err, out)
@@ -221,7 +213,7 @@ def test_check_with_generated_results(
     with scratch() as folder:
         write_files(folder / "now", *files)
         write_files(folder / "base", *baseline)
-        code, out, err = invoke(capsys, ["check", str(folder / "now"), "--baseline",
+        code, out, err = invoke(capsys, *["check", str(folder / "now"), "--baseline",
                                          str(folder / "base"), "--rtol", text_of(rtol)])
         assert_clean("check", code, out, err)
 
@@ -241,7 +233,7 @@ def test_plot_and_report_with_generated_results(
             write_files(folder / "b", *second)
             inputs.append(str(folder / "b"))
         out = folder / ("figs" if command == "plot" else "r.md")
-        code, stdout, err = invoke(capsys, [command, *inputs, "--out", str(out)])
+        code, stdout, err = invoke(capsys, *[command, *inputs, "--out", str(out)])
         assert_clean(command, code, stdout, err, out)
 
 
@@ -383,7 +375,7 @@ def test_commands_on_generated_folders(
                 "check": ["check", str(folder), "--baseline", str(folder)],
                 "sweep": [*FOLDER_SWEEP, "--out", str(folder)]}[plan["command"]]
         started = time.monotonic()
-        code, out, err = invoke(capsys, args)
+        code, out, err = invoke(capsys, *args)
         assert time.monotonic() - started < 120, "a command took minutes"
         assert_clean(plan["command"], code, out, err)
         ended = f"{plan['command']} exit {code}"
@@ -423,28 +415,29 @@ def test_a_generated_plugin_is_a_row_or_a_line_never_the_commands_end(
     """A real plugin (an installed distribution's entry point) that misbehaves at import or
     in its step, through a real command in a fresh process: the command ends 0, the
     built-in answered, the plugin's answer (a row, a line) says whether it worked."""
-    from plugins_factory import ffbench, write_plugin
+    from conftest import ffbench_process
+    from plugins_factory import WIDE, write_plugin
 
     when, behaviour, command = case
     with scratch() as root:
         name = write_plugin(root, when, behaviour, in_cells_only=command == "sweep")
         fine = behaviour in FINE or (when == "step" and command == "algorithms")
         if command == "capacity":
-            done = ffbench("capacity", "1GiB", "--hidden", "32", "--batch-size", "8",
+            done = ffbench_process("capacity", "1GiB", "--hidden", "32", "--batch-size", "8",
                            "--algorithms", f"bp,{name}", "--timeout", "10", "--json",
-                           plugins=root)
+                           plugins=root, env=WIDE)
             assert done.returncode == 0, done.stderr
             fits = {fit["algorithm"]: fit for fit in json.loads(done.stdout)}
             assert fits["bp"]["error"] is None and (fits[name]["error"] is None) == fine
         elif command == "algorithms":
-            done = ffbench("algorithms", "--timeout", "3", plugins=root)
+            done = ffbench_process("algorithms", "--timeout", "3", plugins=root, env=WIDE)
             assert done.returncode == 0, done.stderr
             [line] = [line for line in done.stdout.splitlines() if line.startswith(name + " ")]
             assert ("unusable:" not in line) == fine, line
         else:
             out = root / "s"
-            done = ffbench(*FOLDER_SWEEP[:3], f"bp,{name}", *FOLDER_SWEEP[4:], "--timeout", "5",
-                           "--out", out, plugins=root)
+            done = ffbench_process(*FOLDER_SWEEP[:3], f"bp,{name}", *FOLDER_SWEEP[4:],
+                                   "--timeout", "5", "--out", out, plugins=root, env=WIDE)
             assert done.returncode == 0, done.stderr
             from ffbench.results import read_parquet
 
@@ -535,7 +528,7 @@ def test_the_gate_fails_closed_on_generated_inputs(
                 "--rtol", str(rtol)]
         args += ["--metric", metric] if metric else []
         args += ["--allow-uncompared"] if inputs["allow"] else []
-        code, out, err = invoke(capsys, args)
+        code, out, err = invoke(capsys, *args)
     CASES["gate"] = CASES.get("gate", 0) + 1
     assert not err, err
     expected = int(regressed or (uncompared and not inputs["allow"]))

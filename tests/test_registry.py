@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ffbench_process
 
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import check
@@ -29,11 +30,6 @@ BAD_ENTRY_POINTS = {
 }
 
 
-def ffbench(*args: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
-    path = [str(REPO)] + ([str(extra_path)] if extra_path else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    return subprocess.run([sys.executable, "-m", "ffbench", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -72,7 +68,7 @@ def test_unknown_algorithm_is_bad_input() -> None:
 
 @pytest.mark.slow
 def test_bad_plugins_are_one_line_each_and_break_nothing(bad_plugins: Path) -> None:
-    listed = ffbench("algorithms", extra_path=bad_plugins)
+    listed = ffbench_process("algorithms", plugins=bad_plugins)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines[:len(registry.BUILTIN)]] == list(registry.BUILTIN)
@@ -83,12 +79,12 @@ def test_bad_plugins_are_one_line_each_and_break_nothing(bad_plugins: Path) -> N
     assert "named 'ff'" in unusable["misnamed"]
     assert "clashes with a built-in" in unusable["bp"]
     # the built-in bp is untouched by the clashing plugin; a bad plugin is refused in one line
-    ran = ffbench("run", "bp", "--layers", "1", "--hidden", "16", "--batch-size", "8",
+    ran = ffbench_process("run", "bp", "--layers", "1", "--hidden", "16", "--batch-size", "8",
                   "--device", "meta", "--out", str(bad_plugins / "bp.json"),
-                  extra_path=bad_plugins)
+                  plugins=bad_plugins)
     assert ran.returncode == 0, ran.stderr
-    refused = ffbench("run", "broken", "--out", str(bad_plugins / "x.json"),
-                      extra_path=bad_plugins)
+    refused = ffbench_process("run", "broken", "--out", str(bad_plugins / "x.json"),
+                      plugins=bad_plugins)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "does not load" in refused.stderr and not (bad_plugins / "x.json").exists()
 
@@ -98,7 +94,7 @@ def installed_plugin() -> Iterator[None]:
     """examples/plugin installed into this test environment (editable, offline), and
     uninstalled afterwards unless it was installed before."""
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    was_installed = PLUGIN_NAME in ffbench("algorithms").stdout
+    was_installed = PLUGIN_NAME in ffbench_process("algorithms").stdout
     subprocess.run([*pip, "install", "--no-build-isolation", "--no-deps", "-e", str(PLUGIN)],
                    check=True, capture_output=True, timeout=300)
     yield
@@ -113,10 +109,10 @@ def test_the_example_plugin_is_swept_next_to_bp(installed_plugin: None, tmp_path
     for path in (REPO / "ffbench").rglob("*"):
         if path.is_file() and path.suffix in (".py", ".toml"):
             assert PLUGIN_NAME not in path.read_text(), path
-    listed = ffbench("algorithms")
+    listed = ffbench_process("algorithms")
     assert any(line.startswith(PLUGIN_NAME + " ") for line in listed.stdout.splitlines())
     out = tmp_path / "sweep"
-    swept = ffbench("sweep", "--algorithms", f"bp,{PLUGIN_NAME}", "--layers", "1,2",
+    swept = ffbench_process("sweep", "--algorithms", f"bp,{PLUGIN_NAME}", "--layers", "1,2",
                     "--hidden", "32", "--batch-sizes", "16", "--steps", "1", "--warmup", "1",
                     "--threads", "1", "--device", "cpu", "--out", str(out))
     assert swept.returncode == 0, swept.stderr

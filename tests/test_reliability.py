@@ -12,14 +12,14 @@ import shlex
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import FFBENCH, ffbench_process, invoke, process_env
 from results_factory import ok_row, sweep_rows
-from test_robustness import SWEEP_META, assert_refused, invoke
-from test_sweep_processes import WAIT_S, env, ffbench_sweep, start_sweep
+from test_robustness import SWEEP_META, assert_refused
+from test_sweep_processes import WAIT_S, start_sweep
 
 from ffbench.algorithms.resolve import cell_id, identity_columns
 from ffbench.results import (
@@ -106,6 +106,7 @@ def test_a_sweeps_folder_keeps_a_file_of_the_users_in_cells(
     assert len(read_parquet(out / PARQUET_NAME)) == 3
 
 
+@pytest.mark.slow
 def test_a_lock_file_that_is_a_link_is_never_followed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,9 +178,9 @@ def test_a_running_sweep_whose_lock_file_is_deleted_keeps_its_folder(tmp_path: P
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.05)
     (out / ".lock").unlink()
-    second = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..3", "--hidden",
-                           "256", "--batch-sizes", "256", "--steps", "10", "--warmup", "0",
-                           "--device", "cpu", "--threads", "1", "--out", out)
+    second = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1..3",
+                             "--hidden", "256", "--batch-sizes", "256", "--steps", "10",
+                             "--warmup", "0", "--device", "cpu", "--threads", "1", "--out", out)
     assert second.returncode == 2 and "in use by another sweep" in second.stderr, second.stderr
     _, err = first.communicate(timeout=WAIT_S)
     assert first.returncode == 0, err
@@ -444,6 +445,7 @@ def test_a_definition_too_big_to_list_is_reported_without_its_missing_cells(
 # ---- 5. wrong statuses and wrong advice ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("device", "timeout"), [("meta", "1"), ("cpu", "0.5")])
 def test_a_cells_clock_starts_when_the_cell_does(
     device: str, timeout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -459,14 +461,14 @@ def test_a_cells_clock_starts_when_the_cell_does(
 
 @pytest.mark.slow
 def test_a_plugin_whose_import_blocks_times_out_on_its_cells_clock(tmp_path: Path) -> None:
-    from plugins_factory import ffbench, write_plugin
+    from plugins_factory import WIDE, write_plugin
 
     name = write_plugin(tmp_path, "import", "blocks", in_cells_only=True)
     started = time.monotonic()
-    done = ffbench("sweep", "ci-cpu", "--algorithms", f"bp,{name}", "--layers", "1",
+    done = ffbench_process("sweep", "ci-cpu", "--algorithms", f"bp,{name}", "--layers", "1",
                    "--hidden", "8", "--batch-sizes", "8", "--steps", "1", "--warmup", "0",
                    "--device", "cpu", "--timeout", "5", "--out", tmp_path / "s",
-                   plugins=tmp_path)
+                   plugins=tmp_path, env=WIDE)
     assert done.returncode == 0, done.stderr
     rows = read_parquet(tmp_path / "s" / PARQUET_NAME).set_index("algorithm")
     assert rows.loc["bp", "status"] == "ok" and rows.loc[name, "status"] == "timeout"
@@ -501,6 +503,7 @@ def test_the_resume_command_of_the_no_gpu_plan_names_the_folder_given(
         capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_an_options_suggested_command_is_accepted(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -577,13 +580,13 @@ STEP_FAILURES = ("raises", "exits", "os-exits", "segfaults", "blocks")
 
 @pytest.mark.slow
 def test_capacity_across_all_algorithms_survives_every_plugin(tmp_path: Path) -> None:
-    from plugins_factory import ffbench, write_plugin
+    from plugins_factory import WIDE, write_plugin
 
     failing = [write_plugin(tmp_path, "step", what) for what in STEP_FAILURES]
     talking = [write_plugin(tmp_path, "step", "prints"), write_plugin(tmp_path, "import", "prints")]
     broken = write_plugin(tmp_path, "import", "raises")
-    done = ffbench("capacity", "1GiB", "--hidden", "64", "--batch-size", "8", "--timeout", "5",
-                   "--json", plugins=tmp_path)
+    done = ffbench_process("capacity", "1GiB", "--hidden", "64", "--batch-size", "8",
+                           "--timeout", "5", "--json", plugins=tmp_path, env=WIDE)
     assert done.returncode == 0, done.stderr
     fits = {fit["algorithm"]: fit for fit in json.loads(done.stdout)}  # stdout: JSON alone
     assert fits["bp"]["n_layers"] > 0 and fits["bp"]["error"] is None
@@ -596,18 +599,19 @@ def test_capacity_across_all_algorithms_survives_every_plugin(tmp_path: Path) ->
     assert "SIGSEGV" in errors["p-step-segfaults"]
     assert "took more than 5 s" in errors["p-step-blocks"]
     assert "does not load: RuntimeError" in errors[broken]
-    table = ffbench("capacity", "1GiB", "--hidden", "64", "--batch-size", "8", "--timeout", "5",
-                    "--algorithms", f"bp,{failing[0]}", plugins=tmp_path)
+    table = ffbench_process("capacity", "1GiB", "--hidden", "64", "--batch-size", "8",
+                            "--timeout", "5", "--algorithms", f"bp,{failing[0]}",
+                            plugins=tmp_path, env=WIDE)
     assert table.returncode == 0, table.stderr
     assert f"{failing[0]}" in table.stdout and "failed" in table.stdout
 
 
 @pytest.mark.slow
 def test_ffbench_algorithms_survives_every_plugin_at_import(tmp_path: Path) -> None:
-    from plugins_factory import BEHAVIOURS, ffbench, write_plugin
+    from plugins_factory import BEHAVIOURS, WIDE, write_plugin
 
     names = {what: write_plugin(tmp_path, "import", what) for what in BEHAVIOURS}
-    done = ffbench("algorithms", "--timeout", "5", plugins=tmp_path)
+    done = ffbench_process("algorithms", "--timeout", "5", plugins=tmp_path, env=WIDE)
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines()}
     assert set(lines) >= {"bp", "ff", *names.values()}
@@ -724,9 +728,9 @@ def test_commands_with_stdout_closed_do_their_work_and_exit_0(tmp_path: Path) ->
         "capacity": ["capacity", "1GiB", "--algorithms", "bp", "--hidden", "64"],
     }
     for name, args in commands.items():
-        done = subprocess.run([sys.executable, "-m", "ffbench", *args], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, env=env(), timeout=WAIT_S,
-                              preexec_fn=lambda: os.close(1))
+        done = subprocess.run([*FFBENCH, *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=process_env(),
+                              timeout=WAIT_S, preexec_fn=lambda: os.close(1))
         assert done.returncode == 0 and "Traceback" not in done.stderr, (name, done.stderr)
     assert (tmp_path / "row.json").exists() and (tmp_path / "s" / PARQUET_NAME).exists()
     assert (folder / "report.md").exists()
@@ -771,7 +775,8 @@ def test_error_text_with_escapes_and_markup_is_escaped_in_every_output(
 
 
 def test_printed_commands_are_quoted_for_a_shell(capsys: pytest.CaptureFixture[str]) -> None:
-    from ffbench.console.sweep_view import ConsoleSweepView, shell_command
+    from ffbench.console.sweep_view import ConsoleSweepView
+    from ffbench.text import shell_command
 
     ConsoleSweepView([]).all_ended([Path("-my results"), Path("a b/c")])
     out = capsys.readouterr().out
@@ -782,9 +787,7 @@ def test_printed_commands_are_quoted_for_a_shell(capsys: pytest.CaptureFixture[s
 def test_a_tiny_columns_setting_leaves_tables_readable(tmp_path: Path) -> None:
     folder = cells_folder(tmp_path / "r", meta_rows())
     worse = cells_folder(tmp_path / "w", regressed(meta_rows()))
-    done = subprocess.run([sys.executable, "-m", "ffbench", "check", str(worse), "--baseline",
-                           str(folder)], capture_output=True, text=True,
-                          env={**env(), "COLUMNS": "5"}, timeout=WAIT_S)
+    done = ffbench_process("check", worse, "--baseline", folder, env={"COLUMNS": "5"})
     assert done.returncode == 1, done.stderr
     assert "+200.00%" in done.stdout and "bp layers=1" in done.stdout
     assert "…" not in done.stdout  # no cell cut short
@@ -822,12 +825,9 @@ def test_a_sweep_killed_with_sigkill_is_reported_and_checked_from_its_cells(
     assert cells > parquet > 0
     frame = load([out])
     assert len(frame) == cells
-    done = subprocess.run([sys.executable, "-m", "ffbench", "check", str(out), "--baseline",
-                           str(out)],
-                          capture_output=True, text=True, env=env(), timeout=WAIT_S)
+    done = ffbench_process("check", out, "--baseline", out)
     assert done.returncode == 0 and f"ok: {cells} cells compared" in done.stdout, done.stderr
-    done = subprocess.run([sys.executable, "-m", "ffbench", "report", str(out)],
-                          capture_output=True, text=True, env=env(), timeout=WAIT_S)
+    done = ffbench_process("report", out)
     assert done.returncode == 0, done.stderr
     assert f"{cells} of 24 cells run" in (out / "report.md").read_text()
 

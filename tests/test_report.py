@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, Cli
 from results_factory import DEPTHS, failed_row, ok_row, sweep_rows, write_results
 
 from ffbench.algorithms.resolve import identity_columns
-from ffbench.analysis import fits, verdict
-from ffbench.report import findings, page, render, verdict_text
+from ffbench.analysis import fits, verdict, verdict_text
+from ffbench.report import findings, page, render
 from ffbench.results import load
 from ffbench.sweep import folder as sweep_folder
 from ffbench.sweep.spec import load_sweep
-
-from helpers import REPO, ffbench_cli
 
 EXAMPLE = REPO / "results" / "example"
 MIB = 2**20
 PER_LAYER = re.compile(r"(\S+): ([+-][\d,]*\.?\d*) (MiB|ms) per layer")
 
-
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return ffbench_cli(*map(str, args))
 
 
 def lstsq_slope(x: pd.Series, y: pd.Series) -> float:
@@ -99,7 +94,9 @@ def test_slope_table_is_the_least_squares_fit_of_ok_cells(with_failures: Path):
 
 
 @pytest.mark.slow
-def test_report_states_slopes_categories_and_failures(with_failures: Path, tmp_path: Path):
+def test_report_states_slopes_categories_and_failures(
+    with_failures: Path, tmp_path: Path, cli: Cli
+) -> None:
     out = tmp_path / "page" / "report.md"
     done = cli("report", with_failures, "--out", out)
     assert done.returncode == 0, done.stderr
@@ -118,7 +115,7 @@ def test_report_states_slopes_categories_and_failures(with_failures: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_html_report(with_failures: Path, tmp_path: Path):
+def test_html_report(with_failures: Path, tmp_path: Path, cli: Cli):
     out = tmp_path / "report.html"
     done = cli("report", with_failures, "--out", out)
     assert done.returncode == 0, done.stderr
@@ -140,7 +137,7 @@ def test_report_on_real_results_matches_lstsq(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_bad_report_inputs_exit_2(tmp_path: Path, with_failures: Path):
+def test_bad_report_inputs_exit_2(tmp_path: Path, with_failures: Path, cli: Cli):
     done = cli("report", with_failures, "--out", tmp_path / "report.pdf")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "report.pdf" in done.stderr and ".md or .html" in done.stderr
@@ -167,7 +164,7 @@ def test_fit_line_needs_two_depths():
 
 
 @pytest.mark.slow
-def test_plot_and_report_on_the_ci_cpu_sweep(tmp_path: Path):
+def test_plot_and_report_on_the_ci_cpu_sweep(tmp_path: Path, cli: Cli):
     """A real sweep (sweeps/ci-cpu.toml: bp and ff, 1, 2 and 4 layers, fresh processes)."""
     sweep = tmp_path / "ci"
     done = cli("sweep", "ci-cpu", "--out", sweep)
@@ -219,7 +216,7 @@ def test_an_equal_peak_is_not_a_crossover(tmp_path: Path):
     assert "from 1" not in text and "saves" not in text
 
 
-def test_a_stopped_sweep_says_n_of_m_run_and_lists_the_missing(tmp_path: Path):
+def test_a_stopped_sweep_says_n_of_m_run_and_lists_the_missing(tmp_path: Path, cli: Cli):
     spec = load_sweep("quick", {"algorithms": "bp", "layers": "1..3", "hidden": 32,
                                 "batch_sizes": 64})
     first = spec.cells()[0]

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ffbench_process, invoke
 from results_factory import sweep_rows, write_results
-from test_sweep_processes import WAIT_S, ffbench_sweep, finished_cells, start_sweep, wait_for
+from test_sweep_processes import WAIT_S, finished_cells, start_sweep, wait_for
 
 from ffbench.algorithms.resolve import identity_columns
-from ffbench.cli import main
 from ffbench.errors import BadInput
 from ffbench.results import (
     CELLS_DIR,
@@ -38,15 +38,6 @@ META = ["--device", "meta", "--hidden", "8", "--batch-size", "8", "--steps", "1"
         "--warmup", "0", "--layers", "1"]
 SWEEP_META = ["ci-cpu", "--algorithms", "bp", "--hidden", "8", "--batch-sizes", "8",
               "--steps", "1", "--warmup", "0", "--device", "meta"]
-
-
-def invoke(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `ffbench ARGS`, run in this process."""
-    with pytest.raises(SystemExit) as ended:
-        main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    code = ended.value.code
-    return (code if isinstance(code, int) else 1), out, err
 
 
 def assert_refused(code: int, err: str, words: str, expected_code: int = 2) -> None:
@@ -331,7 +322,7 @@ def test_brackets_in_paths_and_messages_are_printed_as_they_are(
 @pytest.mark.slow
 def test_a_sweep_into_a_bracketed_folder_with_a_failing_cell_finishes(tmp_path: Path) -> None:
     out = tmp_path / "o[/]ut [x]"
-    result = ffbench_sweep(*SWEEP_META, "--layers", "1,2", "--option", "no_such=[/]",
+    result = ffbench_process("sweep", *SWEEP_META, "--layers", "1,2", "--option", "no_such=[/]",
                            "--out", out)
     assert result.returncode == 2 and "unknown option 'no_such'" in result.stderr  # refused
     (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
@@ -339,7 +330,7 @@ def test_a_sweep_into_a_bracketed_folder_with_a_failing_cell_finishes(tmp_path: 
 
     for name in MNIST_FILES:
         (tmp_path / "data" / "MNIST" / "raw" / name).write_bytes(b"[/] not idx")
-    result = ffbench_sweep(*SWEEP_META, "--layers", "1,2", "--dataset", "mnist",
+    result = ffbench_process("sweep", *SWEEP_META, "--layers", "1,2", "--dataset", "mnist",
                            "--data-dir", tmp_path / "data", "--out", out)
     assert result.returncode == 0, result.stderr
     assert f"finished in {out}" in result.stderr.replace("\n", "")
@@ -374,7 +365,8 @@ def test_a_second_sweep_leaves_the_running_ones_files_alone(tmp_path: Path) -> N
                         "cpu", "--threads", "1", "--jobs", "2", "--out", out)
     wait_for(lambda: (out / ".work").exists() and any((out / ".work").iterdir()),
              "the first sweep's cells to start")
-    second = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1..4", "--out", out)
+    second = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1..4",
+                             "--out", out)
     work_left = (out / ".work").exists() or finished_cells(out) == 8
     assert second.returncode == 2 and f"(PID {first.pid})" in second.stderr, second.stderr
     assert work_left  # its work files were not cleaned away under it

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 
 import ffbench
 from ffbench.algorithms.registry import ALGORITHMS
 from ffbench.algorithms.resolve import cell_id, identity, identity_columns
-from ffbench.cli import main
 from ffbench.console.sweep_view import resume_command
 from ffbench.console.tables import sweep_table
 from ffbench.errors import BadInput
@@ -262,13 +262,6 @@ BAD_INPUTS = [
 ]
 
 
-def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-             ) -> tuple[int, list[str]]:
-    monkeypatch.setattr(sys, "argv", ["ffbench", "sweep", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return int(exit_info.value.code or 0), capsys.readouterr().err.splitlines()
-
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_flags_are_one_line_exit_2_and_nothing_written(
@@ -276,7 +269,8 @@ def test_bad_flags_are_one_line_exit_2_and_nothing_written(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, err = run_main(["ci-cpu", *args, "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    ran = invoke(capsys, "sweep", *["ci-cpu", *args, "--out", str(tmp_path / "out")])
+    code, err = ran.code, ran.err.splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("ffbench: error:") and message in err[0], err
     assert list(tmp_path.iterdir()) == []
@@ -302,7 +296,8 @@ def test_bad_sweep_files_and_out_paths_are_refused(
         (["ci-cpu", "--out", "a-file"], "is a file"),
         (["ci-cpu", "--out", "a-file/below"], "is a file"),
     ]:
-        code, err = run_main(args, monkeypatch, capsys)
+        ran = invoke(capsys, "sweep", *args)
+        code, err = ran.code, ran.err.splitlines()
         assert code == 2 and len(err) == 1 and message in err[0], (args, err)
     assert sorted(tmp_path.iterdir()) == before
 

@@ -5,15 +5,14 @@ without a terminal."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Cli, invoke
 from results_factory import ok_row, write_results
 
 from ffbench.algorithms.resolve import identity_columns
-from ffbench.cli import main
 from ffbench.console.progress_text import ProgressLines, duration, estimate_s
 from ffbench.errors import BadInput
 from ffbench.sweep import folder as sweep_folder
@@ -99,20 +98,14 @@ def test_cuda_without_a_gpu_is_refused_with_the_meta_command(
     assert one.spec.device == "cuda"
 
 
-def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch,
-             capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
-    monkeypatch.setattr(sys, "argv", ["ffbench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return int(exit_info.value.code or 0), capsys.readouterr().err.splitlines()
-
 
 def test_the_cli_refuses_cuda_without_a_gpu_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake_cuda(monkeypatch, False)
     monkeypatch.chdir(tmp_path)
-    code, err = run_main(["sweep", "published"], monkeypatch, capsys)
+    ran = invoke(capsys, "sweep", "published")
+    code, err = ran.code, ran.err.splitlines()
     assert code == 2 and len(err) == 1 and "--device meta" in err[0], err
     assert list(tmp_path.iterdir()) == []
 
@@ -126,7 +119,8 @@ def test_the_typed_bare_sweep_with_runner_flags_is_the_embedded_default(
     fake_cuda(monkeypatch, False)
     quick_layers = ",".join(map(str, load_sweep(sweep_plan.DEFAULT_SWEEP, {}).layers))
     for flags in ([], ["--out", str(tmp_path / "x")], ["--jobs", "1"]):
-        code, err = run_main(["sweep", *flags, "--max-cells", "1"], monkeypatch, capsys)
+        ran = invoke(capsys, "sweep", *flags, "--max-cells", "1")
+        code, err = ran.code, ran.err.splitlines()
         assert code == 2 and len(err) == 1 and f"--layers {quick_layers}:" in err[0], err
     assert list(tmp_path.iterdir()) == []
 
@@ -151,7 +145,8 @@ def test_a_folder_keeps_its_definition_and_refuses_other_fixed_settings(
         assert "--no-resume" in str(refused.value) and "\n" not in str(refused.value)
     argv = ["sweep", "quick", "--algorithms", "bp", "--layers", "1", "--hidden", "64",
             "--batch-sizes", "8", "--device", "meta", "--out", str(out)]
-    code, err = run_main(argv, monkeypatch, capsys)
+    ran = invoke(capsys, *argv)
+    code, err = ran.code, ran.err.splitlines()
     assert code == 2 and len(err) == 1 and "hidden 16 there, 64 here" in err[0], err
     assert sorted(p.name for p in out.iterdir()) == before
 
@@ -215,17 +210,17 @@ def sweep_plan_seconds(device: str) -> float:
     return SECONDS_PER_CELL[device]
 
 
-def test_version_and_the_sweep_defaults_in_help() -> None:
-    from typer.testing import CliRunner
-
+def test_version_and_the_sweep_defaults_in_help(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ffbench import __version__
-    from ffbench.cli import app
 
-    version = CliRunner().invoke(app, ["--version"])
-    assert version.exit_code == 0 and version.output.strip() == f"ffbench {__version__}"
-    shown = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=400)
-    assert shown.exit_code == 0, shown.output
-    text = " ".join(shown.output.split())
+    version = cli("--version")
+    assert version.code == 0 and version.out.strip() == f"ffbench {__version__}"
+    monkeypatch.setenv("COLUMNS", "400")
+    shown = cli("sweep", "--help")
+    assert shown.code == 0, shown.err
+    text = " ".join(shown.out.split())
     assert ("embedded 'quick' sweep (bp,bp-lean,ff,ff-layerwise,rff; layers 1,2,4,8,12,16; "
             "hidden 256; batch 128") in text
     assert ("'published' (bp,bp-lean,bp-offload,ff,ff-layerwise,rff; layers 2..47; hidden 2000; "

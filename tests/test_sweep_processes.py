@@ -9,12 +9,12 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import FFBENCH, ffbench_process, process_env
 
 import ffbench
 from ffbench.algorithms.resolve import cell_id
@@ -26,23 +26,15 @@ from ffbench.sweep import folder as sweep_folder
 from ffbench.sweep import spec as sweep_spec
 
 PACKAGE_ROOT = Path(ffbench.__file__).parent.parent
-FFBENCH = [sys.executable, "-m", "ffbench"]
 TINY = ["--hidden", "16", "--batch-sizes", "32", "--steps", "1", "--warmup", "0"]
 WAIT_S = 300  # upper bound for any wait here; a healthy run needs a fraction of it
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
-
-
-def ffbench_sweep(*args: str | Path, timeout_s: float = WAIT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FFBENCH, "sweep", *map(str, args)], capture_output=True, text=True,
-                          env=env(), timeout=timeout_s)
 
 
 def start_sweep(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen([*FFBENCH, "sweep", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env())
+                            stderr=subprocess.PIPE, text=True, env=process_env())
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -120,7 +112,7 @@ def test_ci_cpu_sweep_survives_sigkill_at_random_moments_and_resumes(tmp_path: P
     row = json.loads(finished_before.pop(poisoned))
     (out / CELLS_DIR / poisoned).write_text(json.dumps({**row, "static_bytes": "lots"}))
 
-    result = ffbench_sweep(*args)
+    result = ffbench_process("sweep", *args)
     assert result.returncode == 0, result.stderr
     assert f"{len(finished_before)} already finished" in result.stderr, moments
     assert f"{poisoned}: column static_bytes = 'lots' is not a int64" in result.stderr
@@ -163,7 +155,7 @@ def test_timeout_and_crash_are_rows_and_the_rest_finish(tmp_path: Path) -> None:
     assert rows[1501]["status"] == "crashed" and "SIGABRT" in rows[1501]["error"]
     assert rows[1501]["returncode"] == -signal.SIGABRT
     assert "2 cell(s) failed" in stdout
-    again = ffbench_sweep(*args)
+    again = ffbench_process("sweep", *args)
     assert "3 already finished" in again.stderr and again.returncode == 0
 
 
@@ -174,7 +166,7 @@ def test_cells_that_raise_are_error_rows_in_one_meta_worker(tmp_path: Path) -> N
     for name in MNIST_FILES:  # present, so the sweep accepts the directory; unreadable
         (data / "MNIST" / "raw" / name).write_bytes(b"not an idx file")
     out = tmp_path / "e"
-    result = ffbench_sweep("ci-cpu", "--algorithms", "bp,ff", "--layers", "1", *TINY,
+    result = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1", *TINY,
                            "--device", "meta", "--dataset", "mnist", "--data-dir", data,
                            "--out", out)
     assert result.returncode == 0, result.stderr
@@ -253,7 +245,7 @@ def test_a_meta_cell_out_of_time_is_killed_with_its_worker_even_before_the_fork(
     """Sent to its worker while the fork server still imports torch, a cell that runs out
     of time is a timeout with SIGKILL's returncode; it never runs later, and nothing is left."""
     out = tmp_path / "t"
-    result = ffbench_sweep("--algorithms", "bp", "--layers", "1500", "--hidden", "8",
+    result = ffbench_process("sweep", "--algorithms", "bp", "--layers", "1500", "--hidden", "8",
                            "--batch-sizes", "8", "--device", "meta", "--timeout", "1",
                            "--jobs", "1", "--out", out)
     assert result.returncode == 0, result.stderr
@@ -281,7 +273,7 @@ def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume
     resume = re.search(r"resume with\s+(ffbench sweep .*)", stderr)
     assert resume, stderr
     again = subprocess.run(resume[1].replace("ffbench", " ".join(FFBENCH), 1), shell=True,
-                           capture_output=True, text=True, env=env(), timeout=WAIT_S)
+                           capture_output=True, text=True, env=process_env(), timeout=WAIT_S)
     assert again.returncode == 0, again.stderr
     assert f"{kept} already finished" in again.stderr
     assert len(read_parquet(out / PARQUET_NAME)) == 5
@@ -290,10 +282,8 @@ def test_ctrl_c_kills_the_running_cell_keeps_the_finished_and_says_how_to_resume
 def test_a_cuda_sweep_without_a_gpu_is_refused_with_the_meta_command(tmp_path: Path) -> None:
     """A real process on this host, where CUDA_VISIBLE_DEVICES="" hides any GPU."""
     out = tmp_path / "g"
-    result = subprocess.run(
-        [*FFBENCH, "sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1", "--device",
-         "cuda", "--out", str(out)],
-        capture_output=True, text=True, env={**env(), "CUDA_VISIBLE_DEVICES": ""}, timeout=WAIT_S)
+    result = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1",
+                             "--device", "cuda", "--out", out, env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1
     assert "--device meta" in result.stderr and "no CUDA GPU" in result.stderr
@@ -309,7 +299,7 @@ def test_slurm_executor_runs_through_submitit_local_executor(tmp_path: Path) -> 
         '[slurm]\ncluster = "local"\ntime_min = 5\npartition = "ignored-by-local"\n'
     )
     out = tmp_path / "s"
-    result = ffbench_sweep(sweep_file, "--out", out)
+    result = ffbench_process("sweep", sweep_file, "--out", out)
     assert result.returncode == 0, result.stderr
     frame = read_parquet(out / PARQUET_NAME)
     assert sorted(frame["n_layers"]) == [1, 2] and set(frame["status"]) == {"ok"}

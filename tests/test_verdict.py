@@ -11,6 +11,7 @@ import pytest
 from results_factory import BATCH_SIZES, DEPTHS, ok_row, peak_row, sweep_rows
 
 from ffbench.algorithms import registry
+from ffbench.analysis import verdict_text
 from ffbench.analysis.verdict import verdict
 from ffbench.analysis.verdict_records import (
     EVAL_EQUAL,
@@ -21,7 +22,6 @@ from ffbench.analysis.verdict_records import (
     Comparison,
     Verdict,
 )
-from ffbench.report import verdict_text
 from ffbench.results import rows_to_table
 
 MIB = 2**20

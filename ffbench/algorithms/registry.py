@@ -54,12 +54,12 @@ class BadPlugin:
 
 @functools.cache
 def plugin_entry_points() -> dict[str, EntryPoint]:
-    """Installed plugins by name, those clashing with a built-in left out (bad_plugins)."""
+    """Installed plugins by name, those clashing with a built-in left out (clashing_plugins)."""
     found = entry_points(group=ENTRY_POINT_GROUP)
     return {ep.name: ep for ep in found if ep.name not in BUILTIN}
 
 
-def _clashing_plugins() -> list[BadPlugin]:
+def clashing_plugins() -> list[BadPlugin]:
     return [
         BadPlugin(ep.name, f"{ep.value}: the name clashes with a built-in algorithm")
         for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name in BUILTIN
@@ -100,26 +100,6 @@ def load(name: str) -> type[Algorithm]:
     return cls  # type: ignore[no-any-return]
 
 
-PLUGIN_LOAD_TIMEOUT_S = 60.0  # `ffbench algorithms`: how long one plugin's import may take
-
-
-def bad_plugins(timeout_s: float = PLUGIN_LOAD_TIMEOUT_S) -> list[BadPlugin]:
-    """Every installed plugin that cannot be used, and why (each loaded in a child process:
-    one that blocks, exits or crashes as it loads is a reason, never this process's end)."""
-    return [BadPlugin(name, reason) for name, reason in _plugin_facts(timeout_s).items()
-            if isinstance(reason, str)] + _clashing_plugins()
-
-
-def _plugin_facts(timeout_s: float) -> dict[str, dict[str, Any] | str]:
-    """Each plugin's facts (`isolated._facts`), or why it cannot be used."""
-    from ffbench.algorithms.isolated import run_each
-
-    plugins = sorted(plugin_entry_points())
-    answers = run_each("facts", plugins, timeout_s) if plugins else []
-    return {name: answer.value if answer.error is None else answer.error
-            for name, answer in zip(plugins, answers, strict=True)}
-
-
 def usable() -> list[type[Algorithm]]:
     """The classes of every algorithm that loads, in `names()` order."""
     classes = []
@@ -131,18 +111,10 @@ def usable() -> list[type[Algorithm]]:
     return classes
 
 
-def algorithm_lines(timeout_s: float = PLUGIN_LOAD_TIMEOUT_S) -> list[str]:
-    """`ffbench algorithms`: "name  summary" per usable algorithm, then "name  unusable: why"
-    per bad plugin. Plugins are loaded in child processes (`isolated`), each given
-    `timeout_s`: what one does as it loads (print, exit, crash, block) is its line."""
-    facts = _plugin_facts(timeout_s)
-    usable = [(name, load(name).summary) for name in BUILTIN] + [
-        (name, fact["summary"]) for name, fact in facts.items() if not isinstance(fact, str)]
-    bad = [(name, reason) for name, reason in facts.items() if isinstance(reason, str)]
-    bad += [(plugin.name, plugin.reason) for plugin in _clashing_plugins()]
-    width = max(len(name) for name, _ in usable + bad)
-    return [f"{name:<{width}}  {' '.join(str(summary).split())}" for name, summary in usable] + [
-        f"{name:<{width}}  unusable: {reason}" for name, reason in bad]
+def facts(name: str) -> dict[str, Any]:
+    """What `ffbench algorithms` shows of an algorithm (asked of plugins in a child process:
+    ffbench.algorithm_list)."""
+    return {"summary": load(name).summary}
 
 
 def display_name(name: str) -> str:

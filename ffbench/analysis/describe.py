@@ -4,19 +4,12 @@ batch 128") wherever such results appear."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE
+from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE, stand_in
 
 if TYPE_CHECKING:  # the frame's own methods are all it uses: pandas is not imported here
     import pandas as pd
-
-
-def stand_in(hidden: Iterable[int], batch_sizes: Iterable[int]) -> str:
-    """"CPU stand-in: hidden 256, batch 128"."""
-    return (f"CPU stand-in: hidden {','.join(map(str, hidden))}, batch "
-            f"{','.join(map(str, batch_sizes))}")
 
 
 def stand_in_label(frame: pd.DataFrame) -> str | None:

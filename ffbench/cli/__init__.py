@@ -260,7 +260,7 @@ def list_algorithms(
 ) -> None:
     """List the registered algorithms (built-in and plugins), one line each; a plugin that
     cannot be used is one line saying why."""
-    from ffbench.algorithms.registry import algorithm_lines
+    from ffbench.algorithm_list import algorithm_lines
     from ffbench.settings.checks import positive_number
 
     show(*algorithm_lines(positive_number("timeout", timeout)))

@@ -13,25 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from typing import Any
 
 from rich.console import Console, ConsoleDimensions, RenderableType
 from rich.text import Text
 
+from ffbench.text import printable
+
 MIN_WIDTH = 80  # columns a table is laid out in at least (COLUMNS=5 emptied every cell)
-# C0 and C1 controls but newline and tab, DEL, and the bidirectional overrides (which
-# reorder what a terminal shows)
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """`text` with every control character written as an escape ("\x1b"), so that what a
-    file, a plugin or a cell's error holds cannot clear the screen or hide what follows."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
 class _Console(Console):
     """A console that escapes control characters in every string it renders (text, table
     cells, titles) and lays out at least MIN_WIDTH columns."""

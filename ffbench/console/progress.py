@@ -13,10 +13,11 @@ from typing import Any
 
 from rich.text import Text
 
-from ffbench.console import err, printable
+from ffbench.console import err
 from ffbench.console.progress_text import ProgressLines, duration, estimate_s
 from ffbench.settings.cell import CellSpec
 from ffbench.sweep.run import Planned, Started
+from ffbench.text import printable
 
 
 def cell_label(spec: CellSpec) -> str:

@@ -4,7 +4,6 @@ over everything the command ran."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,7 @@ from ffbench.results import FAILED_STATUSES
 from ffbench.sweep.plan import PlannedSweep, is_predicted
 from ffbench.sweep.run import Event, Resume
 from ffbench.sweep.spec import SweepSpec
-
-
-def shell_command(*words: Any) -> str:
-    """A command line to paste into a shell, every word quoted where it must be; a path
-    that starts with "-" is written ./-x, so that the command does not take it for an
-    option. The one quoting of every command ffbench prints."""
-    return shlex.join(_word(word) for word in words)
-
-
-def _word(word: Any) -> str:
-    if isinstance(word, Path):
-        text = str(word)
-        return f"./{text}" if text.startswith("-") else text
-    return str(word)
+from ffbench.text import shell_command
 
 
 def resume_command(argv: list[str], out: Path | None) -> str:
@@ -88,7 +74,7 @@ class ConsoleSweepView:
     def all_ended(self, folders: list[Path]) -> None:
         """The verdict over everything this command ran, then how to see more."""
         from ffbench.analysis.verdict import verdict
-        from ffbench.report.verdict_text import verdict_lines
+        from ffbench.analysis.verdict_text import verdict_lines
         from ffbench.results import ResultsError, load
 
         try:

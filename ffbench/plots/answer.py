@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from ffbench.algorithms.registry import (
     algorithm_order,
 )
-from ffbench.analysis import verdict, verdict_records
+from ffbench.analysis import verdict, verdict_records, verdict_text
 from ffbench.analysis.verdict_records import EVAL_EQUAL, EVAL_PUBLISHED, GROUP, LARGER, TRAIN
 from ffbench.plots.style import (
     CAPTION_CHARS_PER_INCH,
@@ -31,7 +31,6 @@ from ffbench.plots.style import (
     panel_grid,
     prepared,
 )
-from ffbench.report import verdict_text
 
 # The answer figure: a linear ratio axis from 0 to at least RATIO_AXIS_MIN_TOP and at most
 # RATIO_AXIS_TOP (a line above it is cut there, its value written at the top); room right of

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ffbench.analysis import verdict, verdict_records
+from ffbench.analysis import verdict, verdict_records, verdict_text
 from ffbench.analysis.describe import caption, predicted_only
 from ffbench.analysis.fits import (
     failed_cells,
@@ -18,7 +18,6 @@ from ffbench.analysis.fits import (
     missing_cells,
     slope_table,
 )
-from ffbench.report import verdict_text
 from ffbench.report.findings import findings, number
 from ffbench.units import MIB, MS_PER_S
 

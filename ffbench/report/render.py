@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 
-from ffbench.console import printable
 from ffbench.report.page import Block, Bullets, Heading, Image, Table
+from ffbench.text import printable
 
 
 def _md_text(text: str) -> str:

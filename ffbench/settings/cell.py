@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,15 @@ PREDICTED_DEVICE = "meta"  # fake tensors: memory predicted, nothing computed or
 HOST_DEVICE = "cpu"  # host and device are one memory
 # the measured run a machine without a GPU gets beside the prediction: its sweep is named so
 CPU_STAND_IN_SUFFIX = "-cpu-stand-in"
+
+
+def stand_in(hidden: Iterable[int], batch_sizes: Iterable[int]) -> str:
+    """How the CPU stand-in is named wherever it appears: "CPU stand-in: hidden 256, batch
+    128"."""
+    return (f"CPU stand-in: hidden {','.join(map(str, hidden))}, batch "
+            f"{','.join(map(str, batch_sizes))}")
+
+
 EVAL_CHUNK_EQUAL = "equal"  # FF eval holds at most the eval batch's rows (the default)
 EVAL_CHUNK_ALL = "all"  # every label of the whole eval batch at once (as published): 0
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffbench.analysis.describe import stand_in
 from ffbench.errors import BadInput
 from ffbench.runner import devices
-from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE, option_text
+from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE, option_text, stand_in
 from ffbench.settings.checks import whole_number
 from ffbench.sweep.spec import (
     DEFAULT_MAX_CELLS,
@@ -33,6 +32,7 @@ from ffbench.sweep.spec import (
     flag_of_key,
     load_sweep,
 )
+from ffbench.text import shell_command
 
 RESULTS_ROOT = Path("results")
 PUBLISHED_SWEEP = "published"
@@ -82,7 +82,6 @@ def spread(values: tuple[int, ...], count: int) -> tuple[int, ...]:
 def command(source: str | None, overrides: dict[str, Any]) -> str:
     """The `ffbench sweep` command line for a sweep file and flags, each value written as
     its flag reads it back (an option's true as `true`, not Python's `True`)."""
-    from ffbench.console.sweep_view import shell_command  # the one quoting of commands
 
     args: list[Any] = ["ffbench", "sweep", *([Path(source)] if source else [])]
     for key, value in overrides.items():
@@ -179,7 +178,7 @@ def _without_gpu(overrides: dict[str, Any], out: Path | None, root: Path,
 
 
 def stand_in_label(spec: SweepSpec) -> str:
-    """How the CPU stand-in is named wherever it appears (analysis.describe.stand_in)."""
+    """How the CPU stand-in is named wherever it appears (settings.cell.stand_in)."""
     return stand_in(spec.hidden, spec.batch_sizes)
 
 

@@ -8,8 +8,9 @@ happened, and the other plugins' answers are kept (the child that died is replac
 rest). Used wherever a command goes over every installed algorithm (`ffbench algorithms`,
 `ffbench capacity`), so that one broken plugin never ends a command that did not name it.
 
-The child: `python -m ffbench.algorithms.isolated JOB FD`, the items as a JSON list on its
-stdin; for each item it writes {"begin": i}, then {"value": ...} or {"error": "..."}, one
+The child: `python -m ffbench.runner.isolated MODULE:FUNCTION FD`, the items as a JSON list on its
+stdin; it imports MODULE (before any item is timed: torch takes seconds), then for each
+item calls FUNCTION(item) and writes {"begin": i}, then {"value": ...} or {"error": "..."}, one
 JSON line each, on descriptor FD.
 """
 
@@ -24,14 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ffbench.errors import BadInput
 from ffbench.runner.jobs import PARENT_PID_ENV  # it dies with its parent, as a cell does
 
-MODULE = "ffbench.algorithms.isolated"
+MODULE = "ffbench.runner.isolated"
 # a child has this long to start (the interpreter, torch) before its first item is timed
 START_S = 300.0
 STDERR_TAIL_BYTES = 2000
@@ -45,7 +45,8 @@ class Answer:
 
 
 def run_each(job: str, items: list[Any], timeout_s: float) -> list[Answer]:
-    """JOB (a name in JOBS) for each item, in child processes, each item given `timeout_s`
+    """JOB ("module:function", called with the item, returning JSON) for each item, in
+    child processes, each item given `timeout_s`
     from when the child begins it; an item whose child dies or runs out of time is an
     Answer with its reason, and a new child takes the items after it."""
     answers: list[Answer] = []
@@ -133,26 +134,6 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 # ---- the child's side -----------------------------------------------------------------
 
 
-def _facts(name: str) -> dict[str, Any]:
-    """What `ffbench algorithms` shows of an algorithm (loading it: BadAlgorithm if not)."""
-    from ffbench.algorithms import registry
-
-    return {"summary": registry.load(name).summary}
-
-
-def _fit(request: dict[str, Any]) -> dict[str, Any]:
-    """`ffbench capacity`'s answer for one algorithm (capacity.fit_of)."""
-    from ffbench.capacity import fit_of
-
-    return fit_of(request)
-
-
-JOBS: dict[str, Callable[[Any], Any]] = {"facts": _facts, "fit": _fit}
-# what each job imports, done before the first item is timed (torch: seconds): an item's
-# time is the plugin's own, as a cell's clock starts when the cell does
-JOB_IMPORTS = {"facts": "ffbench.algorithms.base", "fit": "ffbench.capacity"}
-
-
 def _reason(exc: BaseException) -> str:
     """One line: ffbench's own word for a bad algorithm, else the exception as raised."""
     text = str(exc) if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -160,7 +141,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def main(job: str, fd: int) -> None:
-    """Answer each item on stdin with JOBS[job], one JSON line each on `fd`; never ends
+    """Answer each item on stdin with JOB's function, one JSON line each on `fd`; never ends
     by an exception (os._exit)."""
     replies = os.fdopen(fd, "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a plugin's prints: not answers
@@ -169,12 +150,13 @@ def main(job: str, fd: int) -> None:
         from ffbench.runner.cell_process import die_with
 
         die_with(int(parent))
-    importlib.import_module(JOB_IMPORTS[job])
+    module, _, name = job.partition(":")
+    answer_of = getattr(importlib.import_module(module), name)  # its imports, untimed
     for index, item in enumerate(json.loads(sys.stdin.read())):
         replies.write(json.dumps({"begin": index}) + "\n")
         replies.flush()
         try:
-            answer = {"value": JOBS[job](item)}
+            answer = {"value": answer_of(item)}
         except BaseException as exc:  # the plugin's failure, whatever it is, is the answer
             answer = {"error": _reason(exc)}
         replies.write(json.dumps(answer) + "\n")
