@@ -166,6 +166,25 @@ def test_bp_lean_closed_form_account_matches_meta(
         assert account.split[category] == peaks.train.split[category], (category, account.at)
 
 
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize(("algorithm", "options", "layers", "batch"), [
+    ("bp-lean", {}, 2, 100), ("bp-lean", {}, 4, 100), ("bp-lean", {}, 9, 10),
+    ("bp", {"fused_step": True}, 3, 2), ("bp", {"fused_step": True, "checkpoint_segments": 3},
+                                         3, 100),
+])
+def test_fused_steps_of_wide_layers_are_accounted_to_the_byte(
+    algorithm: str, options: dict[str, object], layers: int, batch: int, optimizer: str
+) -> None:
+    """Wide layers and few rows: a layer's fused steps (its gradients made, its bias and its
+    weight stepped, with the activations alive then) are the train step's peak."""
+    spec = resolved(CellSpec(algorithm, n_layers=layers, hidden=1000, batch_size=batch,
+                             device="meta", optimizer=optimizer, options=options))
+    peaks = memory_peaks(spec, load_dataset(spec))
+    account = ALGORITHMS[spec.algorithm].memory_account(spec)
+    assert account.nbytes == peaks.train.tracked_bytes, account.at
+    assert "layer" in account.at
+
+
 @pytest.mark.slow
 def test_bp_lean_predicts_a_train_peak_well_below_bp_at_the_published_size(
     tmp_path: Path,

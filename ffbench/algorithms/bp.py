@@ -146,6 +146,40 @@ def offload_account(spec: CellSpec, bounds: Sequence[int], hidden: list[list[int
                                notes={"offload": note})
 
 
+def _fused_layer_moments(hidden: list[list[int]], bounds: Sequence[int], row_block: int,
+                         e: int, spec: CellSpec, held: dict[str, int]) -> list[MemoryAccount]:
+    """Fused steps, layer by layer. Layer l's backward makes the gradients of its input, its
+    weight and its bias; its saved tensors and its output's gradient are released, then the
+    bias is stepped (the weight's gradient not yet accumulated), then the weight. Alive
+    besides (B, hidden) each: the inputs of the checkpointed segments below l's, its own
+    segment's input while a layer of it still holds it (a checkpointed segment holds it
+    through its backward), the segment's outputs below l, and the gradient of l's input
+    (none for the first layer). The loss and its gradient throughout."""
+    moments = []
+    last = len(bounds) - 2  # the last segment, the one not checkpointed
+    for layer, (weight, bias) in enumerate(hidden):
+        segment = max(index for index, start in enumerate(bounds[:-1]) if start <= layer)
+        start = bounds[segment]
+        holds_input = segment >= 1 and (layer > start or segment < last)
+        alive = (max(segment - 1, 0) + holds_input + (layer - start)
+                 + (1 if layer else 0))
+        released = segment >= 1 and layer == start and segment == last  # after the backward
+        moments += [
+            MemoryAccount.of(
+                f"layer {layer}'s gradients made", activations=(alive + released + 1)
+                * row_block + weight + bias + 2 * e, **held),
+            MemoryAccount.of(
+                f"layer {layer}'s fused bias step", gradients=bias,
+                activations=alive * row_block + weight
+                + account.step_temporaries([bias], spec) + 2 * e, **held),
+            MemoryAccount.of(
+                f"layer {layer}'s fused weight step", gradients=weight,
+                activations=alive * row_block + account.step_temporaries([weight], spec)
+                + 2 * e, **held),
+        ]
+    return moments
+
+
 class Backprop(Algorithm):
     name = "bp"
     display_name = "backprop"
@@ -253,6 +287,7 @@ class Backprop(Algorithm):
                 "the largest parameter's fused step", gradients=largest,
                 activations=account.step_temporaries([largest], spec) + 2 * e, **held,
             ))
+            moments += _fused_layer_moments(hidden, bounds, row_block, e, spec, held)
         else:
             moments.append(MemoryAccount.of(
                 "the optimizer step", gradients=sum(params),
