@@ -298,7 +298,7 @@ def folders(draw: st.DrawFn) -> dict[str, Any]:
 def build_folder(root: Path, plan: dict[str, Any]) -> tuple[Path, Path]:
     """The folder `plan` describes, below `root`; returns (folder, sentinel)."""
     from ffbench.results import write_parquet, write_row_json
-    from ffbench.sweep.folder import record_owner
+    from ffbench.sweep.definition import record_owner
     from ffbench.sweep.spec import load_sweep
 
     sentinel = root / "sentinel.txt"

@@ -32,7 +32,9 @@ from ffbench.results import (
     write_row_json,
 )
 from ffbench.settings.cell import CellSpec
+from ffbench.sweep import definition as sweep_definition
 from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import result_sets as sweep_result_sets
 from ffbench.sweep.spec import load_sweep
 
 TINY_META = [*SWEEP_META, "--layers", "1,2"]
@@ -302,10 +304,10 @@ def test_a_folder_with_rows_of_a_plugin_not_installed_is_reported(
     spec = load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,2", "hidden": 8,
                                  "batch_sizes": 8, "steps": 1, "warmup_steps": 0,
                                  "device": "meta"})
-    sweep_folder.record_owner(spec, folder)
-    stored = json.loads((folder / sweep_folder.DEFINITION_NAME).read_text())
+    sweep_definition.record_owner(spec, folder)
+    stored = json.loads((folder / sweep_definition.DEFINITION_NAME).read_text())
     stored["algorithms"] = ["bp", "ff-gone"]
-    (folder / sweep_folder.DEFINITION_NAME).write_text(json.dumps(stored))
+    (folder / sweep_definition.DEFINITION_NAME).write_text(json.dumps(stored))
     rows = meta_rows()
     plugin_row = {**rows[0], "algorithm": "ff-gone", "cell_id": "0123456789ab"}
     cells_folder(folder, [*rows, plugin_row])
@@ -323,7 +325,7 @@ def test_a_folder_mixing_optimizers_is_fitted_per_optimizer(tmp_path: Path) -> N
                    train_peak_tracked_bytes=n * slope)
             for optimizer, slope in (("adam", 3 * 2**20), ("sgd", 2**20)) for n in (1, 2, 3)]
     write_parquet(rows, tmp_path / "fair" / PARQUET_NAME)
-    frame = sweep_folder.load_set([tmp_path / "fair"])
+    frame = sweep_result_sets.load_set([tmp_path / "fair"])
     assert sorted(frame["source"].unique()) == [f"{tmp_path / 'fair'} (optimizer=adam)",
                                                 f"{tmp_path / 'fair'} (optimizer=sgd)"]
     slopes = slope_table(frame).set_index("source")["train_slope_bytes_per_layer"]
@@ -341,7 +343,7 @@ def test_a_link_to_a_parent_is_not_followed_when_searching_for_results(
     (parent / "loop").symlink_to(parent)
     (parent / "b").mkdir()
     (parent / "b" / "up").symlink_to(parent)
-    assert sweep_folder.results_below(parent) == [parent / "a"]
+    assert sweep_result_sets.results_below(parent) == [parent / "a"]
     started = time.perf_counter()
     code, out, err = invoke(capsys, "report", parent)
     assert code == 0, err
@@ -373,16 +375,16 @@ def test_extending_a_sweep_with_batch_sizes_stores_no_phantom_cells(
     code, _, err = invoke(capsys, "sweep", *SWEEP_META, "--layers", "1", "--batch-sizes", "16",
                           "--out", out)
     assert code == 0, err
-    frame = sweep_folder.load_set([out])
+    frame = sweep_result_sets.load_set([out])
     assert len(frame) == 5 and "missing" not in set(frame["status"])
 
 
 def test_a_definition_stored_before_grids_is_read_as_one_grid(tmp_path: Path) -> None:
     folder = cells_folder(tmp_path / "r", meta_rows((1,)))
-    (folder / sweep_folder.DEFINITION_NAME).write_text(json.dumps({
+    (folder / sweep_definition.DEFINITION_NAME).write_text(json.dumps({
         "name": "ci-cpu", "algorithms": ["bp"], "layers": [1, 2, 3], "batch_sizes": [8],
         "hidden": [8], "cell": {"steps": 1, "warmup_steps": 0, "device": "meta"}}))
-    frame = sweep_folder.load_set([folder])
+    frame = sweep_result_sets.load_set([folder])
     assert sorted(zip(frame["n_layers"], frame["status"], strict=True)) == [
         (1, "ok"), (2, "missing"), (3, "missing")]
 
@@ -412,8 +414,8 @@ def test_a_tampered_definition_is_one_line(
     spec = load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1,2", "hidden": 8,
                                  "batch_sizes": 8, "steps": 1, "warmup_steps": 0,
                                  "device": "meta"})
-    sweep_folder.record_owner(spec, folder)
-    path = folder / sweep_folder.DEFINITION_NAME
+    sweep_definition.record_owner(spec, folder)
+    path = folder / sweep_definition.DEFINITION_NAME
     stored = json.loads(path.read_text())
     path.write_text(json.dumps(change if isinstance(change, list) else {**stored, **change}))
     started = time.perf_counter()
@@ -435,7 +437,7 @@ def test_a_definition_too_big_to_list_is_reported_without_its_missing_cells(
     spec = load_sweep("ci-cpu", {"algorithms": "bp", "layers": "1..10000", "hidden": 8,
                                  "batch_sizes": "8,16", "steps": 1, "warmup_steps": 0,
                                  "device": "meta"}, max_cells=20000)
-    sweep_folder.record_owner(spec, folder)
+    sweep_definition.record_owner(spec, folder)
     started = time.perf_counter()
     code, _, err = invoke(capsys, "report", folder, "--out", tmp_path / "r.md")
     assert code == 0 and "not run yet are not listed" in err, err

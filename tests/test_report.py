@@ -15,7 +15,7 @@ from ffbench.algorithms.resolve import identity_columns
 from ffbench.analysis import fits, verdict, verdict_text
 from ffbench.report import findings, page, render
 from ffbench.results import load
-from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import definition as sweep_definition
 from ffbench.sweep.spec import load_sweep
 
 EXAMPLE = REPO / "results" / "example"
@@ -221,7 +221,7 @@ def test_a_stopped_sweep_says_n_of_m_run_and_lists_the_missing(tmp_path: Path, c
                                 "batch_sizes": 64})
     first = spec.cells()[0]
     write_results(tmp_path, [ok_row("bp", 1, 64) | identity_columns(first, spec.name)])
-    sweep_folder.record_owner(spec, tmp_path)
+    sweep_definition.record_owner(spec, tmp_path)
     out = tmp_path / "report.md"
     done = cli("report", tmp_path, "--out", out)
     assert done.returncode == 0, done.stderr

@@ -15,8 +15,9 @@ from results_factory import ok_row, write_results
 from ffbench.algorithms.resolve import identity_columns
 from ffbench.console.progress_text import ProgressLines, duration, estimate_s
 from ffbench.errors import BadInput
-from ffbench.sweep import folder as sweep_folder
+from ffbench.sweep import definition as sweep_definition
 from ffbench.sweep import plan as sweep_plan
+from ffbench.sweep import result_sets as sweep_result_sets
 from ffbench.sweep.spec import load_sweep
 
 ROOT = Path("results")
@@ -135,13 +136,13 @@ def test_a_folder_keeps_its_definition_and_refuses_other_fixed_settings(
 ) -> None:
     out = tmp_path / "s"
     out.mkdir()
-    sweep_folder.record_owner(load_sweep("quick", tiny()), out)
+    sweep_definition.record_owner(load_sweep("quick", tiny()), out)
     before = sorted(p.name for p in out.iterdir())
     for flags, named in [({"hidden": 32}, "hidden 16 there, 32 here"),
                          ({"steps": 9}, "steps 3 there, 9 here"),
                          ({"algorithms": "bp,ff"}, "algorithms bp there, bp,ff here")]:
         with pytest.raises(BadInput, match=named) as refused:
-            sweep_folder.check_owner(load_sweep("quick", tiny(**flags)), out)
+            sweep_definition.check_owner(load_sweep("quick", tiny(**flags)), out)
         assert "--no-resume" in str(refused.value) and "\n" not in str(refused.value)
     argv = ["sweep", "quick", "--algorithms", "bp", "--layers", "1", "--hidden", "64",
             "--batch-sizes", "8", "--device", "meta", "--out", str(out)]
@@ -156,19 +157,19 @@ def test_more_depths_and_batch_sizes_at_the_same_settings_extend_the_folder(
 ) -> None:
     out = tmp_path / "s"
     out.mkdir()
-    sweep_folder.record_owner(load_sweep("quick", tiny()), out)
+    sweep_definition.record_owner(load_sweep("quick", tiny()), out)
     wider = load_sweep("quick", tiny(layers="2..4", batch_sizes="8,16"))
-    sweep_folder.check_owner(wider, out)  # no refusal
-    grown = sweep_folder.record_owner(wider, out)
+    sweep_definition.check_owner(wider, out)  # no refusal
+    grown = sweep_definition.record_owner(wider, out)
     # each run's grid is kept: the folder's cells are their union, never the cross product
     # of all depths and all batch sizes (layers 1 at batch 16 was never asked for)
     assert grown.grids == (((1, 2), (8,)), ((2, 3, 4), (8, 16)))
     assert sorted((c.n_layers, c.batch_size) for c in grown.cells()) == [
         (1, 8), (2, 8), (2, 16), (3, 8), (3, 16), (4, 8), (4, 16)]
-    stored = json.loads((out / sweep_folder.DEFINITION_NAME).read_text())
+    stored = json.loads((out / sweep_definition.DEFINITION_NAME).read_text())
     assert stored["grids"][1] == {"layers": [2, 3, 4], "batch_sizes": [8, 16]}
     assert stored["hidden"] == [16]
-    deeper = sweep_folder.record_owner(load_sweep("quick", tiny(layers="5")), out)
+    deeper = sweep_definition.record_owner(load_sweep("quick", tiny(layers="5")), out)
     assert deeper.grids == (((1, 2, 5), (8,)), ((2, 3, 4), (8, 16)))  # same batch: merged
 
 
@@ -182,10 +183,10 @@ def test_results_below_a_parent_and_missing_cells_of_a_stopped_sweep(tmp_path: P
     rows = [ok_row("bp", 1, 8) | identity_columns(spec.cells()[0], "quick")]
     for folder in (first, second):
         write_results(folder, rows)
-    sweep_folder.record_owner(spec, first)
-    assert sweep_folder.results_below(tmp_path) == [first, second]
-    assert sweep_folder.results_below(first) == [first]
-    frame = sweep_folder.with_missing(load([first]))
+    sweep_definition.record_owner(spec, first)
+    assert sweep_result_sets.results_below(tmp_path) == [first, second]
+    assert sweep_result_sets.results_below(first) == [first]
+    frame = sweep_result_sets.with_missing(load([first]))
     assert list(frame["status"]) == ["ok", "missing", "missing"]
     assert list(frame["n_layers"]) == [1, 2, 3]
     assert isinstance(frame, pd.DataFrame)

@@ -14,7 +14,7 @@ import pandas as pd
 from ffbench.algorithms.registry import by_algorithm_order
 from ffbench.measure.categories import CATEGORIES
 from ffbench.results import measured_peak_bytes
-from ffbench.sweep.folder import MISSING
+from ffbench.sweep.result_sets import MISSING
 from ffbench.units import PHASES
 
 GROUP = ["source", "algorithm", "batch_size", "hidden"]

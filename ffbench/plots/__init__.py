@@ -75,7 +75,7 @@ def draw_sets(results: list[Path], *, together: bool, out: Path | None, fmt: str
     folder (`out`, else RESULTS/figures; with several sets, out/NAME), a line per figure
     written or skipped. Every input is read before anything is drawn."""
     from ffbench.settings.paths import check_creatable
-    from ffbench.sweep.folder import default_out, load_set, result_sets
+    from ffbench.sweep.result_sets import default_out, load_set, result_sets
 
     out_root = out or default_out(results, "figures")
     if out_root.exists() and not out_root.is_dir():

@@ -31,8 +31,8 @@ from ffbench.analysis.describe import caption
 from ffbench.measure.categories import CATEGORIES
 from ffbench.plots.ticks import readable
 from ffbench.results import measured_peak_bytes
-from ffbench.sweep.folder import MISSING
 from ffbench.sweep.plan import is_predicted
+from ffbench.sweep.result_sets import MISSING
 from ffbench.units import MIB, PHASES
 
 GIB = 2**30

@@ -35,7 +35,7 @@ def write_sets(results: list[Path], *, together: bool, out: Path | None) -> Iter
     (with several sets, named after each) or RESULTS/report.md; a line per page and per
     figure skipped. Every input is read and every path checked before anything is written."""
     from ffbench.settings.paths import check_creatable, check_out_file
-    from ffbench.sweep.folder import default_out, load_set, result_sets
+    from ffbench.sweep.result_sets import default_out, load_set, result_sets
 
     if out is not None and out.suffix not in RENDERERS:
         raise BadInput(f"--out {out}: give a file ending in {' or '.join(RENDERERS)}")

@@ -12,7 +12,7 @@ from ffbench.analysis.fits import (
     succeeded,
 )
 from ffbench.results import STATUSES, measured_peak_bytes
-from ffbench.sweep.folder import MISSING
+from ffbench.sweep.result_sets import MISSING
 from ffbench.units import MIB, MS_PER_S
 
 SIGNIFICANT_DIGITS = 4

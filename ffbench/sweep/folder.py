@@ -2,25 +2,20 @@
 
 OUT/cells/<cell_id>.json holds each cell's row (written atomically, as each cell ends): the
 truth; OUT/results.parquet the consolidated rows (rewritten now and then, and whole at the
-end); OUT/sweep.json the definition of the sweep the folder belongs to (the settings every
-cell shares and the grids run into it), stored at the first run. A later run into the
-folder must share its fixed settings (every cell setting, the widths and the algorithms);
-its depths and batch sizes may differ, and its grid is added to the stored ones (the
-folder's cells are the union of its grids, never their cross product). One sweep writes
+end); OUT/sweep.json the definition of the sweep the folder belongs to (sweep.definition),
+stored at the first run: a later run into the folder must share its fixed settings, its
+depths and batch sizes may differ. What report and plot read: sweep.result_sets. One sweep writes
 into a folder at a time (an fcntl lock on the folder itself; OUT/.lock holds its PID).
 
 The store adopts only a folder that is new, empty, or a sweep's (a definition, or cell
 rows, or nothing but the parts a sweep makes), and it never follows a link nor replaces a
 file that is not a regular one. Rows in results.parquet that have no cell file (a cell
 being redone when the sweep was killed) are restored to cells/ before the parquet is
-rewritten: nothing a folder held is lost.
-"""
+rewritten: nothing a folder held is lost."""
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
-import json
 import logging
 import math
 import os
@@ -35,7 +30,6 @@ from ffbench.errors import BadInput
 from ffbench.results import (
     CELL_ID_PATTERN,
     CELLS_DIR,
-    FOLDER,
     PARQUET_NAME,
     NotARegularFile,
     ResultsError,
@@ -46,322 +40,49 @@ from ffbench.results import (
     write_parquet,
     write_row_json,
 )
-from ffbench.settings.cell import SETTINGS, CellSpec
+from ffbench.settings.cell import CellSpec
 from ffbench.settings.paths import FILE_KINDS, check_creatable, file_kind
+from ffbench.sweep.definition import DEFINITION_NAME, NEW_FOLDER_FLAG, check_owner
 from ffbench.sweep.spec import (
-    CELL_KEYS,
-    DEFAULT_MAX_CELLS,
-    MAX_CELLS,
-    PRESET_KEY,
     SweepSpec,
-    parse_definition,
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
+
 
 log = logging.getLogger(__name__)
 
+
 WORK_DIR = ".work"  # spec files and child stderr of the running invocation; removed after it
+
+
 REJECTED_DIR = "rejected"  # row files that failed validation, each with its reason
+
+
 LOCK_NAME = ".lock"  # the PID of the one sweep writing into the folder (it locks the folder)
+
+
 SLURM_DIR = "slurm"  # submitit's job files
+
+
 # what a sweep makes in its folder: a folder holding nothing else is a sweep's
 FOLDER_PARTS = {CELLS_DIR: stat.S_IFDIR, REJECTED_DIR: stat.S_IFDIR, WORK_DIR: stat.S_IFDIR,
                 SLURM_DIR: stat.S_IFDIR, PARQUET_NAME: stat.S_IFREG, LOCK_NAME: stat.S_IFREG}
-MAX_DEFINITION_BYTES = 1 << 20  # a definition is a few KB; a bigger one was not written here
+
+
 MAX_LOCK_BYTES = 64
+
+
 LOCK_HOLDER_WAIT_S = 1.0  # how long a refused sweep waits for the holder's PID to be written
+
+
 # results.parquet is rewritten at most this often while cells finish (~15 ms a write): each
 # row is on disk at once in its cell file, and the sweep's end writes the parquet whole
 CONSOLIDATE_EVERY_S = 2.0
-DEFINITION_NAME = "sweep.json"
+
+
 FOLDER_PARTS[DEFINITION_NAME] = stat.S_IFREG
-MISSING = "missing"  # status of a grid cell with no row yet (added for reports, never stored)
-NEW_FOLDER_FLAG = "--no-resume"
-# what the grid sets per cell (and the eval batch, which follows the batch size by default)
-_PER_CELL = ("algorithm", *(name for name, setting in SETTINGS.items() if setting.grid),
-             "eval_batch_size")
-
-
-def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
-    """What every cell of the sweep shares, resolved (defaults filled in), plus the
-    algorithms, widths and other axes: the part of a definition a folder keeps for good."""
-    probe = CellSpec(algorithm=spec.algorithms[0], n_layers=1, **spec.shared)
-    shared = {k: v for k, v in dataclasses.asdict(probe).items() if k not in _PER_CELL}
-    shared["eval_batch_size"] = spec.cell.get("eval_batch_size")
-    return {"algorithms": list(spec.algorithms), "hidden": list(spec.hidden), **shared,
-            **spec.axes, "preset": spec.preset}
-
-
-Grid = tuple[tuple[int, ...], tuple[int, ...]]  # (depths, batch sizes) run together
-
-
-@dataclasses.dataclass(frozen=True)
-class Definition:
-    """What a folder keeps of its sweep: the settings its cells share (`spec`, at its
-    first grid) and every grid run into it. Its cells are the union of the grids' cells:
-    a run extending the depths at other batch sizes adds its own grid, never the cross
-    product of the two."""
-
-    spec: SweepSpec
-    grids: tuple[Grid, ...]
-
-    def sweeps(self) -> list[SweepSpec]:
-        return [dataclasses.replace(self.spec, layers=layers, batch_sizes=batch_sizes)
-                for layers, batch_sizes in self.grids]
-
-    @property
-    def size(self) -> int:
-        """Cells in all the grids, counted without building them (an upper bound)."""
-        return sum(sweep.size for sweep in self.sweeps())
-
-    def cells(self) -> list[CellSpec]:
-        """Every cell of every grid, once."""
-        return list({cell_id(spec): spec for sweep in self.sweeps()
-                     for spec in sweep.cells()}.values())
-
-    def grown(self, spec: SweepSpec) -> Definition:
-        """This definition with `spec`'s grid added: merged into a grid of the same depths
-        (or the same batch sizes), else kept as a grid of its own."""
-        grids = list(self.grids)
-        for index, (layers, batch_sizes) in enumerate(grids):
-            if layers == spec.layers or batch_sizes == spec.batch_sizes:
-                grids[index] = (_union(layers, spec.layers), _union(batch_sizes,
-                                                                    spec.batch_sizes))
-                break
-        else:
-            grids.append((spec.layers, spec.batch_sizes))
-        return Definition(self.spec, tuple(dict.fromkeys(grids)))
-
-
-def _union(first: tuple[int, ...], second: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sorted({*first, *second}))
-
-
-def definition(stored: Definition) -> dict[str, Any]:
-    spec = stored.spec
-    return {"name": spec.name, "algorithms": list(spec.algorithms), "hidden": list(spec.hidden),
-            "cell": spec.cell, **({PRESET_KEY: spec.preset} if spec.preset else {}),
-            "grids": [{"layers": list(layers), "batch_sizes": list(batch_sizes)}
-                      for layers, batch_sizes in stored.grids]}
-
-
-DEFINITION_KEYS = ("name", "algorithms", "hidden", "cell", "grids", PRESET_KEY)
-LEGACY_GRID_KEYS = ("layers", "batch_sizes")  # one grid, as folders stored it before grids
-
-
-def stored_definition(folder: Path) -> Definition | None:
-    """The sweep a folder belongs to, or None for a folder without a definition. A
-    definition that is not one ffbench wrote (unreadable, a FIFO, huge, unknown keys,
-    values of the wrong type, a grid beyond the cell limit) is BadInput, one line."""
-    path = folder / DEFINITION_NAME
-    if file_kind(path, follow=False) is None and not path.exists():
-        return None
-    try:
-        values = json.loads(read_regular(path, MAX_DEFINITION_BYTES, "sweep definition"))
-        return _definition_of(values)
-    except (ResultsError, ValueError, RecursionError, TypeError) as exc:
-        reason = str(exc).removeprefix(f"{path}: ")
-        raise BadInput(f"{path}: not a sweep definition ffbench wrote ({reason})") from None
-
-
-def _definition_of(values: Any) -> Definition:
-    if not isinstance(values, dict):
-        raise BadInput(f"a JSON {type(values).__name__}, not an object")
-    unknown = sorted(set(values) - {*DEFINITION_KEYS, *LEGACY_GRID_KEYS})
-    if unknown:
-        raise BadInput(f"unknown key {unknown[0]!r:.40}")
-    grids = values.get("grids", [{key: values.get(key) for key in LEGACY_GRID_KEYS}])
-    cell = values.get("cell")
-    if not isinstance(cell, dict) or not set(cell) <= set(CELL_KEYS):
-        raise BadInput("its cell settings are not a table of known settings")
-    if not isinstance(grids, list) or not grids:
-        raise BadInput("grids: expected a list of grids")
-    sweeps = []
-    for grid in grids:
-        if not isinstance(grid, dict) or set(grid) != set(LEGACY_GRID_KEYS):
-            raise BadInput("a grid is an object of layers and batch_sizes")
-        sweeps.append(parse_definition({**cell, **grid, **{
-            key: values.get(key) for key in ("name", "algorithms", "hidden", PRESET_KEY)}}))
-    total = sum(sweep.size for sweep in sweeps)
-    if total > MAX_CELLS:
-        raise BadInput(f"{total} cells, more than any sweep may have ({MAX_CELLS})")
-    return Definition(sweeps[0], tuple((sweep.layers, sweep.batch_sizes) for sweep in sweeps))
-
-
-def _difference(kept: dict[str, Any], given: dict[str, Any]) -> str | None:
-    changed = [key for key in kept if kept[key] != given.get(key)]
-    if not changed:
-        return None
-    first = changed[0]
-    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-    return f"{first} {_show(kept[first])} there, {_show(given.get(first))} here{more}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return json.dumps(value) if isinstance(value, dict) else str(value)
-
-
-def check_owner(spec: SweepSpec, folder: Path) -> None:
-    """Refuse (BadInput, one line) a sweep whose fixed settings differ from the folder's."""
-    kept = stored_definition(folder)
-    if kept is None:
-        return
-    difference = _difference(fixed_settings(kept.spec), fixed_settings(spec))
-    if difference:
-        raise BadInput(f"{folder} holds another sweep ({difference}); add {NEW_FOLDER_FLAG} "
-                       "to start a new folder beside it, or give --out DIR")
-
-
-def record_owner(spec: SweepSpec, folder: Path) -> Definition:
-    """Store the definition, with this run's grid added to the folder's; returns it."""
-    kept = stored_definition(folder)
-    grown = (Definition(spec, ((spec.layers, spec.batch_sizes),)) if kept is None
-             else kept.grown(spec))
-    text = json.dumps(definition(grown), indent=1) + "\n"
-    atomic_write(folder / DEFINITION_NAME, text.encode())
-    return grown
-
-
-# ---- finding results -------------------------------------------------------------------
-
-
-def holds_results(folder: Path) -> bool:
-    return (folder / PARQUET_NAME).is_file() or any((folder / CELLS_DIR).glob("*.json"))
-
-
-def results_below(path: Path) -> list[Path]:
-    """`path` itself when it is a file or holds results (or nothing below it does), else
-    every folder below it that holds results (sorted; a results folder's subfolders are not
-    searched). Links to folders below `path` are not followed: a link to a parent would
-    make the search endless, and a folder reached twice would be read twice."""
-    if not path.is_dir() or holds_results(path):
-        return [path]
-    found = _below(path, {path.resolve()})
-    return found or [path]  # nothing below: loading `path` says what is wrong with it
-
-
-def _below(folder: Path, seen: set[Path]) -> list[Path]:
-    found = []
-    for child in sorted(folder.iterdir()):
-        if child.is_symlink() or not child.is_dir() or child.resolve() in seen:
-            continue
-        seen.add(child.resolve())
-        found += [child] if holds_results(child) else _below(child, seen)
-    return found
-
-
-def result_sets(paths: list[Path], *, together: bool) -> tuple[list[Path], list[list[Path]]]:
-    """(the results folders found, the sets to draw): the inputs together, or, for a parent
-    of results folders, each folder found below it on its own (`together`: all as one)."""
-    found = [folder for path in paths for folder in results_below(path)]
-    return found, [found] if together or found == paths else [[folder] for folder in found]
-
-
-def load_set(paths: list[Path]) -> pd.DataFrame:
-    """A set's rows as one frame, with a row of status `missing` for each cell of its
-    folders' stored grids that has none yet (ResultsError, bad input, when unreadable); an
-    input whose cells differ in a setting beyond the grid (optimizer, learning rate,
-    options, ...) is split into one source per configuration, so that nothing is fitted
-    across them."""
-    from ffbench.results import load
-
-    return by_configuration(with_missing(load(paths)))
-
-
-def default_out(results: list[Path], name: str) -> Path:
-    """`name` inside the first results folder (beside it, for a file)."""
-    first = results[0]
-    return (first if first.is_dir() else first.parent) / name
-
-
-def with_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` plus a row of status `missing` for each cell of its folders' stored grids
-    that has no row yet (a sweep stopped halfway), so reports and figures can show them.
-    A grid beyond DEFAULT_MAX_CELLS cells is not listed (one warning), nor are the cells
-    of an algorithm that is not installed here (their ids need its class)."""
-    import pandas as pd
-
-    from ffbench.algorithms.resolve import identity_columns
-    from ffbench.results import COLUMNS
-
-    extra = []
-    for source in dict.fromkeys(frame["source"]):
-        kept = stored_definition(Path(source)) if Path(source).is_dir() else None
-        if kept is None:
-            continue
-        if kept.size > DEFAULT_MAX_CELLS:
-            log.warning("%s: its stored grids hold %d cells, more than %d: the cells not run "
-                        "yet are not listed", source, kept.size, DEFAULT_MAX_CELLS)
-            continue
-        present = set(frame.loc[frame["source"] == source, "cell_id"])
-        usable = [name for name in kept.spec.algorithms if _installed(name)]
-        spec = dataclasses.replace(kept, spec=dataclasses.replace(kept.spec,
-                                                                  algorithms=tuple(usable)))
-        extra += [{**identity_columns(c, kept.spec.name), "source": source, "status": MISSING}
-                  for c in (spec.cells() if usable else []) if cell_id(c) not in present]
-    if not extra:
-        return frame
-    missing = pd.DataFrame(extra)
-    missing["options"] = missing["options"].map(lambda o: json.dumps(o, sort_keys=True))
-    return pd.concat([frame, missing[[c for c in missing if c in COLUMNS or c == "source"]]],
-                     ignore_index=True)
-
-
-def _installed(algorithm: str) -> bool:
-    from ffbench.algorithms import registry
-
-    try:
-        registry.load(algorithm)
-        return True
-    except BadInput as exc:
-        log.warning("the cells of %r not run yet are not listed: %s", algorithm, exc)
-        return False
-
-
-# settings a sweep's cells share, or take in turn as an axis: cells of one algorithm that
-# differ in one of them are another configuration (the grid's own columns, depth, batch and
-# width, aside; seeds are repeats of one configuration, summarized as a median and a range)
-CONFIGURATION = ("dataset", "device", "dtype", "goodness", "threshold", "lr", "optimizer",
-                 "warmup_steps", "steps", "epochs", "threads", "eval_chunk", "compile",
-                 "options", "target_gpu")
-
-
-def by_configuration(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with each source that mixes configurations (an algorithm's cells differing
-    in a CONFIGURATION setting: a sweep with an optimizer axis, rows merged by hand) split
-    into one source per configuration, named after what differs for the row's algorithm:
-    "results/fair (optimizer=sgd)", so that nothing is fitted or drawn across them. The
-    source as read stays in FOLDER (the verdict compares across optimizers and eval forms
-    itself). Missing cells count as the configuration they belong to."""
-    frame = frame.assign(**{FOLDER: frame["source"]})
-    labels = []
-    for source, rows in frame.groupby("source", sort=False):
-        for _, mine in rows.groupby("algorithm", sort=False, dropna=False):
-            varying = [column for column in CONFIGURATION
-                       if column in mine and mine[column].nunique(dropna=False) > 1]
-            if varying:
-                labels.append(f"{source} (" + mine[varying].astype(object).apply(
-                    lambda row, names=varying: ", ".join(
-                        f"{n}={_label(row[n])}" for n in names), axis=1) + ")")
-    if not labels:
-        return frame
-    import pandas as pd
-
-    split = pd.concat(labels)
-    return frame.assign(source=split.reindex(frame.index).fillna(frame["source"]))
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:g}"
-    return "-" if value is None else str(value)
-
-
-# ---- the store ----------------------------------------------------------------------
 
 
 def _kind(path: Path) -> int | None:

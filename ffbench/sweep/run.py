@@ -22,14 +22,8 @@ from ffbench.runner.jobs import CellJob
 from ffbench.runner.local_pool import LocalPool
 from ffbench.runner.slurm import SubmititPool
 from ffbench.settings.cell import HOST_DEVICE, CellSpec
-from ffbench.sweep.folder import (
-    WORK_DIR,
-    SweepDir,
-    fresh_name,
-    load_cells,
-    record_owner,
-    results_dir,
-)
+from ffbench.sweep.definition import record_owner
+from ffbench.sweep.folder import WORK_DIR, SweepDir, fresh_name, load_cells, results_dir
 from ffbench.sweep.outcomes import failure_row, outcome_row
 from ffbench.sweep.plan import PlannedSweep
 from ffbench.sweep.spec import SweepSpec, check_runnable
