@@ -1,6 +1,8 @@
 """The result row: its columns (base units, named by unit), atomic writes, loading.
 
-No torch here: plotting and checking import this module and must start fast.
+No torch here: plotting and checking import this module and must start fast. One home for
+the row, which is why it runs past 400 lines: its schema, the checks of a row read back, and
+the files rows live in (written atomically, read without following links).
 """
 
 from __future__ import annotations
@@ -442,6 +444,13 @@ def row_files(folder: Path) -> list[Path]:
     """The row files in FOLDER/cells (sorted); none where cells/ is not a directory."""
     cells = folder / CELLS_DIR
     return sorted(cells.glob("*.json")) if cells.is_dir() else []
+
+
+def as_read(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each row's source the folder it was read from (undoing a split into
+    configurations, sweep.result_sets.by_configuration): the verdict compares optimizers
+    and eval forms itself."""
+    return frame.assign(source=frame[FOLDER]) if FOLDER in frame else frame
 
 
 def measured_peak_bytes(frame: pd.DataFrame, phase: str) -> pd.Series:

@@ -1,4 +1,6 @@
-"""Base Forward-Forward (Hinton 2022): every layer is updated on every batch.
+"""Base Forward-Forward (Hinton 2022): every layer is updated on every batch. Everything
+about the algorithm is in this file (the FF family's base class: its layers, loss hook,
+step, prediction, memory account and FLOPs), which is why it runs past 400 lines.
 
 Each layer sees its input length-normalized (`normalization=rms`: to unit root mean
 square) and detached, has its own Adam, and learns to give positive rows (true label

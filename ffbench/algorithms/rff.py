@@ -1,4 +1,6 @@
 """Recurrent Forward-Forward (Hinton 2022, "using FF to model top-down effects in perception").
+Everything about the algorithm is in this file (its model, step, prediction, memory account
+and FLOPs), which is why it runs past 400 lines.
 
 The hidden layers form a recurrent stack: the image is clamped below the bottom layer and
 the label, one-hot, above the top one. Iteration 0 is one bottom-up pass (the layers above

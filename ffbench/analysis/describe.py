@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ffbench.results import as_read
 from ffbench.settings.cell import CPU_STAND_IN_SUFFIX, PREDICTED_DEVICE, stand_in
 
 if TYPE_CHECKING:  # the frame's own methods are all it uses: pandas is not imported here
@@ -45,7 +46,9 @@ def _one_caption(frame: pd.DataFrame) -> str:
 
 def caption(frame: pd.DataFrame) -> str:
     """'device · torch version · date' of the cells (several values joined by ' / '); with
-    several inputs, one such part per input, named."""
+    several inputs, one such part per input (per folder read, not per configuration),
+    named."""
+    frame = as_read(frame)
     if "source" not in frame or frame["source"].nunique() < 2:
         return _one_caption(frame)
     return "  |  ".join(f"{source}: {_one_caption(cells)}"

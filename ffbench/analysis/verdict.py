@@ -62,7 +62,7 @@ from ffbench.analysis.verdict_records import (
     _key,
     headline,
 )
-from ffbench.results import FOLDER, measured_peak_bytes, rows_to_table
+from ffbench.results import as_read, measured_peak_bytes, rows_to_table
 from ffbench.settings.cell import (
     DEFAULT_OPTIMIZER,
     EVAL_CHUNK_ALL,
@@ -371,9 +371,7 @@ def verdict(frame: pd.DataFrame) -> Verdict:
     """The verdict of a results frame (as `ffbench.results.load` returns it; a frame split
     into configurations, `sweep.folder.by_configuration`, is compared per folder: the
     verdict separates optimizers and eval forms itself)."""
-    if FOLDER in frame:
-        frame = frame.assign(source=frame[FOLDER])
-    data = cells(frame)
+    data = cells(as_read(frame))
     peaks = phase_peaks(data)
     table = per_depth(peaks)
     found = comparisons(table, peaks)

@@ -31,6 +31,7 @@ from ffbench.plots.style import (
     panel_grid,
     prepared,
 )
+from ffbench.results import as_read
 
 # The answer figure: a linear ratio axis from 0 to at least RATIO_AXIS_MIN_TOP and at most
 # RATIO_AXIS_TOP (a line above it is cut there, its value written at the top); room right of
@@ -156,7 +157,8 @@ def answer(frame: pd.DataFrame) -> Figure:
     """The verdict drawn (ffbench.analysis.verdict, its per-depth ratios): per phase, each FF
     variant's peak over the strongest backprop's at each depth, and over bp's, on a linear
     axis around 1; at each line's end its value at the deepest depth and the depth from
-    which it stays below (circled on the line)."""
+    which it stays below (circled on the line). Drawn per folder, as the verdict is."""
+    frame = as_read(frame)
     data = prepared(frame)
     found = verdict.verdict(frame)
     table = found.depths

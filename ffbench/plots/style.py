@@ -72,7 +72,8 @@ PANEL_INCHES = (4.6, 3.2)
 DPI = 120
 
 
-DASHES: tuple[Any, ...] = ("", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 4))
+DASHES: tuple[Any, ...] = ("", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 4), (8, 2, 1, 2, 1, 2),
+                           (3, 1, 3, 4))  # the fair sweep's six configurations, and one more
 
 
 STATUS_MARKERS = {"oom": "x", "timeout": "v", "error": "X", "crashed": "D", "skipped": ".",

@@ -1,4 +1,5 @@
-"""The fork server, both sides of its protocol: `python -m ffbench.runner.child
+"""The fork server, both sides of its protocol (in one file, past 400 lines, because they
+change together): `python -m ffbench.runner.child
 --fork-server ROOM` imports what a cell needs (torch, torch._dynamo, every algorithm) and the
 sweep's dataset once, never touches CUDA, and forks a fresh process per request line. Each
 cell thus skips the ~2 s import yet has its own CUDA context, its own host high-water mark,
