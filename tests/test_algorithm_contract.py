@@ -160,6 +160,24 @@ class Oracle(MemTracker):
         return super()._track_module_params_and_buffers(module, install_grad_hooks=hooks)
 
 
+def peaks_and_mem_trackers(spec: CellSpec) -> tuple[int, dict[str, int]]:
+    """One train step's peak on meta by ffbench's tracker, and MemTracker's peak per device
+    type, for the same step (after a warm-up); the model, its optimizers and the
+    algorithm's cache passed to MemTracker as tensors that exist before the step."""
+    built = build(spec, load_dataset(spec), META)
+    warm_up(built, META_WARMUP_STEPS, eval_batches=0)
+    algorithm = built.algorithm
+    oracle = Oracle()
+    oracle.track_external(algorithm.model, *algorithm.optimizers,
+                          *algorithm.persistent_tensors().get("cache", []))
+    with oracle:
+        algorithm.step(built.train)
+    with TensorTracker(META, algorithm.persistent_tensors) as tracker:
+        algorithm.step(built.train)
+    return tracker.peak_bytes, {device.type: snap["Total"] for device, snap in
+                                oracle.get_tracker_snapshot("peak").items()}
+
+
 @pytest.mark.parametrize("size", ORACLE_SIZES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize(("name", "options"), VARIANTS)
 def test_pytorch_mem_tracker_agrees_to_the_byte(
@@ -177,16 +195,5 @@ def test_pytorch_mem_tracker_agrees_to_the_byte(
     layers, hidden, batch = size
     spec = resolved(CellSpec(name, n_layers=layers, hidden=hidden, batch_size=batch,
                     device="meta", options=options))
-    built = build(spec, load_dataset(spec), META)
-    warm_up(built, META_WARMUP_STEPS, eval_batches=0)
-    algorithm = built.algorithm
-    oracle = Oracle()
-    oracle.track_external(algorithm.model, *algorithm.optimizers,
-                          *algorithm.persistent_tensors().get("cache", []))
-    with oracle:
-        algorithm.step(built.train)
-    with TensorTracker(META, algorithm.persistent_tensors) as tracker:
-        algorithm.step(built.train)
-    theirs = {device.type: snap["Total"] for device, snap in
-              oracle.get_tracker_snapshot("peak").items()}
-    assert tracker.peak_bytes == theirs["meta"]
+    ours, theirs = peaks_and_mem_trackers(spec)
+    assert ours == theirs["meta"]

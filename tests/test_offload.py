@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO, ffbench_process
-from test_algorithm_contract import Oracle
+from test_algorithm_contract import peaks_and_mem_trackers
 from torch.utils.flop_counter import FlopCounterMode
 
 from ffbench.algorithms import account
@@ -28,8 +28,7 @@ from ffbench.algorithms.resolve import resolved
 from ffbench.cell.allocator_view import replay
 from ffbench.cell.built import build, load_dataset, warm_up
 from ffbench.cell.explain import explain, note_lines
-from ffbench.cell.run import META_WARMUP_STEPS, memory_peaks, run_cell
-from ffbench.measure.tracker import TensorTracker
+from ffbench.cell.run import memory_peaks, run_cell
 from ffbench.results import read_row_json
 from ffbench.settings.cell import MNIST_CLASSES, CellSpec
 
@@ -240,18 +239,8 @@ def test_pytorch_mem_tracker_agrees_to_the_byte_at_every_combination(
     checkpointing and without the fused step: MemTracker counts the host stand-ins on the
     host and each copy brought back on the device, as ffbench's tracker does."""
     spec = spec_of(name, 4, 96, 128, options=options)
-    built = build(spec, load_dataset(spec), META)
-    warm_up(built, META_WARMUP_STEPS, eval_batches=0)
-    algorithm = built.algorithm
-    oracle = Oracle()
-    oracle.track_external(algorithm.model, *algorithm.optimizers)
-    with oracle:
-        algorithm.step(built.train)
-    with TensorTracker(META, algorithm.persistent_tensors) as tracker:
-        algorithm.step(built.train)
-    theirs = {device.type: snap["Total"] for device, snap in
-              oracle.get_tracker_snapshot("peak").items()}
-    assert tracker.peak_bytes == theirs["meta"]
+    ours, theirs = peaks_and_mem_trackers(spec)
+    assert ours == theirs["meta"]
     assert theirs["cpu"] >= ALGORITHMS[name].memory_account(spec).offloaded_bytes
 
 

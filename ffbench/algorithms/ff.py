@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ffbench.algorithms import account, readout
 from ffbench.algorithms.account import MemoryAccount
 from ffbench.algorithms.base import Algorithm, linear_stack, make_optimizer, matmul_flops
-from ffbench.algorithms.readout import build_readout, with_neutral_label
+from ffbench.algorithms.readout import attach_readout, with_neutral_label
 from ffbench.data import positive_and_negative, replicate_per_class, rows_with_negatives
 from ffbench.errors import BadInput
 from ffbench.goodness import GOODNESS
@@ -189,12 +189,8 @@ class ForwardForward(Algorithm):
         self.readout_range = readout.readout_layers(
             spec.n_layers, int(spec.options["readout_from_layer"]))
         self.readout_from = self.readout_range.start
-        self.readout: readout.LinearReadout | None = None
-        built = build_readout(spec, len(self.readout_range), device, self.dtype)
-        if built is not None:  # its optimizer is the last one
-            self.readout, readout_optimizer = built
-            self.model.append(self.readout)
-            self.optimizers.append(readout_optimizer)
+        self.readout = attach_readout(spec, len(self.readout_range), self.model,
+                                      self.optimizers, device, self.dtype)
 
     @classmethod
     def check(cls, options: Mapping[str, Any]) -> None:

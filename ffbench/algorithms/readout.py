@@ -122,19 +122,21 @@ class LinearReadout(nn.Module):
         return 2 * self.forward_flops(rows)
 
 
-def build_readout(
-    spec: CellSpec, blocks: int, device: torch.device, dtype: torch.dtype
-) -> tuple[LinearReadout, torch.optim.Optimizer] | None:
-    """The cell's linear read-out and its optimizer, or None for the goodness read-out. Its
-    initial weights are drawn without moving the random stream on: the layers then see the
-    same negatives as with the goodness read-out (same seed, same layers, only the read-out
-    differs)."""
+def attach_readout(spec: CellSpec, blocks: int, model: nn.ModuleList,
+                   optimizers: list[torch.optim.Optimizer], device: torch.device,
+                   dtype: torch.dtype) -> LinearReadout | None:
+    """The cell's linear read-out, appended to `model` with its optimizer last in
+    `optimizers`; None for the goodness read-out. Its initial weights are drawn without
+    moving the random stream on: the layers then see the same negatives as with the
+    goodness read-out (same seed, same layers, only the read-out differs)."""
     if not is_linear(spec):
         return None
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         readout = LinearReadout(blocks, spec.hidden, device, dtype)
-    return readout, make_optimizer(list(readout.parameters()), readout_spec(spec))
+    model.append(readout)
+    optimizers.append(make_optimizer(list(readout.parameters()), readout_spec(spec)))
+    return readout
 
 
 def readout_spec(spec: CellSpec) -> CellSpec:

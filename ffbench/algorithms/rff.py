@@ -50,7 +50,7 @@ from ffbench.algorithms.ff import (
     rms_normalization,
     scaled,
 )
-from ffbench.algorithms.readout import build_readout, neutral_labels
+from ffbench.algorithms.readout import attach_readout, neutral_labels
 from ffbench.data import rows_with_negatives, wrong_labels
 from ffbench.errors import BadInput
 from ffbench.measure.tracker import category
@@ -155,12 +155,8 @@ class RecurrentFF(Algorithm):
         self.readout_iterations = range(
             int(options["readout_first"]), int(options["readout_last"]) + 1)
         self.readout_range = readout.readout_layers(n, int(options["readout_from_layer"]))
-        self.readout: readout.LinearReadout | None = None
-        built = build_readout(spec, len(self.readout_range), device, self.dtype)
-        if built is not None:  # its optimizer is the last one
-            self.readout, readout_optimizer = built
-            self.model.append(self.readout)
-            self.optimizers.append(readout_optimizer)
+        self.readout = attach_readout(spec, len(self.readout_range), self.model,
+                                      self.optimizers, device, self.dtype)
 
     @classmethod
     def rows_per_step(cls, spec: CellSpec) -> int:

@@ -59,7 +59,6 @@ from ffbench.analysis.verdict_records import (
     TimeComparison,
     Verdict,
     _fields,
-    _key,
     headline,
 )
 from ffbench.results import as_read, measured_peak_bytes, rows_to_table
@@ -255,7 +254,7 @@ def _notes(group: pd.DataFrame, found: set[str], eval_batch: int) -> tuple[str, 
 def groups(data: pd.DataFrame, found: list[Comparison]) -> list[Group]:
     made = []
     for key, rows in data.groupby(GROUP, sort=False):
-        phases = {c.phase for c in found if _key(c) == key}
+        phases = {c.phase for c in found if c.key == key}
         eval_batch = int(rows["eval_batch_size"].max())
         names = algorithm_order(rows["algorithm"])
         backprop = set(rows.loc[rows["backprop"], "algorithm"])
@@ -285,9 +284,9 @@ def _strongest_by_memory(found: list[Comparison], v_groups: list[Group]
     """(group key, FF variant) -> the strongest backprop in the headline phase, deepest."""
     heads = {}
     for group in v_groups:
-        phase = headline(c.phase for c in found if _key(c) == group.key)
+        phase = headline(c.phase for c in found if c.key == group.key)
         for c in found:
-            if _key(c) == group.key and c.baseline == STRONGEST and c.phase == phase:
+            if c.key == group.key and c.baseline == STRONGEST and c.phase == phase:
                 heads[(*group.key, c.algorithm)] = c.backprop
     return heads
 

@@ -43,19 +43,14 @@ SETTING_DEFAULTS = {"optimizer": default_of("optimizer"), "dtype": default_of("d
 
 
 @dataclass(frozen=True)
-class Group:
-    """One group of cells: what the verdict compares within, and what it holds."""
+class InGroup:
+    """Where a record belongs: its group's settings (GROUP, in its order)."""
 
     source: str
     optimizer: str
     dtype: str
     batch_size: int
     hidden: int
-    measure: str  # how its peaks were obtained: "predicted on meta", "CUDA allocated", ...
-    eval_batch_size: int  # the largest eval batch of its cells
-    backprops: tuple[str, ...]  # registry order
-    variants: tuple[str, ...]  # the FF variants, registry order
-    notes: tuple[str, ...]  # phases not in these results, and why
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -63,14 +58,20 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Group(InGroup):
+    """One group of cells: what the verdict compares within, and what it holds."""
+
+    measure: str  # how its peaks were obtained: "predicted on meta", "CUDA allocated", ...
+    eval_batch_size: int  # the largest eval batch of its cells
+    backprops: tuple[str, ...]  # registry order
+    variants: tuple[str, ...]  # the FF variants, registry order
+    notes: tuple[str, ...]  # phases not in these results, and why
+
+
+@dataclass(frozen=True)
+class Comparison(InGroup):
     """One FF variant against one baseline in one phase, over the depths both reached."""
 
-    source: str
-    optimizer: str
-    dtype: str
-    batch_size: int
-    hidden: int
     algorithm: str
     baseline: str  # a backprop's name, or STRONGEST
     phase: str
@@ -95,14 +96,9 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class TimeComparison:
+class TimeComparison(InGroup):
     """Median train step time of an FF variant against a backprop, measured cells only."""
 
-    source: str
-    optimizer: str
-    dtype: str
-    batch_size: int
-    hidden: int
     algorithm: str
     baseline: str  # a backprop's name, or STRONGEST (the strongest by memory, headline phase)
     backprop: str  # the backprop timed
@@ -117,14 +113,9 @@ class TimeComparison:
 
 
 @dataclass(frozen=True)
-class AccuracyComparison:
+class AccuracyComparison(InGroup):
     """Test accuracy of an FF variant against bp's at the deepest depth both have."""
 
-    source: str
-    optimizer: str
-    dtype: str
-    batch_size: int
-    hidden: int
     algorithm: str
     depth: int
     accuracy: float  # a fraction: the median over the cells (seeds) run
@@ -184,12 +175,12 @@ class Verdict:
         key = (group or self.groups[0]).key
         for c in self.comparisons:
             if (c.algorithm, c.baseline, c.phase) == (algorithm, baseline, phase) and \
-                    _key(c) == key:
+                    c.key == key:
                 return c
         return None
 
     def headline_phase(self, group: Group) -> str:
-        return headline({c.phase for c in self.comparisons if _key(c) == group.key})
+        return headline({c.phase for c in self.comparisons if c.key == group.key})
 
 
 def headline(phases: Iterable[str]) -> str:
@@ -203,6 +194,3 @@ def _fields(group: Iterable[Any]) -> dict[str, Any]:
     """A group key as the records' keyword arguments."""
     return dict(zip(GROUP, group, strict=True))
 
-
-def _key(record: Any) -> tuple[Any, ...]:
-    return (record.source, record.optimizer, record.dtype, record.batch_size, record.hidden)

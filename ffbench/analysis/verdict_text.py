@@ -147,7 +147,7 @@ def _shift_line(v: Verdict, group: Group) -> str | None:
 def _time_line(v: Verdict, group: Group) -> str | None:
     """'Time per train step (adam, median, measured on cpu, 8 layers): Base FF 1.21x bp's,
     1.10x bp-lean's.' Against bp, bp-lean and the strongest backprop by memory."""
-    mine = [t for t in v.times if (t.source, t.optimizer, t.dtype, t.batch_size, t.hidden)
+    mine = [t for t in v.times if t.key
             == group.key]
     per_variant = []
     for algorithm in group.variants:
@@ -177,7 +177,7 @@ def _accuracy_line(v: Verdict, group: Group) -> str | None:
     """'Test accuracy (adam, mnist-5k, 20 epoch(s)): Base FF 91.0% (90.2%-91.5%, median of 3)
     vs bp's 95.0% (...) (-4.0 points) at 2 layers.'"""
     mine = [a for a in v.accuracies
-            if (a.source, a.optimizer, a.dtype, a.batch_size, a.hidden) == group.key]
+            if a.key == group.key]
     if not mine:
         return None
     text = "; ".join(

@@ -11,30 +11,14 @@ from typing import Any
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.errors import BadInput
-from ffbench.results import (
-    ResultsError,
-    atomic_write,
-    read_regular,
-)
+from ffbench.results import ResultsError, atomic_write, read_regular
 from ffbench.settings.cell import SETTINGS, CellSpec
 from ffbench.settings.paths import file_kind
-from ffbench.sweep.spec import (
-    CELL_KEYS,
-    MAX_CELLS,
-    PRESET_KEY,
-    SweepSpec,
-    parse_definition,
-)
+from ffbench.sweep.spec import CELL_KEYS, MAX_CELLS, PRESET_KEY, SweepSpec, parse_definition
 
 MAX_DEFINITION_BYTES = 1 << 20  # a definition is a few KB; a bigger one was not written here
-
-
 DEFINITION_NAME = "sweep.json"
-
-
 NEW_FOLDER_FLAG = "--no-resume"
-
-
 # what the grid sets per cell (and the eval batch, which follows the batch size by default)
 _PER_CELL = ("algorithm", *(name for name, setting in SETTINGS.items() if setting.grid),
              "eval_batch_size")
@@ -48,8 +32,6 @@ def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
     shared["eval_batch_size"] = spec.cell.get("eval_batch_size")
     return {"algorithms": list(spec.algorithms), "hidden": list(spec.hidden), **shared,
             **spec.axes, "preset": spec.preset}
-
-
 Grid = tuple[tuple[int, ...], tuple[int, ...]]  # (depths, batch sizes) run together
 
 
@@ -101,11 +83,7 @@ def definition(stored: Definition) -> dict[str, Any]:
             "cell": spec.cell, **({PRESET_KEY: spec.preset} if spec.preset else {}),
             "grids": [{"layers": list(layers), "batch_sizes": list(batch_sizes)}
                       for layers, batch_sizes in stored.grids]}
-
-
 DEFINITION_KEYS = ("name", "algorithms", "hidden", "cell", "grids", PRESET_KEY)
-
-
 LEGACY_GRID_KEYS = ("layers", "batch_sizes")  # one grid, as folders stored it before grids
 
 

@@ -23,7 +23,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.errors import BadInput
@@ -43,46 +43,23 @@ from ffbench.results import (
 from ffbench.settings.cell import CellSpec
 from ffbench.settings.paths import FILE_KINDS, check_creatable, file_kind
 from ffbench.sweep.definition import DEFINITION_NAME, NEW_FOLDER_FLAG, check_owner
-from ffbench.sweep.spec import (
-    SweepSpec,
-)
-
-if TYPE_CHECKING:
-    pass
-
+from ffbench.sweep.spec import SweepSpec
 
 log = logging.getLogger(__name__)
 
-
 WORK_DIR = ".work"  # spec files and child stderr of the running invocation; removed after it
-
-
 REJECTED_DIR = "rejected"  # row files that failed validation, each with its reason
-
-
 LOCK_NAME = ".lock"  # the PID of the one sweep writing into the folder (it locks the folder)
-
-
 SLURM_DIR = "slurm"  # submitit's job files
-
-
 # what a sweep makes in its folder: a folder holding nothing else is a sweep's
 FOLDER_PARTS = {CELLS_DIR: stat.S_IFDIR, REJECTED_DIR: stat.S_IFDIR, WORK_DIR: stat.S_IFDIR,
-                SLURM_DIR: stat.S_IFDIR, PARQUET_NAME: stat.S_IFREG, LOCK_NAME: stat.S_IFREG}
-
-
+                SLURM_DIR: stat.S_IFDIR, PARQUET_NAME: stat.S_IFREG, LOCK_NAME: stat.S_IFREG,
+                DEFINITION_NAME: stat.S_IFREG}
 MAX_LOCK_BYTES = 64
-
-
 LOCK_HOLDER_WAIT_S = 1.0  # how long a refused sweep waits for the holder's PID to be written
-
-
 # results.parquet is rewritten at most this often while cells finish (~15 ms a write): each
 # row is on disk at once in its cell file, and the sweep's end writes the parquet whole
 CONSOLIDATE_EVERY_S = 2.0
-
-
-FOLDER_PARTS[DEFINITION_NAME] = stat.S_IFREG
 
 
 def _kind(path: Path) -> int | None:

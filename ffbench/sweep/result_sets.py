@@ -14,22 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.errors import BadInput
-from ffbench.results import (
-    CELLS_DIR,
-    FOLDER,
-    PARQUET_NAME,
-)
+from ffbench.results import CELLS_DIR, FOLDER, PARQUET_NAME
 from ffbench.sweep.definition import stored_definition
-from ffbench.sweep.spec import (
-    DEFAULT_MAX_CELLS,
-)
+from ffbench.sweep.spec import DEFAULT_MAX_CELLS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-
-
 MISSING = "missing"  # status of a grid cell with no row yet (added for reports, never stored)
 
 
@@ -124,8 +116,6 @@ def _installed(algorithm: str) -> bool:
     except BadInput as exc:
         log.warning("the cells of %r not run yet are not listed: %s", algorithm, exc)
         return False
-
-
 # settings a sweep's cells share, or take in turn as an axis: cells of one algorithm that
 # differ in one of them are another configuration (the grid's own columns, depth, batch and
 # width, aside; seeds are repeats of one configuration, summarized as a median and a range)
