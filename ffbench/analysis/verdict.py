@@ -368,7 +368,7 @@ def shifts(found: list[Comparison]) -> list[OptimizerShift]:
 
 def verdict(frame: pd.DataFrame) -> Verdict:
     """The verdict of a results frame (as `ffbench.results.load` returns it; a frame split
-    into configurations, `sweep.folder.by_configuration`, is compared per folder: the
+    into configurations, `sweep.result_sets.by_configuration`, is compared per folder: the
     verdict separates optimizers and eval forms itself)."""
     data = cells(as_read(frame))
     peaks = phase_peaks(data)

@@ -71,7 +71,7 @@ def draw_all(frame: pd.DataFrame, out_dir: Path, fmt: str = "png",
 
 def draw_sets(results: list[Path], *, together: bool, out: Path | None, fmt: str,
               depths: list[int] | None) -> Iterator[str]:
-    """`ffbench plot`: draw each result set (ffbench.sweep.folder.result_sets) into its
+    """`ffbench plot`: draw each result set (ffbench.sweep.result_sets.result_sets) into its
     folder (`out`, else RESULTS/figures; with several sets, out/NAME), a line per figure
     written or skipped. Every input is read before anything is drawn."""
     from ffbench.settings.paths import check_creatable

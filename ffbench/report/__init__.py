@@ -31,7 +31,7 @@ def write(frame: pd.DataFrame, out: Path) -> list[Any]:
 
 
 def write_sets(results: list[Path], *, together: bool, out: Path | None) -> Iterator[str]:
-    """`ffbench report`: a page per result set (ffbench.sweep.folder.result_sets), at `out`
+    """`ffbench report`: a page per result set (ffbench.sweep.result_sets.result_sets), at `out`
     (with several sets, named after each) or RESULTS/report.md; a line per page and per
     figure skipped. Every input is read and every path checked before anything is written."""
     from ffbench.settings.paths import check_creatable, check_out_file
