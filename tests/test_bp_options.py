@@ -193,7 +193,7 @@ def test_bp_lean_predicts_a_train_peak_well_below_bp_at_the_published_size(
     for algorithm in ("bp", "bp-lean"):
         out = tmp_path / f"{algorithm}.json"
         result = ffbench_process("run", algorithm, "--layers", "47", "--hidden", "2000",
-                             "--batch-size", "5000", "--device", "meta", "--out", str(out))
+                                 "--batch-size", "5000", "--device", "meta", "--out", str(out))
         assert result.returncode == 0, result.stderr
         peak[algorithm] = read_row_json(out)["predicted_train_peak_bytes"]
     assert peak["bp-lean"] < WELL_BELOW * peak["bp"]

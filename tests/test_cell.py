@@ -73,8 +73,8 @@ def test_tracked_peaks_identical_across_fresh_processes(algorithm: str, tmp_path
     for run in range(3):
         out = tmp_path / f"{run}.json"
         result = ffbench_process("run", algorithm, "--layers", "2", "--hidden", "64",
-                             "--batch-size", "128", "--steps", "2", "--warmup", "1",
-                             "--threads", "1", "--out", str(out))
+                                 "--batch-size", "128", "--steps", "2", "--warmup", "1",
+                                 "--threads", "1", "--out", str(out))
         assert result.returncode == 0, result.stderr
         row = json.loads(out.read_text())
         peaks.add((row["train_peak_tracked_bytes"], row["eval_peak_tracked_bytes"],

@@ -17,7 +17,7 @@ from helpers import make_mnist_dir
 def test_run_writes_a_full_row_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     result = ffbench_process("run", "ff", "--layers", "2", "--hidden", "32", "--batch-size", "64",
-                         "--steps", "2", "--warmup", "1", "--threads", "1", "--out", str(out))
+                             "--steps", "2", "--warmup", "1", "--threads", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "tracked peak" in result.stdout
     row = json.loads(out.read_text())
@@ -29,8 +29,8 @@ def test_run_reads_mnist_from_data_dir(tmp_path: Path) -> None:
     root = make_mnist_dir(tmp_path / "data")
     out = tmp_path / "r.json"
     result = ffbench_process("run", "bp", "--layers", "1", "--hidden", "16", "--batch-size", "16",
-                         "--steps", "1", "--dataset", "mnist", "--data-dir", str(root),
-                         "--epochs", "1", "--out", str(out))
+                             "--steps", "1", "--dataset", "mnist", "--data-dir", str(root),
+                             "--epochs", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert 0 <= json.loads(out.read_text())["test_accuracy"] <= 1
 

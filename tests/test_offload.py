@@ -252,7 +252,7 @@ def test_at_the_published_size_the_row_carries_the_closed_form(tmp_path: Path) -
     for name in ("bp-offload", "bp-lean"):
         out = tmp_path / f"{name}.json"
         result = ffbench_process("run", name, "--layers", "47", "--hidden", "2000",
-                             "--batch-size", "5000", "--device", "meta", "--out", str(out))
+                                 "--batch-size", "5000", "--device", "meta", "--out", str(out))
         assert result.returncode == 0, result.stderr
         rows[name] = read_row_json(out)
     row = rows["bp-offload"]

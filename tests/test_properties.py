@@ -424,8 +424,8 @@ def test_a_generated_plugin_is_a_row_or_a_line_never_the_commands_end(
         fine = behaviour in FINE or (when == "step" and command == "algorithms")
         if command == "capacity":
             done = ffbench_process("capacity", "1GiB", "--hidden", "32", "--batch-size", "8",
-                           "--algorithms", f"bp,{name}", "--timeout", "10", "--json",
-                           plugins=root, env=WIDE)
+                                   "--algorithms", f"bp,{name}", "--timeout", "10", "--json",
+                                   plugins=root, env=WIDE)
             assert done.returncode == 0, done.stderr
             fits = {fit["algorithm"]: fit for fit in json.loads(done.stdout)}
             assert fits["bp"]["error"] is None and (fits[name]["error"] is None) == fine

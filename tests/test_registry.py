@@ -80,11 +80,11 @@ def test_bad_plugins_are_one_line_each_and_break_nothing(bad_plugins: Path) -> N
     assert "clashes with a built-in" in unusable["bp"]
     # the built-in bp is untouched by the clashing plugin; a bad plugin is refused in one line
     ran = ffbench_process("run", "bp", "--layers", "1", "--hidden", "16", "--batch-size", "8",
-                  "--device", "meta", "--out", str(bad_plugins / "bp.json"),
-                  plugins=bad_plugins)
+                          "--device", "meta", "--out", str(bad_plugins / "bp.json"),
+                          plugins=bad_plugins)
     assert ran.returncode == 0, ran.stderr
     refused = ffbench_process("run", "broken", "--out", str(bad_plugins / "x.json"),
-                      plugins=bad_plugins)
+                              plugins=bad_plugins)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "does not load" in refused.stderr and not (bad_plugins / "x.json").exists()
 
@@ -113,8 +113,8 @@ def test_the_example_plugin_is_swept_next_to_bp(installed_plugin: None, tmp_path
     assert any(line.startswith(PLUGIN_NAME + " ") for line in listed.stdout.splitlines())
     out = tmp_path / "sweep"
     swept = ffbench_process("sweep", "--algorithms", f"bp,{PLUGIN_NAME}", "--layers", "1,2",
-                    "--hidden", "32", "--batch-sizes", "16", "--steps", "1", "--warmup", "1",
-                    "--threads", "1", "--device", "cpu", "--out", str(out))
+                            "--hidden", "32", "--batch-sizes", "16", "--steps", "1",
+                            "--warmup", "1", "--threads", "1", "--device", "cpu", "--out", out)
     assert swept.returncode == 0, swept.stderr
     rows = pd.read_parquet(out / "results.parquet")
     # the published grid's FF eval both ways (at equal rows: 16, the eval batch; as published:

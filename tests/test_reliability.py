@@ -468,9 +468,9 @@ def test_a_plugin_whose_import_blocks_times_out_on_its_cells_clock(tmp_path: Pat
     name = write_plugin(tmp_path, "import", "blocks", in_cells_only=True)
     started = time.monotonic()
     done = ffbench_process("sweep", "ci-cpu", "--algorithms", f"bp,{name}", "--layers", "1",
-                   "--hidden", "8", "--batch-sizes", "8", "--steps", "1", "--warmup", "0",
-                   "--device", "cpu", "--timeout", "5", "--out", tmp_path / "s",
-                   plugins=tmp_path, env=WIDE)
+                           "--hidden", "8", "--batch-sizes", "8", "--steps", "1", "--warmup", "0",
+                           "--device", "cpu", "--timeout", "5", "--out", tmp_path / "s",
+                           plugins=tmp_path, env=WIDE)
     assert done.returncode == 0, done.stderr
     rows = read_parquet(tmp_path / "s" / PARQUET_NAME).set_index("algorithm")
     assert rows.loc["bp", "status"] == "ok" and rows.loc[name, "status"] == "timeout"

@@ -323,7 +323,7 @@ def test_brackets_in_paths_and_messages_are_printed_as_they_are(
 def test_a_sweep_into_a_bracketed_folder_with_a_failing_cell_finishes(tmp_path: Path) -> None:
     out = tmp_path / "o[/]ut [x]"
     result = ffbench_process("sweep", *SWEEP_META, "--layers", "1,2", "--option", "no_such=[/]",
-                           "--out", out)
+                             "--out", out)
     assert result.returncode == 2 and "unknown option 'no_such'" in result.stderr  # refused
     (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
     from ffbench.settings.cell import MNIST_FILES
@@ -331,7 +331,7 @@ def test_a_sweep_into_a_bracketed_folder_with_a_failing_cell_finishes(tmp_path: 
     for name in MNIST_FILES:
         (tmp_path / "data" / "MNIST" / "raw" / name).write_bytes(b"[/] not idx")
     result = ffbench_process("sweep", *SWEEP_META, "--layers", "1,2", "--dataset", "mnist",
-                           "--data-dir", tmp_path / "data", "--out", out)
+                             "--data-dir", tmp_path / "data", "--out", out)
     assert result.returncode == 0, result.stderr
     assert f"finished in {out}" in result.stderr.replace("\n", "")
     assert "error bp layers=1" in result.stderr and "2 cell(s) failed" in result.stdout

@@ -167,8 +167,8 @@ def test_cells_that_raise_are_error_rows_in_one_meta_worker(tmp_path: Path) -> N
         (data / "MNIST" / "raw" / name).write_bytes(b"not an idx file")
     out = tmp_path / "e"
     result = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1", *TINY,
-                           "--device", "meta", "--dataset", "mnist", "--data-dir", data,
-                           "--out", out)
+                             "--device", "meta", "--dataset", "mnist", "--data-dir", data,
+                             "--out", out)
     assert result.returncode == 0, result.stderr
     frame = read_parquet(out / PARQUET_NAME)
     assert list(frame["status"]) == ["error", "error"]
@@ -246,8 +246,8 @@ def test_a_meta_cell_out_of_time_is_killed_with_its_worker_even_before_the_fork(
     of time is a timeout with SIGKILL's returncode; it never runs later, and nothing is left."""
     out = tmp_path / "t"
     result = ffbench_process("sweep", "--algorithms", "bp", "--layers", "1500", "--hidden", "8",
-                           "--batch-sizes", "8", "--device", "meta", "--timeout", "1",
-                           "--jobs", "1", "--out", out)
+                             "--batch-sizes", "8", "--device", "meta", "--timeout", "1",
+                             "--jobs", "1", "--out", out)
     assert result.returncode == 0, result.stderr
     rows = {row["n_layers"]: row for row in read_parquet(out / PARQUET_NAME).to_dict("records")}
     assert rows[1500]["status"] == "timeout" and rows[1500]["returncode"] == -signal.SIGKILL
