@@ -24,7 +24,7 @@ import pyarrow as pa
 from ffbench.errors import BadInput
 from ffbench.measure.categories import CATEGORIES
 from ffbench.settings.cell import IDENTITY_FIELDS, CellSpec
-from ffbench.settings.paths import FILE_KINDS, file_kind
+from ffbench.settings.paths import FILE_KINDS, file_kind, unwritable_because
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -246,6 +246,8 @@ def make_row(**values: Any) -> dict[str, Any]:
 
 
 MAX_ROW_FILE_BYTES = 1 << 20  # a row file is a few KB; a bigger one is not a row
+
+
 class NotARegularFile(ResultsError):
     """A path ffbench would write (or read) that is not a regular file: a link, a FIFO, a
     device, a directory. Writing would follow the link or replace the special file;
@@ -255,11 +257,9 @@ class NotARegularFile(ResultsError):
 def check_regular_target(path: Path, flag: str = "") -> None:
     """`path` is a regular file or nothing yet: ffbench replaces no link and no special
     file (NotARegularFile, naming the path and the flag, if any)."""
-    kind = file_kind(path, follow=False)
-    if kind is not None:
-        shown = f"{flag} {path}" if flag else str(path)
-        raise NotARegularFile(f"{shown} is {kind}; ffbench writes only regular files "
-                              "(give another path)")
+    problem = unwritable_because(path, flag)
+    if problem is not None:
+        raise NotARegularFile(problem)
 
 
 def read_regular(path: Path, limit: int, what: str = "file") -> bytes:

@@ -20,7 +20,6 @@ import importlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 
 from ffbench.errors import BadInput
 from ffbench.runner.jobs import PARENT_PID_ENV  # it dies with its parent, as a cell does
+from ffbench.runner.processes import kill_group, signal_name
 
 MODULE = "ffbench.runner.isolated"
 # a child has this long to start (the interpreter, torch) before its first item is timed
@@ -76,7 +76,7 @@ def _one_child(job: str, items: list[Any], timeout_s: float) -> list[Answer]:
             return _answers(proc, read_fd, len(items), timeout_s, err)
         finally:
             os.close(read_fd)
-            _kill(proc)
+            kill_group(proc)
 
 
 def _answers(proc: subprocess.Popen[bytes], fd: int, count: int, timeout_s: float,
@@ -110,25 +110,13 @@ def _death(returncode: int | None, err: Any, said_from: int) -> str:
     """Why a child ended without an answer, in one line (the last line its item wrote to
     stderr, from `said_from` on, with it)."""
     if returncode is not None and returncode < 0:
-        try:
-            how = f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            how = f"was killed by signal {-returncode}"
+        how = f"was killed by {signal_name(-returncode)}"
     else:
         how = f"exited with code {returncode}"
     err.seek(max(said_from, os.fstat(err.fileno()).st_size - STDERR_TAIL_BYTES))
     lines = [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
     said = f" ({lines[-1].strip()[:REASON_CHARS]})" if lines else ""
     return f"its process {how} without an answer{said}"
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
 
 
 # ---- the child's side -----------------------------------------------------------------

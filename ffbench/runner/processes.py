@@ -14,7 +14,7 @@ import sys
 import tempfile
 from contextlib import suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ffbench.algorithms.resolve import cell_id
 from ffbench.runner.jobs import (
@@ -65,9 +65,7 @@ class ChildProcess:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
 
     @property
     def pid(self) -> int:
@@ -78,6 +76,22 @@ class ChildProcess:
             assert self.stderr_path is not None
             return file_tail(self.stderr_path)
         return fd_tail(self._anonymous.fileno())
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process started in a session of its own, with everything it started, and
+    reap it."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def signal_name(number: int) -> str:
+    """"SIGKILL", or "signal N" for a number no signal has."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def fd_tail(fd: int) -> str:

@@ -26,6 +26,16 @@ def file_kind(path: Path, *, follow: bool) -> str | None:
     return None if stat.S_ISREG(mode) else FILE_KINDS.get(stat.S_IFMT(mode), "not a file")
 
 
+def unwritable_because(path: Path, flag: str = "") -> str | None:
+    """Why ffbench will not write `path` (a link, a FIFO, a device, a directory: it never
+    follows a link nor replaces a special file), or None where it may."""
+    kind = file_kind(path, follow=False)
+    if kind is None:
+        return None
+    shown = f"{flag} {path}" if flag else str(path)
+    return f"{shown} is {kind}; ffbench writes only regular files (give another path)"
+
+
 def check_creatable(folder: Path, flag: str, given: Path | None = None) -> None:
     """`folder` exists as a writable directory, or can be created (its first existing
     ancestor is a writable directory); BadInput naming the flag and the path otherwise."""
@@ -45,8 +55,7 @@ def check_out_file(out: Path | None, flag: str = "--out") -> None:
         return
     if out.is_dir() and not out.is_symlink():
         raise BadInput(f"{flag} {out} is a directory; give a file name")
-    kind = file_kind(out, follow=False)
-    if kind is not None:
-        raise BadInput(f"{flag} {out} is {kind}; ffbench writes only regular files "
-                       "(give another path)")
+    problem = unwritable_because(out, flag)
+    if problem is not None:
+        raise BadInput(problem)
     check_creatable(out.parent, flag, out)

@@ -34,14 +34,16 @@ from ffbench.results import (
     NotARegularFile,
     ResultsError,
     atomic_write,
+    check_regular_target,
     parquet_rows,
     read_regular,
     read_row_json,
+    row_files,
     write_parquet,
     write_row_json,
 )
 from ffbench.settings.cell import CellSpec
-from ffbench.settings.paths import FILE_KINDS, check_creatable, file_kind
+from ffbench.settings.paths import FILE_KINDS, check_creatable
 from ffbench.sweep.definition import DEFINITION_NAME, NEW_FOLDER_FLAG, check_owner
 from ffbench.sweep.spec import SweepSpec
 
@@ -103,10 +105,9 @@ def check_adoptable(folder: Path, flag: str = "--out") -> None:
 
 def cell_files(folder: Path) -> list[Path]:
     """The row files a sweep wrote in FOLDER/cells: named after their cell's id (sorted)."""
-    cells = folder / CELLS_DIR
-    if _kind(cells) != stat.S_IFDIR:
+    if _kind(folder / CELLS_DIR) != stat.S_IFDIR:  # a link to a folder is not a sweep's
         return []
-    return sorted(path for path in cells.glob("*.json") if CELL_ID_PATTERN.fullmatch(path.stem))
+    return [path for path in row_files(folder) if CELL_ID_PATTERN.fullmatch(path.stem)]
 
 
 def results_dir(base: Path, *, fresh: bool) -> Path:
@@ -254,9 +255,7 @@ def holder(out_dir: Path) -> str:
 def write_small_file(path: Path, data: bytes) -> None:
     """Replace the contents of a regular file in place (created if missing): a link is
     refused, not followed; a FIFO or a device is refused, not opened."""
-    if file_kind(path, follow=False) is not None:
-        raise NotARegularFile(f"{path} is {file_kind(path, follow=False)}; ffbench writes only "
-                              "regular files")
+    check_regular_target(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                  0o666)
     try:

@@ -11,6 +11,7 @@ from ffbench.algorithms.resolve import cell_id, identity_columns
 from ffbench.measure.env import host_columns, utc_now
 from ffbench.results import OOM_MARKERS, ResultsError, make_row, read_row_json, write_row_json
 from ffbench.runner.jobs import CellJob, CellOutcome
+from ffbench.runner.processes import signal_name
 from ffbench.settings.cell import CellSpec
 from ffbench.sweep.folder import reject
 
@@ -27,7 +28,7 @@ def classify(outcome: CellOutcome, timeout_s: float) -> tuple[str, str]:
         status = {"OUT_OF_MEMORY": "oom", "TIMEOUT": "timeout", "FAILED": "error"}
         return status.get(outcome.scheduler_state, "crashed"), tail
     if code is not None and code < 0:
-        name = _signal_name(-code)
+        name = signal_name(-code)
         if -code == signal.SIGKILL:
             return "oom", f"killed by {name}, most likely the host's out-of-memory killer\n{tail}"
         return "crashed", f"killed by {name}\n{tail}"
@@ -35,12 +36,6 @@ def classify(outcome: CellOutcome, timeout_s: float) -> tuple[str, str]:
         return "oom", tail
     return "error", f"exited with code {code} without a result row\n{tail}"
 
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def failure_row(
