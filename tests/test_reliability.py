@@ -22,6 +22,7 @@ from test_robustness import SWEEP_META, assert_refused
 from test_sweep_processes import WAIT_S, start_sweep
 
 from ffbench.algorithms.resolve import cell_id, identity_columns
+from ffbench.errors import BadInput
 from ffbench.results import (
     CELLS_DIR,
     PARQUET_NAME,
@@ -91,6 +92,33 @@ def test_a_folder_of_the_users_own_is_neither_adopted_nor_moved(
     code, _, err = invoke(capsys, "sweep", *TINY_META, "--out", out)
     assert_refused(code, err, "holds files that are not a sweep's")
     assert tree(out) == before  # nothing moved to rejected/, no lock, no definition
+
+
+def test_a_folder_another_sweep_is_starting_in_is_refused_as_in_use(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    holder = sweep_folder.FolderLock(out)  # a sweep that has just taken the folder
+    try:
+        holder.write_pid()
+        (out / ".results.parquet.x1y2.tmp").write_bytes(b"PAR1")  # its first write under way
+        (out / "notes.txt").write_text("not a sweep's")  # whatever else the folder holds
+        with pytest.raises(sweep_folder.SweepLocked, match=f"PID {os.getpid()}"):
+            sweep_folder.results_dir(out, fresh=False)
+    finally:
+        holder.release()
+    with pytest.raises(BadInput, match="holds files that are not a sweep's"):
+        sweep_folder.results_dir(out, fresh=False)  # the same folder, no sweep holding it
+
+
+def test_a_sweep_killed_during_its_first_write_is_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    (out / CELLS_DIR).mkdir(parents=True)
+    (out / ".lock").write_text("12345\n")
+    (out / ".sweep.json.k3j9.tmp").write_text('{"grids": ')  # atomic writes cut by a kill
+    (out / ".results.parquet.q8w1.tmp").write_bytes(b"PAR1")
+    (out / CELLS_DIR / ".0a1b2c3d4e5f.json.z0.tmp").write_text("{")
+    assert sweep_folder.results_dir(out, fresh=False) == out
+    sweep_folder.SweepDir(out).close()
+    assert not list(out.rglob("*.tmp"))  # the partial files are cleaned up, nothing else
 
 
 @pytest.mark.slow

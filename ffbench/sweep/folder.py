@@ -72,12 +72,23 @@ def _kind(path: Path) -> int | None:
         return None
 
 
-def check_adoptable(folder: Path, flag: str = "--out") -> None:
+def check_adoptable(folder: Path, flag: str = "--out", *, held: bool = False) -> None:
     """Refuse (BadInput, one line) to write a sweep into a folder that is not a sweep's: one
     that exists, is not empty, and holds neither a definition nor a cell's row file nor
     only what a sweep makes as it starts (results.parquet alone, a copy, is not a sweep's
     folder: a sweep would rewrite it with its own rows); or whose parts are links or of the
-    wrong kind (never followed nor replaced)."""
+    wrong kind (never followed nor replaced). A folder another sweep holds is refused as
+    such (SweepLocked), whatever its starting files look like; `held`: this process holds
+    the folder's lock itself."""
+    try:
+        _check_adoptable(folder, flag)
+    except BadInput:
+        if not held and _locked(folder):
+            raise SweepLocked(_in_use(folder)) from None
+        raise
+
+
+def _check_adoptable(folder: Path, flag: str) -> None:
     if not folder.exists():
         return
     if not folder.is_dir():
@@ -93,14 +104,19 @@ def check_adoptable(folder: Path, flag: str = "--out") -> None:
         return
     started = set(FOLDER_PARTS) - {PARQUET_NAME, DEFINITION_NAME}
     cells = folder / CELLS_DIR
-    if set(entries) <= started and all(
-            p.name.endswith(".tmp") for p in (cells.iterdir() if cells.is_dir() else [])):
+    if {name for name in entries if not _partial(name)} <= started and all(
+            _partial(p.name) for p in (cells.iterdir() if cells.is_dir() else [])):
         return  # empty, or what a sweep killed as it started leaves
     if PARQUET_NAME in entries:
         raise BadInput(f"{flag} {folder}: holds {PARQUET_NAME} but no cell rows in {CELLS_DIR}/ "
                        "(a copied result file?): a sweep would rewrite it; give a new folder")
     raise BadInput(f"{flag} {folder}: holds files that are not a sweep's (no "
                    f"{DEFINITION_NAME}, no cell rows); give a new or empty folder")
+
+
+def _partial(name: str) -> bool:
+    """A temporary file of an atomic write (`.NAME.XXXX.tmp`), left if a kill interrupts it."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def cell_files(folder: Path) -> list[Path]:
@@ -221,8 +237,7 @@ class FolderLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SweepLocked(f"{out_dir} is in use by another sweep (PID {holder(out_dir)}); "
-                              "wait for it to finish or give another --out") from None
+            raise SweepLocked(_in_use(out_dir)) from None
         self.fd: int | None = fd
 
     def write_pid(self) -> None:
@@ -233,6 +248,26 @@ class FolderLock:
         if self.fd is not None:
             os.close(self.fd)  # closing drops the lock; .lock stays (unlinking would race)
             self.fd = None
+
+
+def _in_use(out_dir: Path) -> str:
+    return (f"{out_dir} is in use by another sweep (PID {holder(out_dir)}); "
+            "wait for it to finish or give another --out")
+
+
+def _locked(folder: Path) -> bool:
+    """Whether another sweep holds FOLDER's lock now (probed, never waited for)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock this probe took
+    return False
 
 
 def holder(out_dir: Path) -> str:
@@ -277,7 +312,7 @@ class SweepDir:
         check_adoptable(out_dir)  # a folder that is not a sweep's is refused untouched
         self.lock = FolderLock(out_dir)  # before anything in the folder is touched
         try:
-            check_adoptable(out_dir)  # again, now that no other sweep writes into it
+            check_adoptable(out_dir, held=True)  # again, now that no other sweep writes in it
             if owner is not None:  # a folder holding another sweep is refused untouched
                 check_owner(owner, out_dir)
             self.lock.write_pid()
