@@ -207,10 +207,15 @@ def test_a_running_sweep_whose_lock_file_is_deleted_keeps_its_folder(tmp_path: P
     while not ((out / ".work").exists() and any((out / ".work").iterdir())):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.05)
-    (out / ".lock").unlink()
-    second = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1..3",
-                             "--hidden", "256", "--batch-sizes", "256", "--steps", "10",
-                             "--warmup", "0", "--device", "cpu", "--threads", "1", "--out", out)
+    first.send_signal(signal.SIGSTOP)  # still holding its folder, however fast its cells
+    try:
+        (out / ".lock").unlink()
+        second = ffbench_process("sweep", "ci-cpu", "--algorithms", "bp,ff", "--layers", "1..3",
+                                 "--hidden", "256", "--batch-sizes", "256", "--steps", "10",
+                                 "--warmup", "0", "--device", "cpu", "--threads", "1",
+                                 "--out", out)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2 and "in use by another sweep" in second.stderr, second.stderr
     _, err = first.communicate(timeout=WAIT_S)
     assert first.returncode == 0, err
