@@ -232,12 +232,9 @@ class FolderLock:
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / LOCK_NAME
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise SweepLocked(_in_use(out_dir)) from None
+        fd = _take_lock(out_dir)
+        if fd is None:
+            raise SweepLocked(_in_use(out_dir))
         self.fd: int | None = fd
 
     def write_pid(self) -> None:
@@ -255,18 +252,30 @@ def _in_use(out_dir: Path) -> str:
             "wait for it to finish or give another --out")
 
 
-def _locked(folder: Path) -> bool:
-    """Whether another sweep holds FOLDER's lock now (probed, never waited for)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False
+def _take_lock(folder: Path) -> int | None:
+    """A descriptor of FOLDER holding its lock (closing it drops the lock), or None where
+    another sweep holds it; never waits."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _locked(folder: Path) -> bool:
+    """Whether another sweep holds FOLDER's lock now (probed: a lock taken is dropped)."""
+    try:
+        fd = _take_lock(folder)
+    except OSError:  # not a folder that can be opened: nobody holds it
+        return False
+    if fd is None:
         return True
-    finally:
-        os.close(fd)  # closing drops a lock this probe took
+    os.close(fd)
     return False
 
 
