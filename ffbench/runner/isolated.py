@@ -29,7 +29,7 @@ from typing import Any
 
 from ffbench.errors import BadInput
 from ffbench.runner.jobs import PARENT_PID_ENV  # it dies with its parent, as a cell does
-from ffbench.runner.processes import kill_group, signal_name
+from ffbench.runner.processes import Lines, kill_group, signal_name
 
 MODULE = "ffbench.runner.isolated"
 # a child has this long to start (the interpreter, torch) before its first item is timed
@@ -82,24 +82,23 @@ def _one_child(job: str, items: list[Any], timeout_s: float) -> list[Answer]:
 def _answers(proc: subprocess.Popen[bytes], fd: int, count: int, timeout_s: float,
              err: Any) -> list[Answer]:
     answers: list[Answer] = []
-    pending = b""
+    channel = Lines(fd)
     deadline = time.monotonic() + START_S
     began, said_from = False, 0  # said_from: where the item's stderr starts
     while len(answers) < count:
-        ready = select.select([fd], [], [], max(0.0, min(deadline - time.monotonic(), 0.5)))[0]
-        chunk = os.read(fd, 65536) if ready else None
-        if chunk == b"":  # the child is gone (or closed its end)
+        select.select([fd], [], [], max(0.0, min(deadline - time.monotonic(), 0.5)))
+        for line in map(json.loads, channel.read()):
+            if "begin" in line:
+                began, deadline = True, time.monotonic() + timeout_s
+                said_from = os.fstat(err.fileno()).st_size
+            else:
+                answers.append(Answer(line.get("value"), line.get("error")))
+                began = False
+        if len(answers) == count:
+            break
+        if channel.ended:  # the child is gone (or closed its end)
             proc.wait()
             return answers + [Answer(error=_death(proc.returncode, err, said_from))]
-        if chunk:
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in map(json.loads, lines):
-                if "begin" in line:
-                    began, deadline = True, time.monotonic() + timeout_s
-                    said_from = os.fstat(err.fileno()).st_size
-                else:
-                    answers.append(Answer(line.get("value"), line.get("error")))
-                    began = False
         if time.monotonic() > deadline:
             what = f"took more than {timeout_s:g} s" if began else "did not start"
             return answers + [Answer(error=f"{what}; it was stopped")]

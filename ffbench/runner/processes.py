@@ -114,8 +114,8 @@ class Lines:
     """Lines from a child's channel, read without blocking and without a buffer that
     select cannot see (os.read on the descriptor); `ended` once the child closed it."""
 
-    def __init__(self, channel: IO[bytes]) -> None:
-        self.fd = channel.fileno()
+    def __init__(self, channel: IO[bytes] | int) -> None:
+        self.fd = channel if isinstance(channel, int) else channel.fileno()
         self.pending = b""
         self.ended = False
 
