@@ -215,13 +215,11 @@ def _checkable(algorithm: str) -> bool:
     is said once; its rows are read as they are, their ids unchecked."""
     from ffbench.algorithms import registry
 
-    try:
-        registry.load(algorithm)
-        return True
-    except BadInput as exc:  # unknown here, or BadAlgorithm
+    failure = registry.load_failure(algorithm)
+    if failure is not None:
         log.warning("rows of algorithm %r are read with their cell ids unchecked: %s",
-                    algorithm, exc)
-        return False
+                    algorithm, failure)
+    return failure is None
 
 
 def checked_row(row: Any, source: Path | str) -> dict[str, Any]:

@@ -111,6 +111,16 @@ def usable() -> list[type[Algorithm]]:
     return classes
 
 
+def load_failure(name: str) -> BadInput | None:
+    """Why `name`'s class does not load here (not installed, or a plugin that fails to
+    load: BadAlgorithm), or None where it does."""
+    try:
+        load(name)
+    except BadInput as exc:
+        return exc
+    return None
+
+
 def facts(name: str) -> dict[str, Any]:
     """What `ffbench algorithms` shows of an algorithm (asked of plugins in a child process:
     ffbench.algorithm_list)."""

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ffbench.algorithms.resolve import cell_id
-from ffbench.errors import BadInput
 from ffbench.results import CELLS_DIR, FOLDER, PARQUET_NAME
 from ffbench.sweep.definition import stored_definition
 from ffbench.sweep.spec import DEFAULT_MAX_CELLS
@@ -110,12 +109,12 @@ def with_missing(frame: pd.DataFrame) -> pd.DataFrame:
 def _installed(algorithm: str) -> bool:
     from ffbench.algorithms import registry
 
-    try:
-        registry.load(algorithm)
-        return True
-    except BadInput as exc:
-        log.warning("the cells of %r not run yet are not listed: %s", algorithm, exc)
-        return False
+    failure = registry.load_failure(algorithm)
+    if failure is not None:
+        log.warning("the cells of %r not run yet are not listed: %s", algorithm, failure)
+    return failure is None
+
+
 # settings a sweep's cells share, or take in turn as an axis: cells of one algorithm that
 # differ in one of them are another configuration (the grid's own columns, depth, batch and
 # width, aside; seeds are repeats of one configuration, summarized as a median and a range)
