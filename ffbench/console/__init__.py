@@ -22,6 +22,8 @@ from rich.text import Text
 from ffbench.text import printable
 
 MIN_WIDTH = 80  # columns a table is laid out in at least (COLUMNS=5 emptied every cell)
+
+
 class _Console(Console):
     """A console that escapes control characters in every string it renders (text, table
     cells, titles) and lays out at least MIN_WIDTH columns."""

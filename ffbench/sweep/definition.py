@@ -32,6 +32,8 @@ def fixed_settings(spec: SweepSpec) -> dict[str, Any]:
     shared["eval_batch_size"] = spec.cell.get("eval_batch_size")
     return {"algorithms": list(spec.algorithms), "hidden": list(spec.hidden), **shared,
             **spec.axes, "preset": spec.preset}
+
+
 Grid = tuple[tuple[int, ...], tuple[int, ...]]  # (depths, batch sizes) run together
 
 
@@ -83,6 +85,8 @@ def definition(stored: Definition) -> dict[str, Any]:
             "cell": spec.cell, **({PRESET_KEY: spec.preset} if spec.preset else {}),
             "grids": [{"layers": list(layers), "batch_sizes": list(batch_sizes)}
                       for layers, batch_sizes in stored.grids]}
+
+
 DEFINITION_KEYS = ("name", "algorithms", "hidden", "cell", "grids", PRESET_KEY)
 LEGACY_GRID_KEYS = ("layers", "batch_sizes")  # one grid, as folders stored it before grids
 
