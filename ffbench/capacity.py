@@ -148,6 +148,7 @@ def largest_batch(spec: CellSpec, memory_bytes: int, target: Gpu) -> Fit:
     batch, _, needed = _boundary(need, memory_bytes, (low, high), verify_max=0)
     if batch is None:
         return Fit(spec.algorithm, spec.n_layers, None, needed, False, 0)
+
     def reserved(x: int) -> int:
         return need(x).reserved
 

@@ -44,7 +44,6 @@ OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "can't a
 _INT, _FLOAT, _STR = pa.int64(), pa.float64(), pa.string()
 
 
-
 def _column_type(name: str) -> pa.DataType:
     """A setting's column type, from its CellSpec annotation (options: JSON text)."""
     hint = get_type_hints(CellSpec)[name]

@@ -88,6 +88,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
+
 @pytest.fixture(scope="session")
 def real_sweeps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Folders of small real sweeps (tests/real_sweeps.py), run once per session."""

@@ -45,7 +45,6 @@ MIB = 2**20
 ALL_FIGURES = set(plots.figures())
 
 
-
 @pytest.fixture(scope="module")
 def with_failures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bp and ff at depths 1..6, two batch sizes; ff oom at 8 and bp timeout at 10 (batch 256)."""

@@ -30,8 +30,6 @@ BAD_ENTRY_POINTS = {
 }
 
 
-
-
 @pytest.fixture
 def bad_plugins(tmp_path: Path) -> Path:
     """A directory holding an installed distribution's metadata (found by importlib.metadata

@@ -23,7 +23,6 @@ MIB = 2**20
 PER_LAYER = re.compile(r"(\S+): ([+-][\d,]*\.?\d*) (MiB|ms) per layer")
 
 
-
 def lstsq_slope(x: pd.Series, y: pd.Series) -> float:
     design = np.column_stack([x.to_numpy(float), np.ones(len(x))])
     return float(np.linalg.lstsq(design, y.to_numpy(float), rcond=None)[0][0])

@@ -262,7 +262,6 @@ BAD_INPUTS = [
 ]
 
 
-
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_flags_are_one_line_exit_2_and_nothing_written(
     args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -99,7 +99,6 @@ def test_cuda_without_a_gpu_is_refused_with_the_meta_command(
     assert one.spec.device == "cuda"
 
 
-
 def test_the_cli_refuses_cuda_without_a_gpu_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:

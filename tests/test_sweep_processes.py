@@ -30,8 +30,6 @@ TINY = ["--hidden", "16", "--batch-sizes", "32", "--steps", "1", "--warmup", "0"
 WAIT_S = 300  # upper bound for any wait here; a healthy run needs a fraction of it
 
 
-
-
 def start_sweep(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen([*FFBENCH, "sweep", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=process_env())

@@ -38,7 +38,6 @@ from ffbench.measure.categories import CATEGORIES, DEFAULT_CATEGORY
 _current_category = [DEFAULT_CATEGORY]
 
 
-
 @dataclass(frozen=True)
 class Storage:
     nbytes: int

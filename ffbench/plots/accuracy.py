@@ -81,8 +81,6 @@ def accuracy_vs_memory(frame: pd.DataFrame) -> Figure:
     return finish_figure(fig, data, title, None, shapes)
 
 
-
-
 def curves(rows: pd.DataFrame) -> pd.DataFrame:
     """Each cell's accuracy_curve as rows (algorithm, config, n_layers, seed, point, epoch,
     train_s, accuracy): one per epoch, in order (a progressive algorithm's per layer in turn)."""

@@ -301,8 +301,6 @@ class ForkedCell:
         return file_tail(self.stderr_path)
 
 
-
-
 # ---- the server's side (it imports what a cell needs; the parent's side stays torch-free) ---
 
 

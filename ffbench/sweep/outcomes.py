@@ -37,7 +37,6 @@ def classify(outcome: CellOutcome, timeout_s: float) -> tuple[str, str]:
     return "error", f"exited with code {code} without a result row\n{tail}"
 
 
-
 def failure_row(
     spec: CellSpec, sweep_id: str, status: str, error: str, outcome: CellOutcome | None = None
 ) -> dict[str, Any]:

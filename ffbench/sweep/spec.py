@@ -283,8 +283,6 @@ def flag_of_key(key: str) -> str:
     return RUNNER_FLAGS.get(key, key).replace("_", "-")
 
 
-
-
 def _int_grid(key: str, value: Any, max_cells: int) -> tuple[int, ...]:
     """"2..47", "2..47:5", "2,4,8", 4 or [2, 4, 8] -> sorted unique positive ints."""
     if isinstance(value, list) and all(type(v) is int for v in value):
