@@ -80,12 +80,8 @@ class Cells:
     without_id: int  # rows that name no cell
 
 
-def by_cell(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows indexed by cell_id (only cells given once; see `cells_of`)."""
-    return cells_of(frame).rows
-
-
 def cells_of(frame: pd.DataFrame) -> Cells:
+    """The frame's rows by cell_id, and what cannot be matched (see `Cells`)."""
     named = frame[frame["cell_id"].notna()]
     counts = named["cell_id"].value_counts()
     repeated = {str(i): int(n) for i, n in counts[counts > 1].items()}
@@ -110,8 +106,8 @@ def check_rtol(rtol: float) -> float:
 
 
 def compare(
-    results: pd.DataFrame | Cells,
-    baseline: pd.DataFrame | Cells,
+    now: Cells,
+    before: Cells,
     rtol: float = DEFAULT_RTOL,
     metrics: Sequence[str] = (),
     *,
@@ -119,9 +115,8 @@ def compare(
 ) -> CheckReport:
     """Every common cell's memory columns, against the baseline's within `rtol`; what
     cannot be compared is listed in `uncompared` (and fails the gate unless
-    `allow_uncompared`). Frames are indexed by cell_id (`by_cell`), or given as `Cells`."""
+    `allow_uncompared`). Each side as `cells_of` reads a frame."""
     check_rtol(rtol)
-    now, before = _cells(results), _cells(baseline)
     report = CheckReport(allow_uncompared=allow_uncompared)
     for side, cells in (("in the results", now), ("in the baseline", before)):
         report.uncompared += [f"{cells.labels[i]} (given {n} times {side})"
@@ -142,12 +137,6 @@ def compare(
         _compare_cell(report, cell_id, results_rows.loc[cell_id], baseline_rows.loc[cell_id],
                       rtol, metrics)
     return report
-
-
-def _cells(frame: pd.DataFrame | Cells) -> Cells:
-    if isinstance(frame, Cells):
-        return frame
-    return Cells(frame, {}, {}, 0)
 
 
 def _compare_cell(

@@ -10,7 +10,7 @@ import pytest
 from conftest import Cli
 
 from ffbench.algorithms.resolve import cell_id
-from ffbench.check import by_cell, compare
+from ffbench.check import Cells, cells_of, compare
 from ffbench.results import (
     PARQUET_NAME,
     read_row_json,
@@ -143,10 +143,10 @@ def test_refresh_writes_a_baseline_that_then_passes(
 
 
 def test_cuda_peaks_are_compared_only_on_the_same_gpu(results: Path, tmp_path: Path) -> None:
-    def on_gpu(name: str, allocated: int) -> pd.DataFrame:
+    def on_gpu(name: str, allocated: int) -> Cells:
         gpu_rows = [{**row, "gpu_name": name, "train_peak_allocated_bytes": allocated}
                     for row in rows(results)]
-        return by_cell(pd.read_parquet(baseline_from(tmp_path / name / str(allocated), gpu_rows)))
+        return cells_of(pd.read_parquet(baseline_from(tmp_path / name / str(allocated), gpu_rows)))
 
     now = on_gpu("NVIDIA H100 80GB HBM3", 2 * 10**9)
     assert compare(now, on_gpu("NVIDIA A100-SXM4-80GB", 10**9)).regressions == []
