@@ -72,11 +72,6 @@ def need_of(spec: CellSpec, target: Gpu) -> Need:
                 max(peaks.train_allocated_bytes, peaks.eval_allocated_bytes))
 
 
-def needed_bytes(spec: CellSpec, target: Gpu) -> int:
-    """Predicted reserved peak over train and eval, plus the CUDA context."""
-    return need_of(spec, target).reserved
-
-
 def _boundary(
     measure: Callable[[int], Need], limit: int, probes: tuple[int, int], verify_max: int
 ) -> tuple[int | None, bool, int]:
@@ -95,10 +90,6 @@ def _boundary(
     at_low, at_high = first.reserved, second.reserved
     growth = max(at_high - at_low, second.allocated - first.allocated)
     slope = max(growth / (high - low), 1.0)
-
-    def need(x: int) -> int:
-        return measure(x).reserved
-
     x = max(low + int((limit - at_low) // slope), 0)
     if x > verify_max:
         return x, False, int(at_low + slope * (x - low))
@@ -106,7 +97,7 @@ def _boundary(
 
     def fits(value: int) -> bool:
         if value not in known:
-            known[value] = need(value)
+            known[value] = measure(value).reserved
         return known[value] <= limit
 
     for _ in range(VERIFY_MAX_STEPS):

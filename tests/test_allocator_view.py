@@ -18,7 +18,7 @@ from ffbench.capacity import (
     deepest,
     fit_lines,
     largest_batch,
-    needed_bytes,
+    need_of,
 )
 from ffbench.cell.allocator_validation import compare_all, tracked_peaks
 from ffbench.cell.allocator_view import event_log, replay
@@ -108,8 +108,8 @@ def test_a_sweep_predicts_the_allocators_view_for_the_target_gpu(
 def test_capacity_boundary_fits_and_one_more_layer_does_not() -> None:
     target = gpu("h200")
     wide = SMALL | {"hidden": 1024}  # 16 MiB more per layer (weights, gradients, Adam)
-    at_10 = needed_bytes(CellSpec("bp", n_layers=10, **wide), target)
-    at_11 = needed_bytes(CellSpec("bp", n_layers=11, **wide), target)
+    at_10 = need_of(CellSpec("bp", n_layers=10, **wide), target).reserved
+    at_11 = need_of(CellSpec("bp", n_layers=11, **wide), target).reserved
     assert at_11 > at_10
     fit = deepest(resolved(CellSpec("bp", n_layers=1, **wide)), (at_10 + at_11) // 2, target)
     assert (fit.n_layers, fit.checked, fit.needed_bytes) == (10, True, at_10)
@@ -124,8 +124,8 @@ def test_the_largest_batch_fits_where_predicted_and_a_little_more_does_not() -> 
     spec = resolved(CellSpec("bp", n_layers=3, hidden=1024, batch_size=64, device="meta"))
 
     def need(batch: int) -> int:
-        return needed_bytes(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
-                            target)
+        return need_of(dataclasses.replace(spec, batch_size=batch, eval_batch_size=None),
+                       target).reserved
 
     limit = need(16) + (512 << 20)
     fit = largest_batch(spec, limit, target)
@@ -140,7 +140,7 @@ def test_capacity_says_no_limit_where_depth_does_not_raise_the_peak() -> None:
     depth, so capacity gives no depth limit (an extrapolation would give billions)."""
     target = gpu("h200")
     spec = resolved(CellSpec("ff-layerwise", n_layers=1, **SMALL))
-    assert needed_bytes(dataclasses.replace(spec, n_layers=8), target) == needed_bytes(
+    assert need_of(dataclasses.replace(spec, n_layers=8), target) == need_of(
         dataclasses.replace(spec, n_layers=16), target)
     fit = deepest(spec, 2 << 30, target)
     assert (fit.n_layers, fit.margin) == (None, 0)
