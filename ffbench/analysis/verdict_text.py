@@ -147,8 +147,7 @@ def _shift_line(v: Verdict, group: Group) -> str | None:
 def _time_line(v: Verdict, group: Group) -> str | None:
     """'Time per train step (adam, median, measured on cpu, 8 layers): Base FF 1.21x bp's,
     1.10x bp-lean's.' Against bp, bp-lean and the strongest backprop by memory."""
-    mine = [t for t in v.times if t.key
-            == group.key]
+    mine = [t for t in v.times if t.key == group.key]
     per_variant = []
     for algorithm in group.variants:
         timed = [t for t in mine if t.algorithm == algorithm]
@@ -176,8 +175,7 @@ def _spread(accuracy: float, low: float, high: float, runs: int) -> str:
 def _accuracy_line(v: Verdict, group: Group) -> str | None:
     """'Test accuracy (adam, mnist-5k, 20 epoch(s)): Base FF 91.0% (90.2%-91.5%, median of 3)
     vs bp's 95.0% (...) (-4.0 points) at 2 layers.'"""
-    mine = [a for a in v.accuracies
-            if a.key == group.key]
+    mine = [a for a in v.accuracies if a.key == group.key]
     if not mine:
         return None
     text = "; ".join(
