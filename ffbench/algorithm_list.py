@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ffbench.algorithms.registry import BUILTIN, clashing_plugins, load, plugin_entry_points
-from ffbench.runner.isolated import run_each
+from ffbench.runner.isolated import LOAD_TIMEOUT_S, run_each
 
-PLUGIN_LOAD_TIMEOUT_S = 60.0  # how long one plugin's import may take
 FACTS_JOB = "ffbench.algorithms.registry:facts"
 
 
@@ -22,7 +21,7 @@ def plugin_facts(timeout_s: float) -> dict[str, dict[str, Any] | str]:
             for name, answer in zip(plugins, answers, strict=True)}
 
 
-def algorithm_lines(timeout_s: float = PLUGIN_LOAD_TIMEOUT_S) -> list[str]:
+def algorithm_lines(timeout_s: float = LOAD_TIMEOUT_S) -> list[str]:
     """"name  summary" per usable algorithm, then "name  unusable: why" per bad plugin."""
     facts = plugin_facts(timeout_s)
     usable = [(name, load(name).summary) for name in BUILTIN] + [

@@ -21,6 +21,7 @@ from typing import Any
 from ffbench.algorithms import registry
 from ffbench.algorithms.resolve import check, resolved
 from ffbench.cell.allocator_view import event_log, replay
+from ffbench.runner.isolated import ANSWER_TIMEOUT_S, run_each
 from ffbench.settings.cell import MAX_BATCH_SIZE, CellSpec
 from ffbench.settings.gpus import Gpu, cublas_workspace_bytes, gpu, parse_memory
 from ffbench.settings.ranges import parse_names
@@ -179,20 +180,17 @@ def _secant(need: Callable[[int], int], limit: int, known: dict[int, int],
 
 
 FIT_JOB = "ffbench.capacity:fit_of"  # a plugin's answer, in a child process (runner.isolated)
-PLUGIN_TIMEOUT_S = 300.0  # how long one plugin's answer may take (in a process of its own)
 
 
 def capacity(
     spec: CellSpec, algorithms: list[str], memory_bytes: int, target: Gpu, *, by_batch: bool,
-    timeout_s: float = PLUGIN_TIMEOUT_S,
+    timeout_s: float = ANSWER_TIMEOUT_S,
 ) -> list[Fit]:
     """Per algorithm: the deepest network (or, `by_batch`, the largest batch at the spec's
     depth) that fits in `memory_bytes` of `target`. Built-ins are answered here; plugins
     each in a child process (`runner.isolated`), `timeout_s` each: a plugin that
     raises, exits, crashes, blocks or prints is a Fit with its error, never this command's
     end, and never a line on its stdout."""
-    from ffbench.runner.isolated import run_each
-
     plugins = [name for name in algorithms if name not in registry.BUILTIN]
     requests = [{"spec": dataclasses.replace(spec, algorithm=name).to_json(),
                  "memory_bytes": memory_bytes, "target": target.name, "by_batch": by_batch}
@@ -276,7 +274,7 @@ class Answer:
 
 def answer(memory: str, given: dict[str, Any], *, algorithms: str | None = None,
            layers: int | None = None, target_gpu: str,
-           timeout_s: float = PLUGIN_TIMEOUT_S) -> Answer:
+           timeout_s: float = ANSWER_TIMEOUT_S) -> Answer:
     """Per algorithm (all registered unless named, each once), the deepest network, or at
     `layers` the largest batch, whose predicted reserved memory plus the CUDA context fits
     in `memory`. The settings are checked here against the first built-in asked (a plugin

@@ -23,6 +23,7 @@ from ffbench import __version__
 from ffbench.cli.options import with_settings
 from ffbench.console import error_line, show, show_library_warnings, usable_streams
 from ffbench.errors import BadInput
+from ffbench.runner.isolated import ANSWER_TIMEOUT_S, LOAD_TIMEOUT_S
 from ffbench.settings.gpus import DEFAULT_GPU, GPUS
 from ffbench.settings.paths import check_out_file
 from ffbench.settings.ranges import parse_int_range
@@ -231,7 +232,7 @@ def capacity_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     timeout: Annotated[float, typer.Option(
         help="Seconds a plugin's answer may take (each plugin runs in a process of its own; "
-             "one that fails is a row saying why).")] = 300.0,
+             "one that fails is a row saying why).")] = ANSWER_TIMEOUT_S,
 ) -> None:
     """Per algorithm, the deepest network (or at --layers the largest batch) whose predicted
     reserved memory plus the CUDA context fits in MEMORY."""
@@ -256,7 +257,7 @@ def list_algorithms(
     *,
     timeout: Annotated[float, typer.Option(
         help="Seconds a plugin may take to load (each loads in a process of its own).",
-    )] = 60.0,
+    )] = LOAD_TIMEOUT_S,
 ) -> None:
     """List the registered algorithms (built-in and plugins), one line each; a plugin that
     cannot be used is one line saying why."""

@@ -34,6 +34,10 @@ from ffbench.runner.processes import Lines, kill_group, signal_name
 MODULE = "ffbench.runner.isolated"
 # a child has this long to start (the interpreter, torch) before its first item is timed
 START_S = 300.0
+# how long one plugin's item may take unless the command is told otherwise: its import, for
+# `ffbench algorithms`; its answer (predicted peaks at several sizes), for `ffbench capacity`
+LOAD_TIMEOUT_S = 60.0
+ANSWER_TIMEOUT_S = 300.0
 STDERR_TAIL_BYTES = 2000
 REASON_CHARS = 300
 
